@@ -1,0 +1,181 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/armgate/armgate/token"
+	"github.com/armgate/armgate/verifier"
+)
+
+func init() {
+	caddy.RegisterModule(AuthHandler{})
+}
+
+const (
+	defaultRealm      = "ARM API"
+	retryAfterSeconds = 5
+	// The descriptions that reveal nothing the caller does not know: the
+	// caller holds the token. Unknown, bad checksum and deleted tokens all
+	// share genericInvalid.
+	genericInvalid = "The access token is invalid"
+)
+
+var describe = map[verifier.Result]string{
+	verifier.Unknown:     genericInvalid,
+	verifier.Expired:     "The access token expired",
+	verifier.Revoked:     "The access token was revoked",
+	verifier.Deactivated: "The access token's user is deactivated",
+}
+
+// tokenVerifier is the part of the app the auth handler needs.
+type tokenVerifier interface {
+	Verify(ctx context.Context, tok string) (token.Credential, verifier.Result, error)
+}
+
+// AuthHandler lets a request through only with a live bearer token that
+// carries the route's scope. On success it sets the placeholders
+// {http.auth.user.id}, {http.auth.user.token_id} and
+// {http.auth.user.token_name}. Refusals follow RFC 6750 §3 with a JSON body.
+type AuthHandler struct {
+	// Realm is the realm of the WWW-Authenticate challenge. Default "ARM API".
+	Realm string `json:"realm,omitempty"`
+	// Scope is the scope a token must carry. Default "api".
+	Scope string `json:"scope,omitempty"`
+
+	verifier tokenVerifier
+	logger   *zap.Logger
+	// challenge is the precomputed `Bearer realm="…"`.
+	challenge string
+}
+
+// CaddyModule returns the Caddy module information.
+func (AuthHandler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.armgate_auth",
+		New: func() caddy.Module { return new(AuthHandler) },
+	}
+}
+
+// Provision gets the armgate app.
+func (h *AuthHandler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if h.Realm == "" {
+		h.Realm = defaultRealm
+	}
+	if h.Scope == "" {
+		h.Scope = "api"
+	}
+	app, err := armgateApp(ctx)
+	if err != nil {
+		return err
+	}
+	h.verifier = app.shared.verifier
+	h.challenge = `Bearer realm="` + h.Realm + `"`
+	return nil
+}
+
+// armgateApp returns the configured armgate app, or a clear error when the
+// global option is missing.
+func armgateApp(ctx caddy.Context) (*App, error) {
+	v, err := ctx.AppIfConfigured("armgate")
+	if errors.Is(err, caddy.ErrNotConfigured) {
+		return nil, errors.New("the armgate app is not configured: add the `armgate { database ... }` global option (or apps.armgate in JSON)")
+	} else if err != nil {
+		return nil, err
+	}
+	return v.(*App), nil
+}
+
+// Validate checks the realm and scope can be quoted in a challenge.
+func (h *AuthHandler) Validate() error {
+	for _, s := range []string{h.Realm, h.Scope} {
+		if strings.ContainsAny(s, "\"\\\r\n") {
+			return fmt.Errorf("armgate_auth: realm and scope may not contain quotes, backslashes or newlines: %q", s)
+		}
+	}
+	return nil
+}
+
+func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	tok, parsed := token.ParseAuthorization(r.Header.Values("Authorization"))
+	switch parsed {
+	case token.HeaderMissing:
+		writeAuthError(w, http.StatusUnauthorized, h.challenge, "unauthorized", "A bearer token is required")
+		return nil
+	case token.HeaderMalformed:
+		writeAuthError(w, http.StatusBadRequest, h.challenge+`, error="invalid_request"`,
+			"invalid_request", "The Authorization header must be a single 'Bearer <token>'")
+		return nil
+	}
+	cred, result, err := h.verifier.Verify(r.Context(), tok)
+	if err != nil {
+		// Fail closed, but never 401: the token may well be valid.
+		if c := h.logger.Check(zapcore.ErrorLevel, "token lookup failed"); c != nil {
+			c.Write(zap.Error(err))
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+		writeAuthError(w, http.StatusServiceUnavailable, "", "unavailable", "The token store is unavailable; retry shortly")
+		return nil
+	}
+	if result != verifier.Active {
+		desc := describe[result]
+		if c := h.logger.Check(zapcore.DebugLevel, "token refused"); c != nil {
+			c.Write(zap.String("result", result.String()), zap.String("token_id", cred.TokenID))
+		}
+		writeAuthError(w, http.StatusUnauthorized,
+			h.challenge+`, error="invalid_token", error_description="`+desc+`"`, "invalid_token", desc)
+		return nil
+	}
+	if !cred.HasScope(h.Scope) {
+		msg := "The access token lacks the required scope " + h.Scope
+		writeAuthError(w, http.StatusForbidden,
+			h.challenge+`, error="insufficient_scope", scope="`+h.Scope+`"`, "insufficient_scope", msg)
+		return nil
+	}
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	repl.Set("http.auth.user.id", cred.UserID)
+	repl.Set("http.auth.user.token_id", cred.TokenID)
+	repl.Set("http.auth.user.token_name", cred.Name)
+	return next.ServeHTTP(w, r)
+}
+
+// errorBody is the JSON body of every refusal.
+type errorBody struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
+// writeAuthError writes a refusal. Refused requests never reach the next
+// handler; the body never echoes the token.
+func writeAuthError(w http.ResponseWriter, status int, challenge, code, msg string) {
+	if challenge != "" {
+		w.Header().Set("WWW-Authenticate", challenge)
+	}
+	writeJSON(w, status, errorBody{Error: code, Message: msg})
+}
+
+// writeJSON writes v as the JSON response body.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*AuthHandler)(nil)
+	_ caddy.Validator             = (*AuthHandler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*AuthHandler)(nil)
+)

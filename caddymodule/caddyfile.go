@@ -1,0 +1,208 @@
+package caddymodule
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("armgate", parseApp)
+	httpcaddyfile.RegisterHandlerDirective("armgate_auth", parseAuth)
+	httpcaddyfile.RegisterDirectiveOrder("armgate_auth", httpcaddyfile.After, "basic_auth")
+	httpcaddyfile.RegisterHandlerDirective("armgate_admin", parseAdmin)
+	httpcaddyfile.RegisterDirectiveOrder("armgate_admin", httpcaddyfile.Before, "reverse_proxy")
+}
+
+// parseApp sets up the armgate app from the global option:
+//
+//	armgate {
+//		database <dsn>
+//		listen_database <dsn>
+//		admin_key <key>
+//		max_tokens_per_user <n>
+//		token_lifetime <duration>
+//		max_token_lifetime <duration>
+//		last_used_flush <duration>
+//		query_timeout <duration>
+//		cache off
+//		cache {
+//			ttl <duration>
+//			negative_ttl <duration>
+//			max_entries <n>
+//		}
+//	}
+//
+// Secrets may be given as {env.*} or {file.*}; they are resolved at
+// provision time, so `caddy adapt` never prints them.
+func parseApp(d *caddyfile.Dispenser, existing any) (any, error) {
+	app := new(App)
+	if existing != nil {
+		return nil, d.Err("the armgate global option may appear only once")
+	}
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: "armgate", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// UnmarshalCaddyfile sets up the app from Caddyfile tokens; see parseApp.
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume option name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch key := d.Val(); key {
+		case "database", "listen_database", "admin_key":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			switch key {
+			case "database":
+				a.Database = v
+			case "listen_database":
+				a.ListenDatabase = v
+			default:
+				a.AdminKey = v
+			}
+		case "max_tokens_per_user":
+			n, err := intArg(d)
+			if err != nil {
+				return err
+			}
+			a.MaxTokensPerUser = int(n)
+		case "token_lifetime":
+			if err := durationArg(d, &a.TokenLifetime); err != nil {
+				return err
+			}
+		case "max_token_lifetime":
+			if err := durationArg(d, &a.MaxTokenLifetime); err != nil {
+				return err
+			}
+		case "last_used_flush":
+			if err := durationArg(d, &a.LastUsedFlush); err != nil {
+				return err
+			}
+		case "query_timeout":
+			if err := durationArg(d, &a.QueryTimeout); err != nil {
+				return err
+			}
+		case "cache":
+			if a.Cache == nil {
+				a.Cache = new(CacheConfig)
+			}
+			if err := a.Cache.unmarshalCaddyfile(d); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unrecognized armgate option: %s", key)
+		}
+	}
+	return nil
+}
+
+func (c *CacheConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		if d.Val() != "off" || d.NextArg() {
+			return d.Errf("cache takes a block, or the single argument 'off'")
+		}
+		c.Disabled = true
+		return nil
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "ttl":
+			if err := durationArg(d, &c.TTL); err != nil {
+				return err
+			}
+		case "negative_ttl":
+			if err := durationArg(d, &c.NegativeTTL); err != nil {
+				return err
+			}
+		case "max_entries":
+			n, err := intArg(d)
+			if err != nil {
+				return err
+			}
+			c.MaxEntries = n
+		default:
+			return d.Errf("unrecognized cache option: %s", d.Val())
+		}
+	}
+	return nil
+}
+
+func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	var s string
+	if !d.AllArgs(&s) {
+		return d.ArgErr()
+	}
+	v, err := caddy.ParseDuration(s)
+	if err != nil {
+		return d.Errf("%s: invalid duration %q: %v", d.Val(), s, err)
+	}
+	if v <= 0 {
+		return d.Errf("%s must be positive, got %s", d.Val(), s)
+	}
+	*dst = caddy.Duration(v)
+	return nil
+}
+
+func intArg(d *caddyfile.Dispenser) (int64, error) {
+	var s string
+	if !d.AllArgs(&s) {
+		return 0, d.ArgErr()
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 1 {
+		return 0, d.Errf("expected a positive integer, got %q", s)
+	}
+	return n, nil
+}
+
+// parseAuth sets up the auth handler:
+//
+//	armgate_auth [<matcher>] {
+//		realm <realm>
+//		scope <scope>
+//	}
+func parseAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var m AuthHandler
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return &m, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens; see parseAuth.
+func (h *AuthHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "realm":
+			if !d.AllArgs(&h.Realm) {
+				return d.ArgErr()
+			}
+		case "scope":
+			if !d.AllArgs(&h.Scope) {
+				return d.ArgErr()
+			}
+		default:
+			return d.Errf("unrecognized subdirective: %s", d.Val())
+		}
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddyfile.Unmarshaler = (*App)(nil)
+	_ caddyfile.Unmarshaler = (*AuthHandler)(nil)
+)

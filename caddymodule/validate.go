@@ -1,0 +1,23 @@
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+)
+
+// maxUserIDLen bounds user ids (ARM account ids).
+const maxUserIDLen = 128
+
+// ValidateUserID checks a user id: 1–128 of A-Za-z0-9._@-.
+func ValidateUserID(id string) error {
+	if id == "" || len(id) > maxUserIDLen {
+		return fmt.Errorf("user id must be 1 to %d characters", maxUserIDLen)
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '@' || c == '-') {
+			return errors.New("user id may contain only A-Z, a-z, 0-9 and . _ @ -")
+		}
+	}
+	return nil
+}

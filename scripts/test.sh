@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# test.sh — the single test command (also run by .ci/run).
+#
+#   scripts/test.sh                          go vet + go test -race over ./..., then short fuzz runs
+#   scripts/test.sh -run TestX ./storage/... extra arguments go to "go test"; package patterns given
+#                                            there (./..., ./x, github.com/...) replace ./... for vet,
+#                                            test and fuzz
+#
+# It installs the PostgreSQL server if missing, starts one throwaway server in a temporary
+# directory, exports ARMGATE_TEST_DATABASE_URL (its "armgate" database; tests create their own
+# databases on it via internal/testpg) and ARMGATE_PG_BINDIR, and removes it all on exit.
+# ARMGATE_FUZZTIME (default 10s) sets the time per fuzz target; 0 skips fuzzing.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+cd "$root"
+# shellcheck source=scripts/pg.sh
+. scripts/pg.sh
+
+log() { printf 'test.sh: %s\n' "$*" >&2; }
+
+# Package patterns among the arguments; the rest are flags and flag values.
+pkgs=()
+for a in "$@"; do
+	[[ "$a" == -args ]] && break
+	case "$a" in
+	./* | ../* | . | .. | /* | github.com/*) pkgs+=("$a") ;;
+	esac
+done
+if ((${#pkgs[@]} == 0)); then
+	pkgs=(./...)
+	test_args=(./... "$@")
+else
+	test_args=("$@")
+fi
+
+bindir=$(pg_bindir)
+user=$(pg_user)
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/armgate-test.XXXXXX")
+datadir=$tmp/data
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	pg_stop "$datadir" 2>/dev/null || true
+	rm -rf -- "$tmp"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+chmod 755 -- "$tmp"
+if [[ $EUID -eq 0 ]]; then
+	chown "$user:$(id -gn "$user")" -- "$tmp"
+fi
+
+# port_busy PORT: true if something accepts connections on 127.0.0.1:PORT.
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+dsn=
+port=55432
+for ((tries = 0; tries < 5 && port < 65535; tries++)); do
+	while port_busy "$port" && ((port < 65535)); do
+		port=$((port + 1))
+	done
+	if dsn=$(pg_start "$datadir" "$port" | tail -n 1) && [[ -n "$dsn" ]]; then
+		break
+	fi
+	dsn=
+	port=$((port + 1)) # lost a race for the port, or another failure: try the next one
+done
+[[ -n "$dsn" ]] || {
+	log "could not start PostgreSQL"
+	exit 1
+}
+export ARMGATE_TEST_DATABASE_URL=$dsn
+export ARMGATE_PG_BINDIR=$bindir
+log "ARMGATE_TEST_DATABASE_URL=$dsn"
+
+log "go vet ${pkgs[*]}"
+go vet "${pkgs[@]}"
+
+log "go test -race -count=1 ${test_args[*]}"
+go test -race -count=1 "${test_args[@]}"
+
+fuzztime=${ARMGATE_FUZZTIME:-10s}
+if [[ "$fuzztime" == 0 || "$fuzztime" == 0s ]]; then
+	log "fuzzing skipped (ARMGATE_FUZZTIME=$fuzztime)"
+	exit 0
+fi
+# Directories of the selected packages, to keep only fuzz targets inside the selection.
+declare -A selected=()
+while IFS= read -r d; do
+	[[ -n "$d" ]] && selected[$d]=1
+done < <(go list -f '{{.Dir}}' "${pkgs[@]}")
+
+while IFS= read -r f; do
+	dir=$(cd "$(dirname -- "$f")" && pwd -P)
+	[[ -n "${selected[$dir]:-}" ]] || continue
+	while IFS= read -r name; do
+		log "fuzz $name in ./${dir#"$root"/} for $fuzztime"
+		go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "./${dir#"$root"/}"
+	done < <(sed -nE 's/^func (Fuzz[A-Za-z0-9_]*)\(.*\*testing\.F\).*/\1/p' -- "$f")
+done < <(grep -rl --include='*_test.go' --exclude-dir=.git --exclude-dir=.armgate --exclude-dir=testdata --exclude-dir=vendor 'func Fuzz' . | sort)
+
+log "all passed"

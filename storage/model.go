@@ -1,0 +1,69 @@
+package storage
+
+import (
+	"errors"
+	"time"
+)
+
+// Audit actions.
+const (
+	ActionUserCreate      = "user.create"
+	ActionUserUpdate      = "user.update"
+	ActionUserDeactivate  = "user.deactivate"
+	ActionUserReactivate  = "user.reactivate"
+	ActionTokenCreate     = "token.create"
+	ActionTokenRevoke     = "token.revoke"
+	ActionTokenReapprove  = "token.reapprove"
+	ActionTokenDelete     = "token.delete"
+	ActionTokenLogout     = "token.logout"
+	ActorAdminKey         = "admin_key"
+	actorTokenPrefix      = "token:"
+	userStatusActive      = "active"
+	userStatusDeactivated = "deactivated"
+)
+
+// ActorToken is the audit actor for a change made with the token id.
+func ActorToken(id string) string { return actorTokenPrefix + id }
+
+// Domain errors; the admin handler maps them to status codes.
+var (
+	ErrNotFound        = errors.New("not found")
+	ErrNameTaken       = errors.New("a token with this name already exists for this user")
+	ErrTokenLimit      = errors.New("the user has reached the maximum number of tokens")
+	ErrUserDeactivated = errors.New("the user is deactivated")
+	ErrTokenExpired    = errors.New("the token has expired")
+)
+
+// User is an ARM account.
+type User struct {
+	ID          string    `json:"id"`
+	Email       *string   `json:"email"`
+	DisplayName *string   `json:"display_name"`
+	Status      string    `json:"status"`
+	TokenCount  int       `json:"token_count"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+// Token is a token as the admin API shows it: never the plaintext or hash.
+type Token struct {
+	ID            string     `json:"id"`
+	UserID        string     `json:"user_id"`
+	Name          string     `json:"name"`
+	Hint          string     `json:"hint"`
+	Scopes        []string   `json:"scopes"`
+	Status        string     `json:"status"`
+	CreatedAt     time.Time  `json:"created_at"`
+	ExpiresAt     time.Time  `json:"expires_at"`
+	LastUsedAt    *time.Time `json:"last_used_at"`
+	RevokedAt     *time.Time `json:"revoked_at"`
+	RevokedReason *string    `json:"revoked_reason"`
+}
+
+// AuditEvent is one entry of the audit log.
+type AuditEvent struct {
+	At     time.Time      `json:"at"`
+	Actor  string         `json:"actor"`
+	Action string         `json:"action"`
+	Target string         `json:"target"`
+	Detail map[string]any `json:"detail"`
+}

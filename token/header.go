@@ -1,0 +1,47 @@
+package token
+
+import "strings"
+
+// HeaderResult classifies an Authorization header for RFC 6750 handling.
+type HeaderResult int
+
+const (
+	// HeaderOK means exactly one bearer token was found.
+	HeaderOK HeaderResult = iota
+	// HeaderMissing means no Authorization header, or another scheme:
+	// 401 without an error code.
+	HeaderMissing
+	// HeaderMalformed means a bearer header that cannot be used (empty
+	// value, bare scheme, extra parts, several headers): 400 invalid_request.
+	HeaderMalformed
+)
+
+// ParseAuthorization extracts the bearer token from the values of the
+// Authorization header. The scheme matches case-insensitively, one or more
+// spaces or tabs separate it from the token, and surrounding whitespace is
+// ignored. It does not allocate.
+func ParseAuthorization(values []string) (string, HeaderResult) {
+	switch len(values) {
+	case 0:
+		return "", HeaderMissing
+	case 1:
+	default:
+		return "", HeaderMalformed
+	}
+	v := strings.Trim(values[0], " \t")
+	if v == "" {
+		return "", HeaderMalformed
+	}
+	scheme, rest := v, ""
+	if i := strings.IndexAny(v, " \t"); i >= 0 {
+		scheme, rest = v[:i], v[i:]
+	}
+	if !strings.EqualFold(scheme, "Bearer") {
+		return "", HeaderMissing
+	}
+	tok := strings.TrimLeft(rest, " \t")
+	if tok == "" || strings.ContainsAny(tok, " \t\r\n\v\f") {
+		return "", HeaderMalformed
+	}
+	return tok, HeaderOK
+}

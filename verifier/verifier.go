@@ -1,0 +1,291 @@
+// Package verifier decides on bearer tokens: format check, SHA-256, a
+// ristretto cache with positive and negative entries, collapsed database
+// lookups and invalidation. It needs neither Caddy nor PostgreSQL: the
+// database sits behind the Loader function.
+package verifier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/armgate/armgate/token"
+)
+
+// ErrNotFound is what a Loader returns for an unknown hash.
+var ErrNotFound = errors.New("token not found")
+
+// Loader reads the credential for a token hash from the source of truth. It
+// returns ErrNotFound for unknown hashes; any other error means the decision
+// could not be made.
+type Loader func(ctx context.Context, h token.Hash) (token.Credential, error)
+
+// Result is the verdict on a token.
+type Result int
+
+const (
+	// Active: the token may pass (the caller still checks the scope).
+	Active Result = iota
+	// Unknown covers malformed, bad checksum, unknown and deleted tokens.
+	Unknown
+	Expired
+	Revoked
+	Deactivated
+)
+
+func (r Result) String() string {
+	switch r {
+	case Active:
+		return token.StatusActive
+	case Expired:
+		return token.StatusExpired
+	case Revoked:
+		return token.StatusRevoked
+	case Deactivated:
+		return token.StatusDeactivated
+	default:
+		return "unknown"
+	}
+}
+
+// Config tunes a Verifier.
+type Config struct {
+	// TTL bounds the life of a cache entry for a known token; an entry
+	// never outlives its token's expiry. Zero turns the cache off.
+	TTL time.Duration
+	// NegativeTTL is how long an unknown hash is remembered.
+	NegativeTTL time.Duration
+	// MaxEntries bounds the cache size.
+	MaxEntries int64
+	// QueryTimeout bounds one database lookup.
+	QueryTimeout time.Duration
+}
+
+// Stats counts what the Verifier did, for metrics.
+type Stats struct {
+	Hits, Misses, Loads, LoadErrors, Invalidations atomic.Uint64
+}
+
+// entry is a cache value: a known token (found) or a remembered miss.
+type entry struct {
+	found bool
+	cred  token.Credential
+	// usedSec is the last second in which a request used this token, so
+	// that last-use is queued at most once a second per token.
+	usedSec atomic.Int64
+}
+
+// Verifier checks tokens. It is safe for concurrent use.
+type Verifier struct {
+	cfg   Config
+	load  Loader
+	cache *ristretto.Cache[[]byte, *entry]
+	group singleflight.Group
+	now   func() time.Time
+
+	// gen is bumped by every invalidation; a lookup that started under an
+	// older generation does not store its result. mu makes "check gen, then
+	// Set" atomic with respect to "bump gen, then Del".
+	mu  sync.RWMutex
+	gen atomic.Uint64
+
+	usedMu sync.Mutex
+	used   map[string]time.Time
+
+	Stats Stats
+}
+
+// New returns a Verifier that reads through load.
+func New(cfg Config, load Loader) (*Verifier, error) {
+	if cfg.QueryTimeout <= 0 {
+		cfg.QueryTimeout = 3 * time.Second
+	}
+	v := &Verifier{cfg: cfg, load: load, now: time.Now, used: map[string]time.Time{}}
+	if cfg.TTL > 0 {
+		if cfg.MaxEntries <= 0 {
+			return nil, fmt.Errorf("max_entries must be positive, got %d", cfg.MaxEntries)
+		}
+		c, err := ristretto.NewCache(&ristretto.Config[[]byte, *entry]{
+			NumCounters:        10 * cfg.MaxEntries,
+			MaxCost:            cfg.MaxEntries,
+			BufferItems:        64,
+			IgnoreInternalCost: true, // cost 1 per entry: MaxCost counts entries
+			Metrics:            true,
+		})
+		if err != nil {
+			return nil, err
+		}
+		v.cache = c
+	}
+	return v, nil
+}
+
+// Close releases the cache. Stop anything that may still invalidate first.
+func (v *Verifier) Close() {
+	if v.cache != nil {
+		v.cache.Close()
+	}
+}
+
+// Verify decides on the token tok. An error means the decision needed the
+// database and the database failed; the caller must fail closed (503).
+// ctx only bounds the wait: the lookup itself runs on a detached context, so
+// a client that hangs up does not cancel a query that others share (pgx
+// closes connections whose queries are cancelled mid-flight).
+func (v *Verifier) Verify(ctx context.Context, tok string) (token.Credential, Result, error) {
+	if token.Check(tok) != nil {
+		return token.Credential{}, Unknown, nil
+	}
+	h := token.Sum(tok)
+	e, err := v.lookup(ctx, h)
+	if err != nil {
+		return token.Credential{}, Unknown, err
+	}
+	if !e.found {
+		return token.Credential{}, Unknown, nil
+	}
+	now := v.now()
+	switch e.cred.Status(now) {
+	case token.StatusExpired:
+		return e.cred, Expired, nil
+	case token.StatusRevoked:
+		return e.cred, Revoked, nil
+	case token.StatusDeactivated:
+		return e.cred, Deactivated, nil
+	}
+	v.markUsed(e, now)
+	return e.cred, Active, nil
+}
+
+func (v *Verifier) lookup(ctx context.Context, h token.Hash) (*entry, error) {
+	if v.cache != nil {
+		if e, ok := v.cache.Get(h[:]); ok {
+			v.Stats.Hits.Add(1)
+			return e, nil
+		}
+	}
+	v.Stats.Misses.Add(1)
+	ch := v.group.DoChan(string(h[:]), func() (any, error) { return v.loadAndStore(h) })
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*entry), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (v *Verifier) loadAndStore(h token.Hash) (*entry, error) {
+	gen := v.gen.Load()
+	ctx, cancel := context.WithTimeout(context.Background(), v.cfg.QueryTimeout)
+	defer cancel()
+	v.Stats.Loads.Add(1)
+	cred, err := v.load(ctx, h)
+	e := &entry{found: err == nil, cred: cred}
+	switch {
+	case errors.Is(err, ErrNotFound):
+	case err != nil:
+		v.Stats.LoadErrors.Add(1)
+		return nil, err // never cached
+	}
+	if v.cache == nil {
+		return e, nil
+	}
+	ttl := v.cfg.NegativeTTL
+	if e.found {
+		ttl = min(v.cfg.TTL, cred.ExpiresAt.Sub(v.now()))
+	}
+	if ttl <= 0 {
+		return e, nil
+	}
+	v.mu.RLock()
+	if v.gen.Load() == gen {
+		v.cache.SetWithTTL(h[:], e, 1, ttl)
+	}
+	v.mu.RUnlock()
+	return e, nil
+}
+
+// Drop removes the entries for the given token hashes, at once: the next
+// Verify of any of them reads the database.
+func (v *Verifier) Drop(hashes [][]byte) {
+	v.Stats.Invalidations.Add(1)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.gen.Add(1)
+	if v.cache == nil {
+		return
+	}
+	for _, h := range hashes {
+		v.cache.Del(h)
+	}
+}
+
+// DropAll empties the cache, for when invalidations may have been missed.
+func (v *Verifier) DropAll() {
+	v.Stats.Invalidations.Add(1)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.gen.Add(1)
+	if v.cache != nil {
+		v.cache.Clear()
+	}
+}
+
+// Wait blocks until buffered cache writes are applied (for tests).
+func (v *Verifier) Wait() {
+	if v.cache != nil {
+		v.cache.Wait()
+	}
+}
+
+// CacheMetrics returns ristretto's counters, or nil with the cache off.
+func (v *Verifier) CacheMetrics() *ristretto.Metrics {
+	if v.cache == nil {
+		return nil
+	}
+	return v.cache.Metrics
+}
+
+// markUsed queues the token's last use, at most once a second per cached
+// token, so the hot path rarely takes the lock.
+func (v *Verifier) markUsed(e *entry, now time.Time) {
+	sec := now.Unix()
+	if old := e.usedSec.Load(); old == sec || !e.usedSec.CompareAndSwap(old, sec) {
+		return
+	}
+	v.usedMu.Lock()
+	v.used[e.cred.TokenID] = now
+	v.usedMu.Unlock()
+}
+
+// TakeUsed returns the last-use times queued since the previous call.
+func (v *Verifier) TakeUsed() map[string]time.Time {
+	v.usedMu.Lock()
+	defer v.usedMu.Unlock()
+	if len(v.used) == 0 {
+		return nil
+	}
+	u := v.used
+	v.used = map[string]time.Time{}
+	return u
+}
+
+// PutBackUsed requeues times that could not be stored, keeping newer ones.
+func (v *Verifier) PutBackUsed(u map[string]time.Time) {
+	v.usedMu.Lock()
+	defer v.usedMu.Unlock()
+	for id, at := range u {
+		if cur, ok := v.used[id]; !ok || cur.Before(at) {
+			v.used[id] = at
+		}
+	}
+}
