@@ -12,9 +12,11 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 
@@ -137,7 +139,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.poolKey = key
 	a.shared = val.(*shared)
-	return nil
+	return a.registerMetrics(ctx.GetMetricsRegistry())
 }
 
 func (a *App) setDefaults() {
@@ -230,7 +232,9 @@ type shared struct {
 	logger   *zap.Logger
 	flush    time.Duration
 
-	listenDSN string
+	listenCfg *pgx.ConnConfig
+	// listening is true while the LISTEN connection is up (a metric).
+	listening atomic.Bool
 
 	startOnce sync.Once
 	cancel    context.CancelFunc
@@ -247,6 +251,13 @@ func newShared(dsn, listenDSN string, vcfg verifier.Config, flush time.Duration,
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "armgate"
 	}
+	listenCfg := cfg.ConnConfig.Copy()
+	if listenDSN != dsn {
+		if listenCfg, err = pgx.ParseConfig(listenDSN); err != nil {
+			return nil, errors.New("listen_database: invalid connection string")
+		}
+	}
+	listenCfg.RuntimeParams["application_name"] = "armgate-listen"
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		return nil, fmt.Errorf("database: %w", err)
@@ -256,7 +267,7 @@ func newShared(dsn, listenDSN string, vcfg verifier.Config, flush time.Duration,
 		store:     storage.New(pool),
 		logger:    logger,
 		flush:     flush,
-		listenDSN: listenDSN,
+		listenCfg: listenCfg,
 		migrated:  make(chan struct{}),
 	}
 	s.verifier, err = verifier.New(vcfg, s.loadCredential)
@@ -268,7 +279,9 @@ func newShared(dsn, listenDSN string, vcfg verifier.Config, flush time.Duration,
 }
 
 func (s *shared) loadCredential(ctx context.Context, h token.Hash) (token.Credential, error) {
+	start := time.Now()
 	c, err := s.store.LookupCredential(ctx, h)
+	processMetrics.queryDuration.Observe(time.Since(start).Seconds())
 	if errors.Is(err, storage.ErrNotFound) {
 		return c, verifier.ErrNotFound
 	}
@@ -282,9 +295,10 @@ func (s *shared) start() {
 	s.startOnce.Do(func() {
 		ctx, cancel := context.WithCancel(context.Background())
 		s.cancel = cancel
-		s.wg.Add(2)
+		s.wg.Add(3)
 		go func() { defer s.wg.Done(); s.migrate(ctx) }()
 		go func() { defer s.wg.Done(); s.flushLastUsed(ctx) }()
+		go func() { defer s.wg.Done(); s.listen(ctx) }()
 	})
 }
 
@@ -307,6 +321,31 @@ func (s *shared) migrate(ctx context.Context) {
 		}
 		delay = min(2*delay, 10*time.Second)
 	}
+}
+
+// listen applies invalidations from every instance (this one included) and
+// clears the cache on every (re)connect, since events may have been missed.
+func (s *shared) listen(ctx context.Context) {
+	_ = storage.Listen(ctx, s.listenCfg, storage.ListenHooks{
+		Invalidate: func(inv storage.Invalidation) {
+			processMetrics.invalidations.Inc()
+			s.invalidate(inv)
+		},
+		Connected: func() {
+			s.verifier.DropAll()
+			s.listening.Store(true)
+			s.logger.Info("invalidation listener connected; token cache cleared")
+		},
+		Disconnected: func() {
+			s.listening.Store(false)
+			s.logger.Warn("invalidation listener disconnected; reconnecting (cached tokens are served for at most the cache ttl)")
+		},
+		LogError: func(err error) {
+			if ctx.Err() == nil {
+				s.logger.Error("invalidation listener", zap.Error(err))
+			}
+		},
+	})
 }
 
 // flushLastUsed writes buffered last-use times every s.flush and once more

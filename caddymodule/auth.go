@@ -38,6 +38,13 @@ var describe = map[verifier.Result]string{
 	verifier.Deactivated: "The access token's user is deactivated",
 }
 
+var refusal = map[verifier.Result]string{
+	verifier.Unknown:     resultInvalid,
+	verifier.Expired:     resultExpired,
+	verifier.Revoked:     resultRevoked,
+	verifier.Deactivated: resultDeactivated,
+}
+
 // tokenVerifier is the part of the app the auth handler needs.
 type tokenVerifier interface {
 	Verify(ctx context.Context, tok string) (token.Credential, verifier.Result, error)
@@ -70,6 +77,7 @@ func (AuthHandler) CaddyModule() caddy.ModuleInfo {
 // Provision gets the armgate app.
 func (h *AuthHandler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	initProcessMetrics()
 	if h.Realm == "" {
 		h.Realm = defaultRealm
 	}
@@ -111,9 +119,11 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 	tok, parsed := token.ParseAuthorization(r.Header.Values("Authorization"))
 	switch parsed {
 	case token.HeaderMissing:
+		countDecision(resultMissing)
 		writeAuthError(w, http.StatusUnauthorized, h.challenge, "unauthorized", "A bearer token is required")
 		return nil
 	case token.HeaderMalformed:
+		countDecision(resultMalformed)
 		writeAuthError(w, http.StatusBadRequest, h.challenge+`, error="invalid_request"`,
 			"invalid_request", "The Authorization header must be a single 'Bearer <token>'")
 		return nil
@@ -121,6 +131,7 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 	cred, result, err := h.verifier.Verify(r.Context(), tok)
 	if err != nil {
 		// Fail closed, but never 401: the token may well be valid.
+		countDecision(resultUnavailable)
 		if c := h.logger.Check(zapcore.ErrorLevel, "token lookup failed"); c != nil {
 			c.Write(zap.Error(err))
 		}
@@ -130,6 +141,7 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 	}
 	if result != verifier.Active {
 		desc := describe[result]
+		countDecision(refusal[result])
 		if c := h.logger.Check(zapcore.DebugLevel, "token refused"); c != nil {
 			c.Write(zap.String("result", result.String()), zap.String("token_id", cred.TokenID))
 		}
@@ -138,11 +150,13 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 		return nil
 	}
 	if !cred.HasScope(h.Scope) {
+		countDecision(resultForbidden)
 		msg := "The access token lacks the required scope " + h.Scope
 		writeAuthError(w, http.StatusForbidden,
 			h.challenge+`, error="insufficient_scope", scope="`+h.Scope+`"`, "insufficient_scope", msg)
 		return nil
 	}
+	countDecision(resultAllowed)
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Set("http.auth.user.id", cred.UserID)
 	repl.Set("http.auth.user.token_id", cred.TokenID)

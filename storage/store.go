@@ -406,6 +406,17 @@ func (s *Store) ReapproveToken(ctx context.Context, actor, id string) (Token, In
 		case token.StatusActive:
 			return nil, true, nil
 		}
+		// A revoked token shows "revoked" even when its user is also
+		// deactivated (first match wins), so ask the user row directly; the
+		// share lock keeps a concurrent deactivation from slipping past.
+		var deactivated bool
+		if err := tx.QueryRow(ctx, `SELECT deactivated_at IS NOT NULL FROM armgate.users WHERE id = $1 FOR SHARE`,
+			cur.UserID).Scan(&deactivated); err != nil {
+			return nil, false, err
+		}
+		if deactivated {
+			return nil, false, ErrUserDeactivated
+		}
 		_, err := tx.Exec(ctx, `UPDATE armgate.tokens SET revoked_at = NULL, revoked_reason = NULL WHERE id = $1`, id)
 		return nil, false, err
 	})

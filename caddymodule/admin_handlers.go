@@ -1,0 +1,291 @@
+package caddymodule
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/armgate/armgate/storage"
+	"github.com/armgate/armgate/token"
+	"github.com/armgate/armgate/verifier"
+)
+
+// The endpoints of the admin API. Each returns an error for
+// AdminHandler.writeError to map. A state change applies its invalidation
+// to the local cache before it answers, so the very next request on this
+// instance already sees it.
+
+func (h *AdminHandler) putUser(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathUserID(r)
+	if err != nil {
+		return err
+	}
+	var body userRequest
+	if err := decodeJSON(r.Body, &body); err != nil {
+		return err
+	}
+	patch, err := body.patch()
+	if err != nil {
+		return err
+	}
+	u, created, err := h.store.UpsertUser(r.Context(), actor(r), id, patch)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, u)
+	return nil
+}
+
+func (h *AdminHandler) getUser(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathUserID(r)
+	if err != nil {
+		return err
+	}
+	u, err := h.store.GetUser(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, u)
+	return nil
+}
+
+func (h *AdminHandler) listUsers(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	if err := queryParams(q, "status", "limit", "cursor"); err != nil {
+		return err
+	}
+	status, err := parseUserStatus(q.Get("status"))
+	if err != nil {
+		return err
+	}
+	limit, err := parseLimit(q)
+	if err != nil {
+		return err
+	}
+	after, err := decodeCursor(q.Get("cursor"))
+	if err != nil {
+		return err
+	}
+	users, more, err := h.store.ListUsers(r.Context(), status, after, limit)
+	if err != nil {
+		return err
+	}
+	page := usersPage{Users: users}
+	if page.Users == nil {
+		page.Users = []storage.User{}
+	}
+	if more && len(users) > 0 {
+		c := encodeCursor(users[len(users)-1].ID)
+		page.NextCursor = &c
+	}
+	writeJSON(w, http.StatusOK, page)
+	return nil
+}
+
+func (h *AdminHandler) deactivateUser(w http.ResponseWriter, r *http.Request) error {
+	return h.setUserActive(w, r, false)
+}
+
+func (h *AdminHandler) reactivateUser(w http.ResponseWriter, r *http.Request) error {
+	return h.setUserActive(w, r, true)
+}
+
+func (h *AdminHandler) setUserActive(w http.ResponseWriter, r *http.Request, active bool) error {
+	id, err := pathUserID(r)
+	if err != nil {
+		return err
+	}
+	if err := decodeJSON(r.Body, &emptyRequest{}); err != nil {
+		return err
+	}
+	u, inv, err := h.store.SetUserActive(r.Context(), actor(r), id, active)
+	if err != nil {
+		return err
+	}
+	h.invalidate(inv)
+	writeJSON(w, http.StatusOK, u)
+	return nil
+}
+
+func (h *AdminHandler) createToken(w http.ResponseWriter, r *http.Request) error {
+	userID, err := pathUserID(r)
+	if err != nil {
+		return err
+	}
+	var body createTokenRequest
+	if err := decodeJSON(r.Body, &body); err != nil {
+		return err
+	}
+	n, err := body.newToken(userID, h.now(), h.limits)
+	if err != nil {
+		return err
+	}
+	t, plain, err := h.store.CreateToken(r.Context(), actor(r), n)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, createdToken{Token: t, Plaintext: plain})
+	return nil
+}
+
+func (h *AdminHandler) listTokens(w http.ResponseWriter, r *http.Request) error {
+	userID, err := pathUserID(r)
+	if err != nil {
+		return err
+	}
+	tokens, err := h.store.ListTokens(r.Context(), userID)
+	if err != nil {
+		return err
+	}
+	if tokens == nil {
+		tokens = []storage.Token{}
+	}
+	writeJSON(w, http.StatusOK, tokenList{Tokens: tokens})
+	return nil
+}
+
+func (h *AdminHandler) getToken(w http.ResponseWriter, r *http.Request) error {
+	id, err := parseTokenID(r.PathValue("token_id"))
+	if err != nil {
+		return err
+	}
+	t, err := h.store.GetToken(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, t)
+	return nil
+}
+
+func (h *AdminHandler) revokeToken(w http.ResponseWriter, r *http.Request) error {
+	id, err := parseTokenID(r.PathValue("token_id"))
+	if err != nil {
+		return err
+	}
+	var body revokeRequest
+	if err := decodeJSON(r.Body, &body); err != nil {
+		return err
+	}
+	reason, err := body.reason()
+	if err != nil {
+		return err
+	}
+	t, inv, err := h.store.RevokeToken(r.Context(), actor(r), id, reason)
+	if err != nil {
+		return err
+	}
+	h.invalidate(inv)
+	writeJSON(w, http.StatusOK, t)
+	return nil
+}
+
+func (h *AdminHandler) reapproveToken(w http.ResponseWriter, r *http.Request) error {
+	id, err := parseTokenID(r.PathValue("token_id"))
+	if err != nil {
+		return err
+	}
+	if err := decodeJSON(r.Body, &emptyRequest{}); err != nil {
+		return err
+	}
+	t, inv, err := h.store.ReapproveToken(r.Context(), actor(r), id)
+	if err != nil {
+		return err
+	}
+	h.invalidate(inv)
+	writeJSON(w, http.StatusOK, t)
+	return nil
+}
+
+func (h *AdminHandler) deleteToken(w http.ResponseWriter, r *http.Request) error {
+	id, err := parseTokenID(r.PathValue("token_id"))
+	if err != nil {
+		return err
+	}
+	inv, err := h.store.DeleteToken(r.Context(), actor(r), id)
+	if err != nil {
+		return err
+	}
+	h.invalidate(inv)
+	noContent(w)
+	return nil
+}
+
+// introspect answers RFC 7662 through the verifier, so that it is active
+// exactly when the gateway would let the token through (scope aside: the
+// scopes are in the answer).
+func (h *AdminHandler) introspect(w http.ResponseWriter, r *http.Request) error {
+	tok, err := parseIntrospection(r)
+	if err != nil {
+		return err
+	}
+	cred, result, err := h.verifier.Verify(r.Context(), tok)
+	if err != nil {
+		return err // 503: "inactive" would be a guess
+	}
+	if result != verifier.Active {
+		writeJSON(w, http.StatusOK, introspection{Active: false})
+		return nil
+	}
+	writeJSON(w, http.StatusOK, introspectionOf(cred))
+	return nil
+}
+
+func (h *AdminHandler) audit(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	if err := queryParams(q, "user_id", "limit"); err != nil {
+		return err
+	}
+	userID := q.Get("user_id")
+	if userID != "" {
+		if err := ValidateUserID(userID); err != nil {
+			return badRequest("invalid user_id: %v", err)
+		}
+	}
+	limit, err := parseLimit(q)
+	if err != nil {
+		return err
+	}
+	events, err := h.store.Audit(r.Context(), userID, limit)
+	if err != nil {
+		return err
+	}
+	if events == nil {
+		events = []storage.AuditEvent{}
+	}
+	writeJSON(w, http.StatusOK, auditList{Events: events})
+	return nil
+}
+
+// logout revokes the caller's own token (reason "logout"); it needs no
+// admin rights, only a live token of any scope.
+func (h *AdminHandler) logout(w http.ResponseWriter, r *http.Request) error {
+	tok, parsed := token.ParseAuthorization(r.Header.Values("Authorization"))
+	if parsed != token.HeaderOK {
+		writeAuthError(w, http.StatusUnauthorized, adminChallenge, "unauthorized",
+			"Logout needs the token to revoke: Authorization: Bearer <token>")
+		return nil
+	}
+	cred, ok := h.liveToken(w, r, tok)
+	if !ok {
+		return nil
+	}
+	_, inv, err := h.store.Logout(r.Context(), cred.TokenID)
+	if errors.Is(err, storage.ErrNotFound) {
+		// Deleted since the (cached) check: it is not live any more.
+		writeAuthError(w, http.StatusUnauthorized, adminChallenge, "unauthorized", genericInvalid)
+		return nil
+	} else if err != nil {
+		return err
+	}
+	h.invalidate(inv)
+	noContent(w)
+	return nil
+}
+
+func noContent(w http.ResponseWriter) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusNoContent)
+}
