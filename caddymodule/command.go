@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -101,7 +100,7 @@ func runTokenCreate(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return fmt.Errorf("creating token: %w", err)
 	}
-	_, err = fmt.Fprintln(os.Stdout, plain)
+	_, err = fmt.Fprintln(cmd.OutOrStdout(), plain)
 	return err
 }
 

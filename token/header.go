@@ -1,6 +1,9 @@
 package token
 
-import "strings"
+import (
+	"strings"
+	"unicode"
+)
 
 // HeaderResult classifies an Authorization header for RFC 6750 handling.
 type HeaderResult int
@@ -40,7 +43,9 @@ func ParseAuthorization(values []string) (string, HeaderResult) {
 		return "", HeaderMissing
 	}
 	tok := strings.TrimLeft(rest, " \t")
-	if tok == "" || strings.ContainsAny(tok, " \t\r\n\v\f") {
+	// Any white space, Unicode's too (U+00A0, U+3000, ...), makes the
+	// header malformed rather than the token unknown.
+	if tok == "" || strings.ContainsFunc(tok, unicode.IsSpace) {
 		return "", HeaderMalformed
 	}
 	return tok, HeaderOK

@@ -92,10 +92,18 @@ func Check(s string) error {
 	return nil
 }
 
+// ieeeTable drives crc32IEEEString. crc32.ChecksumIEEE would make its
+// argument escape (it calls through a function variable), costing the hot
+// path an allocation per Check.
+var ieeeTable = crc32.MakeTable(crc32.IEEE)
+
+// crc32IEEEString is crc32.ChecksumIEEE([]byte(s)) without allocating.
 func crc32IEEEString(s string) uint32 {
-	var b [len(Prefix) + randomLen]byte
-	copy(b[:], s)
-	return crc32.ChecksumIEEE(b[:])
+	crc := ^uint32(0)
+	for i := 0; i < len(s); i++ {
+		crc = ieeeTable[byte(crc)^s[i]] ^ crc>>8
+	}
+	return ^crc
 }
 
 func isBase62(c byte) bool {

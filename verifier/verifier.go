@@ -6,6 +6,7 @@ package verifier
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -94,6 +95,10 @@ type Verifier struct {
 	// Set" atomic with respect to "bump gen, then Del".
 	mu  sync.RWMutex
 	gen atomic.Uint64
+	// closed is set by Close under mu: from then on no Set, Del or Clear
+	// reaches the cache (a load still in flight at Close would otherwise
+	// send on ristretto's closed channel and panic), and lookups skip it.
+	closed atomic.Bool
 
 	usedMu sync.Mutex
 	used   map[string]time.Time
@@ -126,9 +131,13 @@ func New(cfg Config, load Loader) (*Verifier, error) {
 	return v, nil
 }
 
-// Close releases the cache. Stop anything that may still invalidate first.
+// Close releases the cache. Loads still in flight finish without caching;
+// Verify keeps working, reading through to the Loader.
 func (v *Verifier) Close() {
-	if v.cache != nil {
+	v.mu.Lock()
+	already := v.closed.Swap(true)
+	v.mu.Unlock()
+	if v.cache != nil && !already {
 		v.cache.Close()
 	}
 }
@@ -164,14 +173,22 @@ func (v *Verifier) Verify(ctx context.Context, tok string) (token.Credential, Re
 }
 
 func (v *Verifier) lookup(ctx context.Context, h token.Hash) (*entry, error) {
-	if v.cache != nil {
+	if v.cache != nil && !v.closed.Load() {
 		if e, ok := v.cache.Get(h[:]); ok {
 			v.Stats.Hits.Add(1)
 			return e, nil
 		}
 	}
 	v.Stats.Misses.Add(1)
-	ch := v.group.DoChan(string(h[:]), func() (any, error) { return v.loadAndStore(h) })
+	// Loads are shared per hash and generation: a request that starts after
+	// an invalidation must not join a load that may have read the database
+	// before the change, or the very next request would still see the old
+	// state.
+	gen := v.gen.Load()
+	var key [len(h) + 8]byte
+	copy(key[:], h[:])
+	binary.BigEndian.PutUint64(key[len(h):], gen)
+	ch := v.group.DoChan(string(key[:]), func() (any, error) { return v.loadAndStore(h, gen) })
 	select {
 	case r := <-ch:
 		if r.Err != nil {
@@ -183,8 +200,9 @@ func (v *Verifier) lookup(ctx context.Context, h token.Hash) (*entry, error) {
 	}
 }
 
-func (v *Verifier) loadAndStore(h token.Hash) (*entry, error) {
-	gen := v.gen.Load()
+// loadAndStore reads h and caches the result unless an invalidation
+// happened since gen, the generation read before the load started.
+func (v *Verifier) loadAndStore(h token.Hash, gen uint64) (*entry, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), v.cfg.QueryTimeout)
 	defer cancel()
 	v.Stats.Loads.Add(1)
@@ -207,7 +225,7 @@ func (v *Verifier) loadAndStore(h token.Hash) (*entry, error) {
 		return e, nil
 	}
 	v.mu.RLock()
-	if v.gen.Load() == gen {
+	if v.gen.Load() == gen && !v.closed.Load() {
 		v.cache.SetWithTTL(h[:], e, 1, ttl)
 	}
 	v.mu.RUnlock()
@@ -221,7 +239,7 @@ func (v *Verifier) Drop(hashes [][]byte) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.gen.Add(1)
-	if v.cache == nil {
+	if v.cache == nil || v.closed.Load() {
 		return
 	}
 	for _, h := range hashes {
@@ -235,14 +253,14 @@ func (v *Verifier) DropAll() {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.gen.Add(1)
-	if v.cache != nil {
+	if v.cache != nil && !v.closed.Load() {
 		v.cache.Clear()
 	}
 }
 
 // Wait blocks until buffered cache writes are applied (for tests).
 func (v *Verifier) Wait() {
-	if v.cache != nil {
+	if v.cache != nil && !v.closed.Load() {
 		v.cache.Wait()
 	}
 }

@@ -1,0 +1,901 @@
+package verifier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/armgate/armgate/token"
+)
+
+// fakeLoader is a Loader with counted calls, settable results and errors,
+// and an optional gate that holds calls until released.
+type fakeLoader struct {
+	calls atomic.Int64
+
+	mu    sync.Mutex
+	creds map[token.Hash]token.Credential
+	err   error
+	// gate, when set, holds each call until it is closed; started receives
+	// one value per held call once it is held.
+	gate    chan struct{}
+	started chan struct{}
+	// ctxErrs records the loader context's error after the gate opened.
+	ctxErrs []error
+}
+
+func newFake() *fakeLoader {
+	return &fakeLoader{creds: map[token.Hash]token.Credential{}}
+}
+
+// load reads the fake database when called and then, if a gate is set,
+// waits: like a query that has read its snapshot and is slow to return.
+func (f *fakeLoader) load(ctx context.Context, h token.Hash) (token.Credential, error) {
+	f.calls.Add(1)
+	f.mu.Lock()
+	gate, started := f.gate, f.started
+	c, ok := f.creds[h]
+	err := f.err
+	f.mu.Unlock()
+	if gate != nil {
+		if started != nil {
+			started <- struct{}{}
+		}
+		<-gate
+		f.mu.Lock()
+		f.ctxErrs = append(f.ctxErrs, ctx.Err())
+		f.mu.Unlock()
+	}
+	switch {
+	case err != nil:
+		return token.Credential{}, err
+	case !ok:
+		return token.Credential{}, ErrNotFound
+	}
+	return c, nil
+}
+
+// hold makes the next calls block until the returned release is called.
+func (f *fakeLoader) hold() (started <-chan struct{}, release func()) {
+	gate, st := make(chan struct{}), make(chan struct{}, 100)
+	f.mu.Lock()
+	f.gate, f.started = gate, st
+	f.mu.Unlock()
+	var once sync.Once
+	return st, func() {
+		once.Do(func() {
+			f.mu.Lock()
+			f.gate, f.started = nil, nil
+			f.mu.Unlock()
+			close(gate)
+		})
+	}
+}
+
+func (f *fakeLoader) set(tok string, c token.Credential) {
+	f.mu.Lock()
+	f.creds[token.Sum(tok)] = c
+	f.mu.Unlock()
+}
+
+func (f *fakeLoader) setErr(err error) {
+	f.mu.Lock()
+	f.err = err
+	f.mu.Unlock()
+}
+
+// countingCtx counts calls of Done. Verify evaluates ctx.Done() only in its
+// select, after the lookup has joined the in-flight load, so the count tells
+// how many callers are waiting on a load.
+type countingCtx struct {
+	context.Context
+	n *atomic.Int64
+}
+
+func (c countingCtx) Done() <-chan struct{} {
+	c.n.Add(1)
+	return c.Context.Done()
+}
+
+// waitFor polls cond until it holds, failing the test after a generous
+// deadline (the deadline only guards against hangs).
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func recv(t testing.TB, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+var defaultCfg = Config{TTL: time.Hour, NegativeTTL: time.Hour, MaxEntries: 1000}
+
+func newVerifier(t testing.TB, cfg Config, f *fakeLoader) *Verifier {
+	t.Helper()
+	v, err := New(cfg, f.load)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Close)
+	return v
+}
+
+func genToken(t testing.TB) string {
+	t.Helper()
+	tok, err := token.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func liveCred(id string) token.Credential {
+	return token.Credential{
+		TokenID: id, UserID: "u-" + id, Name: "n-" + id, Scopes: []string{token.ScopeAPI},
+		CreatedAt: time.Now().Add(-time.Hour), ExpiresAt: time.Now().Add(24 * time.Hour),
+	}
+}
+
+func verify(t testing.TB, v *Verifier, tok string) (token.Credential, Result) {
+	t.Helper()
+	c, r, err := v.Verify(context.Background(), tok)
+	if err != nil {
+		t.Fatalf("Verify: unexpected error %v", err)
+	}
+	return c, r
+}
+
+func TestNewRejectsZeroMaxEntries(t *testing.T) {
+	if _, err := New(Config{TTL: time.Minute}, newFake().load); err == nil {
+		t.Error("New with a cache and MaxEntries 0 succeeded")
+	}
+	v, err := New(Config{}, newFake().load)
+	if err != nil {
+		t.Fatalf("New without cache: %v", err)
+	}
+	defer v.Close()
+	if v.CacheMetrics() != nil {
+		t.Error("CacheMetrics with the cache off is not nil")
+	}
+	v.Wait() // no cache: must not block or panic
+}
+
+func TestResults(t *testing.T) {
+	now := time.Now()
+	for _, tc := range []struct {
+		name string
+		cred token.Credential
+		want Result
+	}{
+		{"active", token.Credential{TokenID: "a", ExpiresAt: now.Add(time.Hour)}, Active},
+		{"revoked", token.Credential{TokenID: "r", ExpiresAt: now.Add(time.Hour), Revoked: true}, Revoked},
+		{"deactivated", token.Credential{TokenID: "d", ExpiresAt: now.Add(time.Hour), UserDeactivated: true}, Deactivated},
+		{"revoked and deactivated", token.Credential{TokenID: "rd", ExpiresAt: now.Add(time.Hour), Revoked: true, UserDeactivated: true}, Revoked},
+		{"expired", token.Credential{TokenID: "e", ExpiresAt: now.Add(-time.Hour)}, Expired},
+		{"expired and revoked", token.Credential{TokenID: "er", ExpiresAt: now.Add(-time.Hour), Revoked: true}, Expired},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake()
+			v := newVerifier(t, defaultCfg, f)
+			tok := genToken(t)
+			f.set(tok, tc.cred)
+			c, r := verify(t, v, tok)
+			if r != tc.want || c.TokenID != tc.cred.TokenID {
+				t.Errorf("Verify = %v (%q), want %v (%q)", r, c.TokenID, tc.want, tc.cred.TokenID)
+			}
+			if r.String() != tc.want.String() {
+				t.Errorf("String = %q", r.String())
+			}
+		})
+	}
+	if Unknown.String() != "unknown" {
+		t.Errorf("Unknown.String() = %q", Unknown.String())
+	}
+}
+
+func TestHitAfterMiss(t *testing.T) {
+	f := newFake()
+	v := newVerifier(t, defaultCfg, f)
+	tok := genToken(t)
+	f.set(tok, liveCred("t1"))
+	for i := range 3 {
+		c, r := verify(t, v, tok)
+		if r != Active || c.TokenID != "t1" || c.UserID != "u-t1" {
+			t.Fatalf("call %d: Verify = %v %+v", i, r, c)
+		}
+		if n := f.calls.Load(); n != 1 {
+			t.Fatalf("after call %d the loader ran %d times, want 1", i, n)
+		}
+		v.Wait()
+	}
+	if h, m := v.Stats.Hits.Load(), v.Stats.Misses.Load(); h != 2 || m != 1 {
+		t.Errorf("hits %d misses %d, want 2 and 1", h, m)
+	}
+}
+
+func TestNegativeCaching(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		negTTL    time.Duration
+		wantCalls int64
+	}{
+		{"cached", time.Hour, 1},
+		{"negative cache off", 0, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake()
+			v := newVerifier(t, Config{TTL: time.Hour, NegativeTTL: tc.negTTL, MaxEntries: 100}, f)
+			tok := genToken(t)
+			for range 3 {
+				if c, r := verify(t, v, tok); r != Unknown || c.TokenID != "" {
+					t.Fatalf("Verify(unknown) = %v %+v", r, c)
+				}
+				v.Wait()
+			}
+			if n := f.calls.Load(); n != tc.wantCalls {
+				t.Errorf("loader ran %d times, want %d", n, tc.wantCalls)
+			}
+		})
+	}
+}
+
+func TestNegativeTTLBound(t *testing.T) {
+	f := newFake()
+	v := newVerifier(t, Config{TTL: time.Hour, NegativeTTL: 10 * time.Second, MaxEntries: 100}, f)
+	tok := genToken(t)
+	verify(t, v, tok)
+	v.Wait()
+	h := token.Sum(tok)
+	ttl, ok := v.cache.GetTTL(h[:])
+	if !ok || ttl <= 0 || ttl > 10*time.Second {
+		t.Errorf("negative entry ttl = %v (found %v), want in (0, 10s]", ttl, ok)
+	}
+}
+
+func TestMalformedNeverLoads(t *testing.T) {
+	good := genToken(t)
+	flipped := []byte(good)
+	flipped[20] ^= 'A' ^ 'B'
+	if flipped[20] == good[20] {
+		t.Fatal("no flip")
+	}
+	for _, tc := range []struct{ name, tok string }{
+		{"empty", ""},
+		{"short", good[:41]},
+		{"long", good + "x"},
+		{"wrong prefix", "ghp_" + good[4:]},
+		{"bad character", good[:10] + "!" + good[11:]},
+		{"bad checksum", string(flipped)},
+		{"bad checksum tail", good[:41] + string(rune('0'+(good[41]-'0'+1)%10))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake()
+			f.set(tc.tok, liveCred("x")) // even if the store knew it
+			v := newVerifier(t, defaultCfg, f)
+			c, r, err := v.Verify(context.Background(), tc.tok)
+			if err != nil || r != Unknown || c.TokenID != "" {
+				t.Errorf("Verify(%q) = %v %+v %v, want Unknown", tc.tok, r, c, err)
+			}
+			if n := f.calls.Load(); n != 0 {
+				t.Errorf("loader ran %d times for a malformed token", n)
+			}
+			if m := v.Stats.Misses.Load() + v.Stats.Hits.Load(); m != 0 {
+				t.Errorf("a malformed token reached the cache (%d lookups)", m)
+			}
+		})
+	}
+}
+
+func TestExpiredWhileCached(t *testing.T) {
+	f := newFake()
+	v := newVerifier(t, defaultCfg, f)
+	t0 := time.Now()
+	v.now = func() time.Time { return t0 }
+	tok := genToken(t)
+	c := liveCred("t1")
+	c.ExpiresAt = t0.Add(10 * time.Minute)
+	f.set(tok, c)
+	if _, r := verify(t, v, tok); r != Active {
+		t.Fatalf("before expiry: %v", r)
+	}
+	v.Wait()
+	for _, tc := range []struct {
+		at   time.Time
+		want Result
+	}{
+		{t0.Add(10*time.Minute - time.Nanosecond), Active},
+		{t0.Add(10 * time.Minute), Expired},
+		{t0.Add(11 * time.Minute), Expired},
+	} {
+		v.now = func() time.Time { return tc.at }
+		if _, r := verify(t, v, tok); r != tc.want {
+			t.Errorf("at expiry%+v: %v, want %v", tc.at.Sub(c.ExpiresAt), r, tc.want)
+		}
+	}
+	if n := f.calls.Load(); n != 1 {
+		t.Errorf("loader ran %d times, want 1 (the verdicts must come from the cache)", n)
+	}
+}
+
+func TestPositiveTTLCappedAtExpiry(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		expiresIn time.Duration
+		cached    bool
+		maxTTL    time.Duration
+		minTTL    time.Duration
+	}{
+		{"far expiry: cache ttl", 48 * time.Hour, true, time.Hour, 50 * time.Minute},
+		{"near expiry: capped", 5 * time.Minute, true, 5 * time.Minute, time.Second},
+		{"already expired: not cached", -time.Minute, false, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake()
+			v := newVerifier(t, defaultCfg, f)
+			tok := genToken(t)
+			c := liveCred("t")
+			c.ExpiresAt = time.Now().Add(tc.expiresIn)
+			f.set(tok, c)
+			verify(t, v, tok)
+			v.Wait()
+			h := token.Sum(tok)
+			ttl, ok := v.cache.GetTTL(h[:])
+			if ok != tc.cached {
+				t.Fatalf("cached = %v, want %v", ok, tc.cached)
+			}
+			if ok && (ttl > tc.maxTTL || ttl < tc.minTTL) {
+				t.Errorf("ttl = %v, want in [%v, %v]", ttl, tc.minTTL, tc.maxTTL)
+			}
+			verify(t, v, tok)
+			want := int64(1)
+			if !tc.cached {
+				want = 2
+			}
+			if n := f.calls.Load(); n != want {
+				t.Errorf("loader ran %d times, want %d", n, want)
+			}
+		})
+	}
+}
+
+func TestLoaderErrorNotCached(t *testing.T) {
+	f := newFake()
+	v := newVerifier(t, defaultCfg, f)
+	tok := genToken(t)
+	f.set(tok, liveCred("t1"))
+	dbDown := errors.New("connection refused")
+	f.setErr(dbDown)
+	for i := range 2 {
+		c, r, err := v.Verify(context.Background(), tok)
+		if !errors.Is(err, dbDown) || r != Unknown || c.TokenID != "" {
+			t.Fatalf("call %d with the database down: %v %+v %v", i, r, c, err)
+		}
+		v.Wait()
+	}
+	f.setErr(nil)
+	if _, r := verify(t, v, tok); r != Active {
+		t.Fatalf("after recovery: %v", r)
+	}
+	if n := f.calls.Load(); n != 3 {
+		t.Errorf("loader ran %d times, want 3 (errors must not be cached)", n)
+	}
+	if n := v.Stats.LoadErrors.Load(); n != 2 {
+		t.Errorf("LoadErrors = %d, want 2", n)
+	}
+	// Neither for an unknown token: an error is not a negative entry.
+	unknown := genToken(t)
+	f.setErr(dbDown)
+	if _, _, err := v.Verify(context.Background(), unknown); err == nil {
+		t.Fatal("no error with the database down")
+	}
+	v.Wait()
+	f.setErr(nil)
+	before := f.calls.Load()
+	if _, r := verify(t, v, unknown); r != Unknown || f.calls.Load() != before+1 {
+		t.Errorf("unknown after error: %v, loader calls %d -> %d", r, before, f.calls.Load())
+	}
+}
+
+func TestConcurrentMissesShareOneLoad(t *testing.T) {
+	const n = 50
+	f := newFake()
+	v := newVerifier(t, defaultCfg, f)
+	tok := genToken(t)
+	f.set(tok, liveCred("t1"))
+	started, release := f.hold()
+	defer release()
+
+	var waiting atomic.Int64
+	ctx := countingCtx{context.Background(), &waiting}
+	results := make(chan Result, n)
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			_, r, err := v.Verify(ctx, tok)
+			results <- r
+			errs <- err
+		})
+	}
+	recv(t, started, "the load to start")
+	waitFor(t, "all callers to wait on the load", func() bool { return waiting.Load() >= n })
+	release()
+	wg.Wait()
+	close(results)
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for r := range results {
+		if r != Active {
+			t.Fatalf("result %v", r)
+		}
+	}
+	if c := f.calls.Load(); c != 1 {
+		t.Errorf("%d concurrent misses ran the loader %d times, want 1", n, c)
+	}
+}
+
+// TestGenerationGuard: a load that read the database before an invalidation
+// must not store its result after it.
+func TestGenerationGuard(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		drop func(v *Verifier, h token.Hash)
+	}{
+		{"Drop", func(v *Verifier, h token.Hash) { v.Drop([][]byte{h[:]}) }},
+		{"DropAll", func(v *Verifier, _ token.Hash) { v.DropAll() }},
+		{"Drop of another hash", func(v *Verifier, _ token.Hash) { o := token.Sum("other"); v.Drop([][]byte{o[:]}) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake()
+			v := newVerifier(t, defaultCfg, f)
+			tok := genToken(t)
+			f.set(tok, liveCred("t1"))
+			started, release := f.hold()
+			defer release()
+			done := make(chan Result, 1)
+			go func() {
+				_, r, _ := v.Verify(context.Background(), tok)
+				done <- r
+			}()
+			recv(t, started, "the load to start")
+			tc.drop(v, token.Sum(tok))
+			release()
+			if r := <-done; r != Active {
+				t.Fatalf("first Verify = %v", r)
+			}
+			v.Wait()
+			verify(t, v, tok)
+			// Any invalidation bumps the generation, so even a Drop of
+			// another hash keeps the stale-prone result out: conservative.
+			if n := f.calls.Load(); n != 2 {
+				t.Errorf("loader ran %d times, want 2: the load that started before %s stored its result", n, tc.name)
+			}
+		})
+	}
+}
+
+// TestNoJoinAcrossInvalidation: a request that starts after Drop returned
+// must not be answered by a load that read the database before the change
+// (the changing instance drops its entries "before it answers, so the very
+// next request on that instance already sees the change").
+func TestNoJoinAcrossInvalidation(t *testing.T) {
+	f := newFake()
+	v := newVerifier(t, defaultCfg, f)
+	tok := genToken(t)
+	f.set(tok, liveCred("t1"))
+	started, release := f.hold()
+	defer release()
+	first := make(chan Result, 1)
+	go func() {
+		_, r, _ := v.Verify(context.Background(), tok)
+		first <- r
+	}()
+	recv(t, started, "the first load to start")
+
+	// The token is revoked in the database, the instance drops it.
+	revoked := liveCred("t1")
+	revoked.Revoked = true
+	f.set(tok, revoked)
+	h := token.Sum(tok)
+	v.Drop([][]byte{h[:]})
+	// Later loads do not block.
+	f.mu.Lock()
+	f.gate, f.started = nil, nil
+	f.mu.Unlock()
+
+	var waiting atomic.Int64
+	second := make(chan Result, 1)
+	go func() {
+		_, r, _ := v.Verify(countingCtx{context.Background(), &waiting}, tok)
+		second <- r
+	}()
+	waitFor(t, "the second request to wait", func() bool { return waiting.Load() >= 1 })
+	release()
+	if r := <-first; r != Active {
+		t.Errorf("first request (before the change) = %v, want Active", r)
+	}
+	if r := <-second; r != Revoked {
+		t.Errorf("request after Drop = %v, want Revoked (it joined a load from before the change)", r)
+	}
+}
+
+func TestDropAndDropAll(t *testing.T) {
+	f := newFake()
+	v := newVerifier(t, defaultCfg, f)
+	a, b := genToken(t), genToken(t)
+	f.set(a, liveCred("a"))
+	f.set(b, liveCred("b"))
+	warm := func() {
+		verify(t, v, a)
+		verify(t, v, b)
+		v.Wait()
+	}
+	warm()
+	warm()
+	if n := f.calls.Load(); n != 2 {
+		t.Fatalf("warm: loader ran %d times, want 2", n)
+	}
+
+	// Drop a: only a reloads, and sees the new state at once.
+	ra := liveCred("a")
+	ra.Revoked = true
+	f.set(a, ra)
+	ha := token.Sum(a)
+	v.Drop([][]byte{ha[:]})
+	if _, r := verify(t, v, a); r != Revoked {
+		t.Errorf("a after Drop = %v, want Revoked", r)
+	}
+	if _, r := verify(t, v, b); r != Active {
+		t.Errorf("b after Drop(a) = %v", r)
+	}
+	if n := f.calls.Load(); n != 3 {
+		t.Errorf("after Drop(a): loader ran %d times, want 3", n)
+	}
+	v.Wait()
+
+	// DropAll: both reload.
+	v.DropAll()
+	warm()
+	if n := f.calls.Load(); n != 5 {
+		t.Errorf("after DropAll: loader ran %d times, want 5", n)
+	}
+	// And the cache works again afterwards.
+	warm()
+	if n := f.calls.Load(); n != 5 {
+		t.Errorf("after DropAll and warm-up: loader ran %d times, want 5", n)
+	}
+	if n := v.Stats.Invalidations.Load(); n != 2 {
+		t.Errorf("Invalidations = %d, want 2", n)
+	}
+}
+
+func TestCacheDisabled(t *testing.T) {
+	f := newFake()
+	v := newVerifier(t, Config{TTL: 0, NegativeTTL: time.Hour}, f)
+	tok, unknown := genToken(t), genToken(t)
+	f.set(tok, liveCred("t1"))
+	for range 3 {
+		if _, r := verify(t, v, tok); r != Active {
+			t.Fatalf("Verify = %v", r)
+		}
+		if _, r := verify(t, v, unknown); r != Unknown {
+			t.Fatalf("Verify(unknown) = %v", r)
+		}
+		v.Wait()
+	}
+	v.Drop([][]byte{{1}})
+	v.DropAll()
+	if n := f.calls.Load(); n != 6 {
+		t.Errorf("with the cache off the loader ran %d times, want 6", n)
+	}
+}
+
+// TestCallerCancelled: a caller that gives up gets its context's error, but
+// the load it started runs on, uncancelled, and its result is cached for
+// everyone else.
+func TestCallerCancelled(t *testing.T) {
+	f := newFake()
+	v := newVerifier(t, defaultCfg, f)
+	tok := genToken(t)
+	f.set(tok, liveCred("t1"))
+	started, release := f.hold()
+	defer release()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	type out struct {
+		r   Result
+		err error
+	}
+	a := make(chan out, 1)
+	go func() {
+		_, r, err := v.Verify(ctx, tok)
+		a <- out{r, err}
+	}()
+	recv(t, started, "the load to start")
+	// A second caller joins the same load and stays.
+	var waiting atomic.Int64
+	b := make(chan out, 1)
+	go func() {
+		_, r, err := v.Verify(countingCtx{context.Background(), &waiting}, tok)
+		b <- out{r, err}
+	}()
+	waitFor(t, "the second caller to join", func() bool { return waiting.Load() >= 1 })
+
+	cancel()
+	if o := <-a; !errors.Is(o.err, context.Canceled) || o.r != Unknown {
+		t.Fatalf("cancelled caller: %v %v, want Unknown and context.Canceled", o.r, o.err)
+	}
+	release()
+	if o := <-b; o.err != nil || o.r != Active {
+		t.Fatalf("second caller: %v %v", o.r, o.err)
+	}
+	f.mu.Lock()
+	ctxErrs := f.ctxErrs
+	f.mu.Unlock()
+	if len(ctxErrs) != 1 || ctxErrs[0] != nil {
+		t.Errorf("loader context errors %v: the caller's cancellation reached the shared load", ctxErrs)
+	}
+	v.Wait()
+	if _, r := verify(t, v, tok); r != Active {
+		t.Fatalf("after: %v", r)
+	}
+	if n := f.calls.Load(); n != 1 {
+		t.Errorf("loader ran %d times, want 1 (the cancelled caller's load was not cached)", n)
+	}
+}
+
+func TestCallerDeadlineWithDatabaseHanging(t *testing.T) {
+	f := newFake()
+	v := newVerifier(t, defaultCfg, f)
+	tok := genToken(t)
+	_, release := f.hold()
+	defer release()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, r, err := v.Verify(ctx, tok); !errors.Is(err, context.Canceled) || r != Unknown {
+		t.Errorf("Verify with a hanging loader and a done context = %v %v", r, err)
+	}
+}
+
+func TestMarkUsed(t *testing.T) {
+	f := newFake()
+	v := newVerifier(t, defaultCfg, f)
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	now := t0
+	v.now = func() time.Time { return now }
+	a, b, rev, unknown := genToken(t), genToken(t), genToken(t), genToken(t)
+	ca, cb, cr := liveCred("a"), liveCred("b"), liveCred("r")
+	ca.ExpiresAt, cb.ExpiresAt, cr.ExpiresAt = t0.Add(time.Hour), t0.Add(time.Hour), t0.Add(time.Hour)
+	cr.Revoked = true
+	f.set(a, ca)
+	f.set(b, cb)
+	f.set(rev, cr)
+
+	if u := v.TakeUsed(); u != nil {
+		t.Fatalf("TakeUsed before any use = %v", u)
+	}
+	for range 3 {
+		verify(t, v, a)
+		verify(t, v, rev)
+		verify(t, v, unknown)
+		v.Wait()
+	}
+	u := v.TakeUsed()
+	if len(u) != 1 || !u["a"].Equal(t0) {
+		t.Fatalf("TakeUsed = %v, want only a at t0 (revoked and unknown tokens are not used)", u)
+	}
+	if u := v.TakeUsed(); u != nil {
+		t.Fatalf("second TakeUsed = %v, want nil", u)
+	}
+
+	// Within the same second a cached token is queued once only.
+	now = t0.Add(500 * time.Millisecond)
+	verify(t, v, a)
+	if u := v.TakeUsed(); u != nil {
+		t.Errorf("same-second use queued again: %v", u)
+	}
+	// Next second: queued again, with the new time.
+	now = t0.Add(1500 * time.Millisecond)
+	verify(t, v, a)
+	verify(t, v, b)
+	v.Wait()
+	now = t0.Add(2 * time.Second)
+	verify(t, v, a)
+	u = v.TakeUsed()
+	if len(u) != 2 || !u["a"].Equal(t0.Add(2*time.Second)) || !u["b"].Equal(t0.Add(1500*time.Millisecond)) {
+		t.Fatalf("TakeUsed = %v", u)
+	}
+
+	// PutBackUsed keeps the newer time per token and adds missing ones.
+	now = t0.Add(10 * time.Second)
+	verify(t, v, a)
+	v.PutBackUsed(map[string]time.Time{
+		"a": t0.Add(2 * time.Second),         // older than the queued 10s: dropped
+		"b": t0.Add(1500 * time.Millisecond), // not queued: added
+		"c": t0.Add(20 * time.Second),        // not queued: added
+	})
+	now = t0.Add(11 * time.Second)
+	verify(t, v, b) // newer than the put-back b
+	v.PutBackUsed(map[string]time.Time{"b": t0.Add(3 * time.Second)})
+	want := map[string]time.Time{"a": t0.Add(10 * time.Second), "b": t0.Add(11 * time.Second), "c": t0.Add(20 * time.Second)}
+	u = v.TakeUsed()
+	if len(u) != len(want) {
+		t.Fatalf("TakeUsed = %v, want %v", u, want)
+	}
+	for id, at := range want {
+		if !u[id].Equal(at) {
+			t.Errorf("used[%s] = %v, want %v", id, u[id], at)
+		}
+	}
+	v.PutBackUsed(nil)
+	if u := v.TakeUsed(); u != nil {
+		t.Errorf("TakeUsed after PutBackUsed(nil) = %v", u)
+	}
+}
+
+// TestConcurrentVerifyAndInvalidate is for the race detector: verifications,
+// drops and clears at once, with the final state consistent.
+func TestConcurrentVerifyAndInvalidate(t *testing.T) {
+	f := newFake()
+	v := newVerifier(t, Config{TTL: time.Hour, NegativeTTL: time.Hour, MaxEntries: 100}, f)
+	toks := make([]string, 8)
+	for i := range toks {
+		toks[i] = genToken(t)
+		if i%2 == 0 {
+			f.set(toks[i], liveCred(fmt.Sprint(i)))
+		}
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				tok := toks[(g+i)%len(toks)]
+				_, r, err := v.Verify(context.Background(), tok)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if want := (g+i)%len(toks)%2 == 0; want != (r == Active) {
+					t.Errorf("token %d: %v", (g+i)%len(toks), r)
+					return
+				}
+				switch i % 50 {
+				case 0:
+					v.DropAll()
+				case 25:
+					h := token.Sum(tok)
+					v.Drop([][]byte{h[:]})
+				}
+				v.TakeUsed()
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func warmHit(b *testing.B, v *Verifier, tok string, want Result) {
+	for range 3 {
+		if _, r, err := v.Verify(context.Background(), tok); err != nil || r != want {
+			b.Fatalf("warm-up: %v %v", r, err)
+		}
+		v.Wait()
+	}
+}
+
+func BenchmarkVerifyHit(b *testing.B) {
+	f := newFake()
+	v := newVerifier(b, Config{TTL: time.Hour, NegativeTTL: time.Hour, MaxEntries: 1 << 16}, f)
+	tok := genToken(b)
+	f.set(tok, liveCred("t1"))
+	warmHit(b, v, tok, Active)
+	loads := f.calls.Load()
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, r, err := v.Verify(ctx, tok); err != nil || r != Active {
+			b.Fatalf("Verify = %v %v", r, err)
+		}
+	}
+	if f.calls.Load() != loads {
+		b.Fatalf("the benchmark missed the cache (%d loads)", f.calls.Load()-loads)
+	}
+}
+
+func BenchmarkVerifyNegativeHit(b *testing.B) {
+	f := newFake()
+	v := newVerifier(b, Config{TTL: time.Hour, NegativeTTL: time.Hour, MaxEntries: 1 << 16}, f)
+	tok := genToken(b)
+	warmHit(b, v, tok, Unknown)
+	loads := f.calls.Load()
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, r, err := v.Verify(ctx, tok); err != nil || r != Unknown {
+			b.Fatalf("Verify = %v %v", r, err)
+		}
+	}
+	if f.calls.Load() != loads {
+		b.Fatalf("the benchmark missed the cache (%d loads)", f.calls.Load()-loads)
+	}
+}
+
+func TestVerifyHitAllocs(t *testing.T) {
+	if testing.Short() {
+		t.Skip()
+	}
+	f := newFake()
+	v := newVerifier(t, defaultCfg, f)
+	tok := genToken(t)
+	f.set(tok, liveCred("t1"))
+	for range 3 {
+		verify(t, v, tok)
+		v.Wait()
+	}
+	ctx := context.Background()
+	n := testing.AllocsPerRun(200, func() {
+		if _, r, _ := v.Verify(ctx, tok); r != Active {
+			t.Fatal("miss")
+		}
+	})
+	if f.calls.Load() != 1 {
+		t.Fatalf("not a cache hit: %d loads", f.calls.Load())
+	}
+	if n > 1 {
+		t.Errorf("a cache hit allocates %v times, want at most 1", n)
+	}
+}
+
+// TestCloseWithLoadsInFlight: loads that finish after or during Close must
+// not touch the closed cache (ristretto panics on a send to its closed
+// buffer); Verify after Close reads through. Run with -race.
+func TestCloseWithLoadsInFlight(t *testing.T) {
+	for range 20 {
+		f := newFake()
+		v, err := New(defaultCfg, f.load)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok := genToken(t)
+		f.set(tok, liveCred("t1"))
+		started, release := f.hold()
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				ctx, cancel := context.WithCancel(context.Background())
+				cancel() // give up at once; the loads run on
+				v.Verify(ctx, genToken(t))
+				v.Verify(ctx, tok)
+			})
+		}
+		recv(t, started, "a load to start")
+		wg.Go(release)
+		v.Close()
+		wg.Wait()
+		v.Drop([][]byte{{1}})
+		v.DropAll()
+		v.Wait()
+		if _, r := verify(t, v, tok); r != Active {
+			t.Fatalf("Verify after Close = %v", r)
+		}
+		v.Close() // idempotent
+	}
+}
