@@ -26,6 +26,7 @@ pg_bindir_candidate() {
 		printf '%s\n' "$ARMGATE_PG_BINDIR"
 		return 0
 	fi
+	# shellcheck disable=SC2012 # the brief: newest by sort -V; these paths have no odd characters
 	d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
 	if [[ -n "$d" ]] && pg__bindir_ok "$d"; then
 		printf '%s\n' "$d"

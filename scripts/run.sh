@@ -44,6 +44,7 @@ chmod 711 -- "$state"
 
 pgdata=$state/pgdata
 pg_started=
+# shellcheck disable=SC2317 # invoked by the EXIT trap
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
@@ -83,6 +84,14 @@ if [[ -z "${ARMGATE_ADMIN_KEY:-}" ]]; then
 	export ARMGATE_ADMIN_KEY
 	log "admin key is in $keyfile (send it as 'Authorization: Bearer <key>')"
 fi
+
+# Let a second terminal reach the same gateway: `. .armgate/env` (mode 600, git-ignored).
+(
+	umask 077
+	printf 'export ARMGATE_DATABASE_URL=%q\nexport ARMGATE_ADMIN_KEY=%q\n' \
+		"$ARMGATE_DATABASE_URL" "$ARMGATE_ADMIN_KEY" >"$state/env"
+)
+log "for a second terminal: . .armgate/env"
 
 # 5. Run Caddy in the foreground. Job control puts Caddy in its own process group, so a terminal
 # Ctrl-C reaches it once, through the trap below (a second SIGINT would make Caddy force-quit).
