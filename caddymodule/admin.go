@@ -33,7 +33,18 @@ const (
 	// are transactions that may queue on a user's row lock (concurrent
 	// creates), so they get more than the request path's query_timeout.
 	minAdminTimeout = 10 * time.Second
+	// adminRetryAfter is the Retry-After of a 503, in seconds.
+	adminRetryAfter   = 5
+	invalidCredential = "The credential is not a valid admin key or token"
 )
+
+// tokenRefusals say why a presented token is not live; the caller holds the
+// token, so this reveals nothing. Unknown tokens get invalidCredential.
+var tokenRefusals = map[verifier.Result]string{
+	verifier.Expired:     "The token expired",
+	verifier.Revoked:     "The token was revoked",
+	verifier.Deactivated: "The token's user is deactivated",
+}
 
 // adminStore is the part of storage.Store the admin handler uses.
 type adminStore interface {
@@ -135,6 +146,11 @@ func (h *AdminHandler) routes() {
 var probeMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
 
 func (h *AdminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	// The screen's static files load without a credential, so that the page
+	// can ask for one; every API call it makes carries it.
+	if serveUI(w, r) {
+		return nil
+	}
 	p := r.URL.EscapedPath()
 	pattern := ""
 	if p != "" && path.Clean(p) == p {
@@ -201,7 +217,7 @@ func (h *AdminHandler) authenticate(w http.ResponseWriter, r *http.Request) (str
 	tok, parsed := token.ParseAuthorization(r.Header.Values("Authorization"))
 	if parsed != token.HeaderOK {
 		writeAuthError(w, http.StatusUnauthorized, adminChallenge, "unauthorized",
-			"An admin credential is required: Authorization: Bearer <admin key or token with the admin scope>")
+			"An admin credential is required: send Authorization: Bearer with the admin key or a token with the admin scope")
 		return "", false
 	}
 	if h.hasAdminKey {
@@ -220,6 +236,11 @@ func (h *AdminHandler) authenticate(w http.ResponseWriter, r *http.Request) (str
 			"forbidden", "The token lacks the admin scope")
 		return "", false
 	}
+	// Let the access log show who made the call, as armgate_auth does.
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("http.auth.user.id", cred.UserID)
+		repl.Set("http.auth.user.token_id", cred.TokenID)
+	}
 	return storage.ActorToken(cred.TokenID), true
 }
 
@@ -231,9 +252,9 @@ func (h *AdminHandler) liveToken(w http.ResponseWriter, r *http.Request, tok str
 		return cred, false
 	}
 	if result != verifier.Active {
-		msg := "The credential is not a valid admin key or token"
-		if result != verifier.Unknown {
-			msg = describe[result] // the caller holds the token: this reveals nothing
+		msg, ok := tokenRefusals[result]
+		if !ok {
+			msg = invalidCredential
 		}
 		writeAuthError(w, http.StatusUnauthorized, adminChallenge, "unauthorized", msg)
 		return cred, false
@@ -273,11 +294,23 @@ func (h *AdminHandler) writeError(w http.ResponseWriter, r *http.Request, err er
 	}
 	for _, m := range storageErrors {
 		if errors.Is(err, m.err) {
-			writeAdminError(w, &apiError{m.status, m.code, err.Error()})
+			writeAdminError(w, &apiError{m.status, m.code, notFoundMessage(r, err)})
 			return
 		}
 	}
 	h.unavailable(w, r, err)
+}
+
+// notFoundMessage names what was not found; other errors speak for
+// themselves.
+func notFoundMessage(r *http.Request, err error) string {
+	if !errors.Is(err, storage.ErrNotFound) {
+		return err.Error()
+	}
+	if id := r.PathValue("token_id"); id != "" {
+		return "no token with id " + id
+	}
+	return "no user with id " + r.PathValue("user_id")
 }
 
 // unavailable answers 503: the database failed, and the outcome is unknown.
@@ -285,7 +318,7 @@ func (h *AdminHandler) unavailable(w http.ResponseWriter, r *http.Request, err e
 	// Errors come from pgx or the verifier; neither carries a token.
 	h.logger.Error("admin request failed", zap.String("method", r.Method),
 		zap.String("route", r.Pattern), zap.Error(err))
-	w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+	w.Header().Set("Retry-After", strconv.Itoa(adminRetryAfter))
 	writeAdminError(w, &apiError{http.StatusServiceUnavailable, "unavailable",
 		"The token store is unavailable; retry shortly"})
 }

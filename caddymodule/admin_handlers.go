@@ -265,7 +265,7 @@ func (h *AdminHandler) logout(w http.ResponseWriter, r *http.Request) error {
 	tok, parsed := token.ParseAuthorization(r.Header.Values("Authorization"))
 	if parsed != token.HeaderOK {
 		writeAuthError(w, http.StatusUnauthorized, adminChallenge, "unauthorized",
-			"Logout needs the token to revoke: Authorization: Bearer <token>")
+			"Logout needs the token to revoke: send it as Authorization: Bearer")
 		return nil
 	}
 	cred, ok := h.liveToken(w, r, tok)
@@ -275,7 +275,7 @@ func (h *AdminHandler) logout(w http.ResponseWriter, r *http.Request) error {
 	_, inv, err := h.store.Logout(r.Context(), cred.TokenID)
 	if errors.Is(err, storage.ErrNotFound) {
 		// Deleted since the (cached) check: it is not live any more.
-		writeAuthError(w, http.StatusUnauthorized, adminChallenge, "unauthorized", genericInvalid)
+		writeAuthError(w, http.StatusUnauthorized, adminChallenge, "unauthorized", invalidCredential)
 		return nil
 	} else if err != nil {
 		return err

@@ -13,6 +13,10 @@ func ValidateUserID(id string) error {
 	if id == "" || len(id) > maxUserIDLen {
 		return fmt.Errorf("user id must be 1 to %d characters", maxUserIDLen)
 	}
+	if id == "." || id == ".." {
+		// Valid characters, but no URL path can name them.
+		return errors.New(`user id may not be "." or ".."`)
+	}
 	for i := 0; i < len(id); i++ {
 		c := id[i]
 		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '@' || c == '-') {

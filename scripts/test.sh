@@ -34,6 +34,14 @@ else
 	test_args=("$@")
 fi
 
+# The browser test drives Debian's Chromium headless; install it when missing
+# (ARMGATE_SKIP_BROWSER=1 skips the install, and the test then skips itself).
+if [[ -z "${ARMGATE_SKIP_BROWSER:-}" && ! -x /usr/bin/chromium ]] && command -v apt-get >/dev/null 2>&1 && [[ $EUID -eq 0 ]]; then
+	log "installing chromium for the browser test"
+	DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-liberation >&2
+fi
+
 bindir=$(pg_bindir)
 user=$(pg_user)
 

@@ -46,14 +46,17 @@ func TestCaddyfileExample(t *testing.T) {
 	gw, up := freePort(t), freePort(t)
 	cfg := strings.NewReplacer(
 		"admin localhost:2019", "admin off",
-		":8080 {", fmt.Sprintf("http://127.0.0.1:%d {", gw),
+		":8080 {", fmt.Sprintf(":%d {", gw),
 		"127.0.0.1:8081", fmt.Sprintf("127.0.0.1:%d", up),
+		":8081 {", fmt.Sprintf(":%d {", up),
 	).Replace(string(src))
 	if cfg == string(src) {
 		t.Fatal("Caddyfile.example no longer has the expected addresses")
 	}
 	loadCaddyfile(t, cfg)
-	g := &gateway{t: t, URL: fmt.Sprintf("http://127.0.0.1:%d", gw), client: http.DefaultClient}
+	// localhost, as in the README: the upstream must not depend on the Host
+	// header that reverse_proxy passes through.
+	g := &gateway{t: t, URL: fmt.Sprintf("http://localhost:%d", gw), client: http.DefaultClient}
 
 	if r := g.get("/v1/projects", ""); r.Status != 401 || r.Header.Get("WWW-Authenticate") != realmChallenge {
 		t.Fatalf("without a token: %d %q", r.Status, r.Header.Get("WWW-Authenticate"))

@@ -1,0 +1,944 @@
+// armgate admin screen: users, their API tokens, and the audit log, on top of
+// the admin API (DESIGN.md §5). Plain JavaScript, no build step, no
+// dependencies; it runs under a strict Content-Security-Policy, so it never
+// uses inline scripts, inline styles or innerHTML with data.
+//
+// The admin credential lives in sessionStorage (this tab only) and is sent as
+// a Bearer header; there are no cookies. A new token's plaintext lives only
+// in the show-once dialog's DOM while that dialog is open.
+"use strict";
+
+(() => {
+  const STORAGE_KEY = "armgate.admin.credential";
+  const DEFAULT_MAX_TOKENS = 10; // DESIGN §1: max_tokens_per_user defaults to 10
+  const USER_ID = /^[A-Za-z0-9._@-]{1,128}$/;
+  const USERS_PAGE = 200;
+  const AUDIT_LIMIT = 200;
+  const USER_AUDIT_LIMIT = 50;
+
+  const $ = (id) => document.getElementById(id);
+
+  // The API is the parent of /ui/ under whatever prefix the site mounts
+  // armgate_admin (e.g. /admin/ui/ → /admin).
+  const apiBase = (() => {
+    const p = location.pathname;
+    const i = p.lastIndexOf("/ui/");
+    return i >= 0 ? p.slice(0, i) : p.replace(/\/ui$/, "");
+  })();
+
+  // ---- credential (sessionStorage only; memory when storage is disabled)
+
+  let memoryCredential = "";
+
+  function credential() {
+    try {
+      return sessionStorage.getItem(STORAGE_KEY) || "";
+    } catch {
+      return "";
+    }
+  }
+  function setCredential(v) {
+    try {
+      sessionStorage.setItem(STORAGE_KEY, v);
+    } catch {
+      // Storage disabled: the tab still works until it reloads.
+    }
+    memoryCredential = v;
+  }
+  function clearCredential() {
+    memoryCredential = "";
+    try {
+      sessionStorage.removeItem(STORAGE_KEY);
+    } catch {
+      // nothing stored
+    }
+  }
+  const currentCredential = () => credential() || memoryCredential;
+
+  // ---- API
+
+  class ApiError extends Error {
+    constructor(status, code, message) {
+      super(message || code || "HTTP " + status);
+      this.status = status;
+      this.code = code || "";
+      this.apiMessage = message || "";
+      this.handled = false;
+    }
+  }
+
+  // request calls the admin API and resolves to {status, data}; API errors
+  // reject with an ApiError. A 401 outside sign-in ends the session.
+  async function request(method, path, body, opts = {}) {
+    const key = opts.key !== undefined ? opts.key : currentCredential();
+    const headers = { Accept: "application/json" };
+    if (key) headers.Authorization = "Bearer " + key;
+    const init = {
+      method,
+      headers,
+      cache: "no-store",
+      credentials: "omit",
+      redirect: "error",
+      referrerPolicy: "no-referrer",
+    };
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    let res;
+    try {
+      res = await fetch(apiBase + path, init);
+    } catch {
+      throw new ApiError(0, "network", "");
+    }
+    let data = null;
+    const text = res.status === 204 ? "" : await res.text();
+    if (text) {
+      try {
+        data = JSON.parse(text);
+      } catch {
+        data = null;
+      }
+    }
+    if (!res.ok) {
+      const err = new ApiError(res.status, data && data.error, data && data.message);
+      if (res.status === 401 && !opts.signin) {
+        err.handled = true;
+        sessionEnded();
+      }
+      throw err;
+    }
+    return { status: res.status, data };
+  }
+  const api = async (method, path, body, opts) => (await request(method, path, body, opts)).data;
+  const enc = encodeURIComponent;
+
+  // explain turns an API error into plain words for the person at the screen.
+  function explain(err, ctx = {}) {
+    if (!(err instanceof ApiError)) {
+      return "Something went wrong in this page: " + (err && err.message ? err.message : String(err));
+    }
+    const said = err.apiMessage ? " The gateway says: " + sentence(err.apiMessage) : "";
+    switch (err.code) {
+      case "network":
+        return "Could not reach the gateway. Check the network connection and try again.";
+      case "token_limit_reached": {
+        const n = ctx.max || DEFAULT_MAX_TOKENS;
+        return `This user already has ${n} tokens, the maximum per license. Delete or let one expire first.`;
+      }
+      case "name_taken":
+        return `This user already has a token named “${ctx.name || ""}”. Choose another name (a name is free again once its token is deleted).`;
+      case "user_deactivated":
+        return ctx.action === "reapprove"
+          ? "This token's user is deactivated, so the token cannot be re-approved now. Reactivate the user first."
+          : `User “${ctx.user || ""}” is deactivated, so no new token can be created. Reactivate the user first.`;
+      case "token_expired":
+        return "This token has expired, so it can no longer be re-approved. Create a new token instead.";
+      case "not_found":
+        return ctx.notFound || "It no longer exists; someone may have deleted it meanwhile. The page has been refreshed.";
+      case "invalid_request":
+        return "The gateway did not accept this. " + sentence(err.apiMessage || "The request is invalid.");
+      case "request_too_large":
+        return "That is too much text for one request (over 64 KiB). Shorten it and try again.";
+      case "forbidden":
+        return "This token is valid but lacks the admin scope, so it cannot manage users and tokens. Sign in with the admin key or a token that has the admin scope.";
+      case "unauthorized":
+        return "This admin key or token was not accepted. Check it and try again." + said;
+      case "unavailable":
+        return "The token database is unreachable right now, so the gateway could not finish this. Wait a few seconds, then reload and try again.";
+    }
+    switch (err.status) {
+      case 503:
+        return "The gateway is unavailable right now. Wait a few seconds, then reload and try again.";
+      case 502:
+      case 504:
+        return "The gateway did not answer in time. Try again in a moment.";
+    }
+    return `The gateway answered with an unexpected error (HTTP ${err.status}${err.code ? ", " + err.code : ""}).` + said;
+  }
+
+  const sentence = (s) => {
+    s = String(s).trim();
+    if (!s) return s;
+    s = s[0].toUpperCase() + s.slice(1);
+    return /[.!?]$/.test(s) ? s : s + ".";
+  };
+
+  // ---- DOM helpers
+
+  function el(tag, props, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(props || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "class") e.className = v;
+      else if (k === "text") e.textContent = v;
+      else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+      else e.setAttribute(k, v === true ? "" : String(v));
+    }
+    for (const c of children.flat()) {
+      if (c === null || c === undefined || c === false) continue;
+      e.append(c instanceof Node ? c : String(c));
+    }
+    return e;
+  }
+
+  // cell wraps its content in one element, so that the stacked layout of a
+  // narrow window keeps it in one grid column beside the label.
+  const cell = (label, props, ...children) =>
+    el("td", Object.assign({ "data-label": label }, props), el("div", { class: "cv" }, ...children));
+  const show = (node, on) => {
+    node.hidden = !on;
+  };
+  function setText(node, text) {
+    node.textContent = text || "";
+    node.hidden = !text;
+  }
+
+  const dateFmt = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+  const dayFmt = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
+  const relFmt = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+
+  function relative(d) {
+    const s = (d.getTime() - Date.now()) / 1000;
+    const a = Math.abs(s);
+    if (a < 60) return relFmt.format(Math.round(s), "second");
+    if (a < 3600) return relFmt.format(Math.round(s / 60), "minute");
+    if (a < 86400) return relFmt.format(Math.round(s / 3600), "hour");
+    if (a < 86400 * 60) return relFmt.format(Math.round(s / 86400), "day");
+    if (a < 86400 * 730) return relFmt.format(Math.round(s / (86400 * 30.44)), "month");
+    return relFmt.format(Math.round(s / (86400 * 365.25)), "year");
+  }
+
+  // when renders a timestamp (the exact time is in its tooltip); opts.day
+  // shows the date only, opts.rel adds "in 3 months" underneath.
+  function when(iso, empty, opts = {}) {
+    if (!iso) return el("span", { class: "muted", text: empty || "—" });
+    const d = new Date(iso);
+    if (Number.isNaN(d.getTime())) return document.createTextNode(iso);
+    const t = el("time", { datetime: iso, title: dateFmt.format(d) + " (" + d.toISOString() + ")", text: (opts.day ? dayFmt : dateFmt).format(d) });
+    return opts.rel ? [t, el("span", { class: "sub", text: relative(d) })] : t;
+  }
+
+  const STATUS_LABEL = { active: "Active", revoked: "Revoked", deactivated: "Deactivated", expired: "Expired" };
+  const badge = (status) =>
+    el("span", { class: "badge badge-" + (STATUS_LABEL[status] ? status : "deactivated"), text: STATUS_LABEL[status] || status });
+
+  const maxTokens = (u) =>
+    u && Number.isInteger(u.max_tokens_per_user) && u.max_tokens_per_user > 0 ? u.max_tokens_per_user : DEFAULT_MAX_TOKENS;
+
+  // ---- banners
+
+  let noticeTimer = 0;
+  function showError(msg) {
+    setText($("banner"), msg);
+    if (msg) $("notice").hidden = true;
+  }
+  function showNotice(msg) {
+    clearTimeout(noticeTimer);
+    setText($("notice"), msg);
+    if (msg) {
+      $("banner").hidden = true;
+      noticeTimer = setTimeout(() => setText($("notice"), ""), 8000);
+    }
+  }
+  function report(err, ctx) {
+    if (err && err.handled) return;
+    showError(explain(err, ctx));
+  }
+
+  // ---- views and routing
+
+  const VIEWS = ["signin", "users", "user", "audit"];
+  let navSeq = 0; // drops answers that arrive after the person moved on
+
+  function showView(name) {
+    for (const v of VIEWS) show($("view-" + v), v === name);
+    const signedIn = name !== "signin";
+    show($("nav"), signedIn);
+    show($("signout"), signedIn);
+    for (const [id, view] of [["nav-users", "users"], ["nav-audit", "audit"]]) {
+      const a = $(id);
+      if (view === name || (view === "users" && name === "user")) a.setAttribute("aria-current", "page");
+      else a.removeAttribute("aria-current");
+    }
+  }
+
+  function route(focus = true) {
+    const seq = ++navSeq;
+    showError("");
+    if (!currentCredential()) {
+      showSignin();
+      return;
+    }
+    const h = location.hash.replace(/^#/, "");
+    const m = /^\/users\/(.+)$/.exec(h);
+    if (h === "/audit") {
+      showAudit(seq, focus);
+    } else if (m) {
+      let id = "";
+      try {
+        id = decodeURIComponent(m[1]);
+      } catch {
+        id = m[1];
+      }
+      showUser(id, seq, focus);
+    } else {
+      showUsers(seq, focus);
+    }
+  }
+
+  function focusHeading(id) {
+    const h = $(id);
+    if (h) h.focus({ preventScroll: false });
+  }
+
+  // ---- sign-in
+
+  function showSignin(msg) {
+    showView("signin");
+    document.title = "Sign in · armgate admin";
+    setText($("signin-error"), msg || "");
+    $("signin-key").focus();
+  }
+
+  function sessionEnded() {
+    clearCredential();
+    for (const d of document.querySelectorAll("dialog[open]")) {
+      if (d.id !== "dlg-show-token") d.close();
+    }
+    navSeq++;
+    showSignin(
+      "Your sign-in is no longer accepted: the admin key may have changed, or the admin token was revoked or expired. Sign in again."
+    );
+  }
+
+  async function signIn(e) {
+    e.preventDefault();
+    const input = $("signin-key");
+    const key = input.value.trim();
+    if (!key) {
+      setText($("signin-error"), "Enter the admin key or an admin token.");
+      input.focus();
+      return;
+    }
+    const btn = $("signin-submit");
+    btn.disabled = true;
+    setText($("signin-error"), "");
+    try {
+      await api("GET", "/users?limit=1", undefined, { key, signin: true });
+      setCredential(key);
+      input.value = "";
+      showNotice("");
+      route();
+    } catch (err) {
+      let msg = explain(err);
+      if (err.status === 401) {
+        msg = "That admin key or token was not accepted. Check it and try again.";
+        if (/expired|revoked|deactivated/i.test(err.apiMessage)) msg += " The gateway says: " + sentence(err.apiMessage);
+      }
+      setText($("signin-error"), msg);
+      input.focus();
+      input.select();
+    } finally {
+      btn.disabled = false;
+    }
+  }
+
+  function signOut() {
+    clearCredential();
+    navSeq++;
+    users = [];
+    currentUser = null;
+    history.replaceState(null, "", location.pathname + location.search);
+    showSignin();
+    showNotice("Signed out. The admin key was removed from this tab.");
+  }
+
+  // ---- users
+
+  let users = [];
+  let usersCursor = null;
+
+  async function showUsers(seq, focus) {
+    showView("users");
+    document.title = "Users · armgate admin";
+    if (focus) focusHeading("users-title");
+    await loadUsers(seq, true);
+  }
+
+  async function loadUsers(seq, reset) {
+    const status = $("user-status").value;
+    let q = "/users?limit=" + USERS_PAGE;
+    if (status) q += "&status=" + enc(status);
+    if (!reset && usersCursor) q += "&cursor=" + enc(usersCursor);
+    if (reset) setText($("users-empty"), "Loading users…");
+    $("users-more").disabled = true;
+    try {
+      const page = await api("GET", q);
+      if (seq !== navSeq) return;
+      users = (reset ? [] : users).concat(page.users || []);
+      usersCursor = page.next_cursor || null;
+      renderUsers();
+    } catch (err) {
+      if (seq !== navSeq) return;
+      setText($("users-empty"), "");
+      report(err);
+    } finally {
+      $("users-more").disabled = false;
+    }
+  }
+
+  function renderUsers() {
+    const term = $("user-search").value.trim().toLowerCase();
+    const shown = term ? users.filter((u) => u.id.toLowerCase().startsWith(term)) : users;
+    $("users-body").replaceChildren(...shown.map(userRow));
+    let empty = "";
+    if (shown.length === 0) {
+      if (term) empty = `No user id starts with “${$("user-search").value.trim()}”.` + (usersCursor ? " Load more users to search further." : "");
+      else if ($("user-status").value) empty = "No users with this status.";
+      else empty = "No users yet. Add one with Add user.";
+    }
+    setText($("users-empty"), empty);
+    show($("users-more"), !!usersCursor);
+  }
+
+  function userRow(u) {
+    const max = maxTokens(u);
+    const name = u.display_name || "";
+    const active = u.status === "active";
+    return el(
+      "tr",
+      { "data-user-id": u.id },
+      cell("User ID", { class: "id-cell" }, el("a", { href: "#/users/" + enc(u.id), text: u.id })),
+      cell("Name", null, name ? name : el("span", { class: "muted", text: "—" }), u.email ? el("span", { class: "sub", text: u.email }) : null),
+      cell("Status", null, badge(u.status)),
+      cell("Tokens", { class: "num" }, `${u.token_count} of ${max}`),
+      cell(
+        "Actions",
+        { class: "cell-actions" },
+        el(
+          "div",
+          { class: "row-actions" },
+          el("a", { class: "btn btn-small", href: "#/users/" + enc(u.id), "aria-label": "API tokens of " + u.id, text: "API tokens" }),
+          el("button", {
+            type: "button",
+            class: "btn btn-small" + (active ? " btn-link-danger" : ""),
+            "aria-label": (active ? "Deactivate " : "Reactivate ") + u.id,
+            text: active ? "Deactivate" : "Reactivate",
+            onclick: () => confirmUserToggle(u, () => loadUsers(navSeq, true)),
+          })
+        )
+      )
+    );
+  }
+
+  // ---- add user
+
+  function openAddUser() {
+    $("add-user-form").reset();
+    setText($("add-user-error"), "");
+    $("dlg-add-user").showModal();
+    $("add-user-id").focus();
+  }
+
+  async function addUser(e) {
+    e.preventDefault();
+    const id = $("add-user-id").value.trim();
+    const name = $("add-user-name").value.trim();
+    const email = $("add-user-email").value.trim();
+    const fail = (msg, field) => {
+      setText($("add-user-error"), msg);
+      if (field) field.focus();
+    };
+    if (!USER_ID.test(id)) {
+      return fail("The user id must be 1 to 128 characters: letters, digits, and . _ @ - only.", $("add-user-id"));
+    }
+    if (id === "." || id === "..") {
+      return fail(`“${id}” cannot be a user id here: it would be read as part of the URL path.`, $("add-user-id"));
+    }
+    const btn = $("add-user-submit");
+    btn.disabled = true;
+    setText($("add-user-error"), "");
+    try {
+      // PUT is an upsert; adding must not silently overwrite someone.
+      try {
+        await api("GET", "/users/" + enc(id));
+        return fail(`A user with id “${id}” already exists. Open it from the list to manage their tokens.`, $("add-user-id"));
+      } catch (err) {
+        if (err.code !== "not_found") throw err;
+      }
+      const body = {};
+      if (name) body.display_name = name;
+      if (email) body.email = email;
+      await api("PUT", "/users/" + enc(id), body);
+      $("dlg-add-user").close();
+      location.hash = "#/users/" + enc(id);
+      showNotice(`User “${id}” added. Create their first API token with Create API Token.`);
+    } catch (err) {
+      if (!err.handled) fail(explain(err));
+    } finally {
+      btn.disabled = false;
+    }
+  }
+
+  // ---- confirmations
+
+  let confirmRun = null;
+
+  // confirmAction asks first, then runs the change with the dialog still
+  // open, so that an error can be shown where the person is looking.
+  function confirmAction({ title, text, ok, danger = true, reason = false, run }) {
+    $("confirm-title").textContent = title;
+    $("confirm-text").textContent = text;
+    const okBtn = $("confirm-ok");
+    okBtn.textContent = ok;
+    okBtn.className = "btn " + (danger ? "btn-danger" : "btn-primary");
+    show($("confirm-reason-field"), reason);
+    $("confirm-reason").value = "";
+    setText($("confirm-error"), "");
+    confirmRun = run;
+    $("dlg-confirm").showModal();
+    (reason ? $("confirm-reason") : okBtn).focus();
+  }
+
+  async function confirmSubmit(e) {
+    e.preventDefault();
+    if (!confirmRun) return;
+    const okBtn = $("confirm-ok");
+    okBtn.disabled = true;
+    setText($("confirm-error"), "");
+    try {
+      await confirmRun($("confirm-reason").value.trim());
+      confirmRun = null;
+      $("dlg-confirm").close();
+    } catch (err) {
+      if (!err.handled) setText($("confirm-error"), explain(err, err.ctx));
+    } finally {
+      okBtn.disabled = false;
+    }
+  }
+
+  function confirmUserToggle(u, after) {
+    const active = u.status === "active";
+    const n = u.token_count;
+    const count = n > 0 ? ` (${n} token${n === 1 ? "" : "s"})` : "";
+    if (active) {
+      confirmAction({
+        title: `Deactivate ${u.id}?`,
+        text:
+          `All of this user's API tokens${count} stop working at once, on every gateway. ` +
+          "Reactivating the user later brings back the tokens that were not revoked on their own and have not expired.",
+        ok: "Deactivate user",
+        run: async () => {
+          await withCtx(api("POST", "/users/" + enc(u.id) + "/deactivate"), { notFound: `User “${u.id}” no longer exists.` });
+          showNotice(`User “${u.id}” deactivated. All of their tokens are refused from now on.`);
+          await after();
+        },
+      });
+    } else {
+      confirmAction({
+        title: `Reactivate ${u.id}?`,
+        text:
+          "Their tokens that were switched off by the deactivation work again at once. " +
+          "Tokens revoked on their own stay revoked, and expired tokens stay expired.",
+        ok: "Reactivate user",
+        danger: false,
+        run: async () => {
+          await withCtx(api("POST", "/users/" + enc(u.id) + "/reactivate"), { notFound: `User “${u.id}” no longer exists.` });
+          showNotice(`User “${u.id}” reactivated.`);
+          await after();
+        },
+      });
+    }
+  }
+
+  async function withCtx(p, ctx) {
+    try {
+      return await p;
+    } catch (err) {
+      err.ctx = ctx;
+      throw err;
+    }
+  }
+
+  // ---- one user and their tokens
+
+  let currentUser = null;
+  let currentTokens = [];
+
+  async function showUser(id, seq, focus) {
+    showView("user");
+    document.title = id + " · API Tokens · armgate admin";
+    if (!currentUser || currentUser.id !== id) {
+      currentUser = null;
+      currentTokens = [];
+      $("user-title").textContent = id;
+      $("user-sub").textContent = "";
+      $("token-usage").textContent = "";
+      $("tokens-body").replaceChildren();
+      $("user-audit-body").replaceChildren();
+      show($("tokens-empty"), false);
+      show($("user-audit-empty"), false);
+      show($("user-deactivated-note"), false);
+      show($("toggle-user"), false);
+      $("create-token").disabled = true; // until the user is loaded
+    }
+    if (focus) focusHeading("user-title");
+    await loadUser(id, seq);
+  }
+
+  async function loadUser(id, seq) {
+    const base = "/users/" + enc(id);
+    const [u, t, a] = await Promise.allSettled([
+      api("GET", base),
+      api("GET", base + "/tokens"),
+      api("GET", "/audit?user_id=" + enc(id) + "&limit=" + USER_AUDIT_LIMIT),
+    ]);
+    if (seq !== navSeq) return;
+    if (u.status === "rejected") {
+      report(u.reason, { notFound: `There is no user “${id}”. Add the user first, or check the id.` });
+      return;
+    }
+    currentUser = u.value;
+    currentTokens = t.status === "fulfilled" ? t.value.tokens || [] : [];
+    renderUser();
+    if (t.status === "rejected") report(t.reason);
+    if (a.status === "fulfilled") renderAudit($("user-audit-body"), $("user-audit-empty"), a.value.events || []);
+    else report(a.reason);
+  }
+
+  const reloadUser = () => (currentUser ? loadUser(currentUser.id, navSeq) : Promise.resolve());
+
+  function renderUser() {
+    const u = currentUser;
+    const max = maxTokens(u);
+    $("user-title").textContent = u.id;
+    const sub = [u.display_name, u.email].filter(Boolean).join(" · ");
+    $("user-sub").replaceChildren(
+      badge(u.status),
+      " ",
+      sub ? sub + " · " : "",
+      "added ",
+      when(u.created_at)
+    );
+    const active = u.status === "active";
+    const toggle = $("toggle-user");
+    toggle.textContent = active ? "Deactivate user" : "Reactivate user";
+    toggle.className = "btn" + (active ? " btn-link-danger" : " btn-primary");
+    show(toggle, true);
+    show($("user-deactivated-note"), !active);
+    $("create-token").disabled = false;
+
+    const usage = $("token-usage");
+    usage.textContent = `${u.token_count} of ${max} tokens` + (u.token_count >= max ? " (limit reached)" : "");
+    usage.classList.toggle("usage-full", u.token_count >= max);
+
+    $("tokens-body").replaceChildren(...currentTokens.map(tokenRow));
+    show($("tokens-empty"), currentTokens.length === 0);
+  }
+
+  function tokenRow(t) {
+    const expired = new Date(t.expires_at).getTime() <= Date.now();
+    const actions = [];
+    const act = (label, cls, fn) =>
+      el("button", { type: "button", class: "btn btn-small " + cls, "aria-label": `${label} token ${t.name}`, text: label, onclick: fn });
+    if (t.status === "active" || t.status === "deactivated") actions.push(act("Revoke", "btn-link-danger", () => confirmRevoke(t)));
+    if (t.status === "revoked" && !expired) actions.push(act("Re-approve", "", () => confirmReapprove(t)));
+    actions.push(act("Delete", "btn-link-danger", () => confirmDelete(t)));
+    const scopes = (t.scopes || []).filter((s) => s !== "api");
+    const statusSub =
+      t.status === "revoked" && t.revoked_reason
+        ? el("span", { class: "sub", text: "Reason: " + t.revoked_reason })
+        : t.status === "deactivated"
+          ? el("span", { class: "sub", text: "User deactivated" })
+          : null;
+    return el(
+      "tr",
+      { "data-token-id": t.id, "data-token-name": t.name, "data-status": t.status },
+      cell("Name", { class: "id-cell" }, t.name, scopes.length ? el("span", { class: "sub", text: "Scopes: " + t.scopes.join(", ") }) : null),
+      cell("Token", null, el("code", { text: t.hint })),
+      cell("Status", null, badge(t.status), statusSub),
+      cell("Created", null, when(t.created_at, "", { day: true })),
+      cell("Expires", null, when(t.expires_at, "", { day: true, rel: true })),
+      cell("Last used", null, when(t.last_used_at, "Never", { rel: true })),
+      cell("Actions", { class: "cell-actions" }, el("div", { class: "row-actions" }, actions))
+    );
+  }
+
+  function confirmRevoke(t) {
+    const exp = dateFmt.format(new Date(t.expires_at));
+    confirmAction({
+      title: `Revoke “${t.name}”?`,
+      text:
+        `Requests with ${t.hint} are refused at once, on every gateway. ` +
+        `You can re-approve it any time before it expires (${exp}).`,
+      ok: "Revoke token",
+      reason: true,
+      run: async (reason) => {
+        await withCtx(api("POST", "/tokens/" + enc(t.id) + "/revoke", reason ? { reason } : {}), {});
+        showNotice(`Token “${t.name}” revoked. The gateway refuses it from now on.`);
+        await reloadUser();
+      },
+    });
+  }
+
+  function confirmReapprove(t) {
+    const exp = dateFmt.format(new Date(t.expires_at));
+    confirmAction({
+      title: `Re-approve “${t.name}”?`,
+      text: `Requests with ${t.hint} are accepted again until it expires (${exp}).`,
+      ok: "Re-approve token",
+      danger: false,
+      run: async () => {
+        try {
+          await withCtx(api("POST", "/tokens/" + enc(t.id) + "/reapprove"), { action: "reapprove" });
+        } catch (err) {
+          if (err.code === "token_expired" || err.code === "not_found") reloadUser();
+          throw err;
+        }
+        showNotice(`Token “${t.name}” re-approved.`);
+        await reloadUser();
+      },
+    });
+  }
+
+  function confirmDelete(t) {
+    confirmAction({
+      title: `Delete “${t.name}”?`,
+      text:
+        `Requests with ${t.hint} are refused at once, and the token cannot be restored. ` +
+        "Deleting frees one of the user's token slots and the token's name.",
+      ok: "Delete token",
+      run: async () => {
+        await withCtx(api("DELETE", "/tokens/" + enc(t.id)), {});
+        showNotice(`Token “${t.name}” deleted.`);
+        await reloadUser();
+      },
+    });
+  }
+
+  // ---- create token and show it once
+
+  function openCreateToken() {
+    if (!currentUser) return;
+    $("create-token-form").reset();
+    $("create-token-user").textContent = currentUser.id;
+    setText($("create-token-error"), "");
+    $("dlg-create-token").showModal();
+    $("token-name").focus();
+  }
+
+  async function createToken(e) {
+    e.preventDefault();
+    const u = currentUser;
+    if (!u) return;
+    const name = $("token-name").value.trim();
+    if (!name) {
+      setText($("create-token-error"), "Give the token a name, e.g. what it is for.");
+      $("token-name").focus();
+      return;
+    }
+    const btn = $("create-token-submit");
+    btn.disabled = true;
+    setText($("create-token-error"), "");
+    try {
+      const created = await api("POST", "/users/" + enc(u.id) + "/tokens", {
+        name,
+        expires_in: $("token-lifetime").value,
+        scopes: $("token-scope").value.split(" "),
+      });
+      $("dlg-create-token").close();
+      showOnce(created);
+      reloadUser();
+    } catch (err) {
+      if (err.handled) return;
+      setText($("create-token-error"), explain(err, { name, user: u.id, max: maxTokens(u) }));
+      if (err.code === "token_limit_reached" || err.code === "user_deactivated") reloadUser();
+    } finally {
+      btn.disabled = false;
+    }
+  }
+
+  let copied = false;
+  let escWarned = false;
+
+  // showOnce puts the plaintext into the dialog, and nowhere else; the
+  // dialog's close handler removes it.
+  function showOnce(created) {
+    copied = false;
+    escWarned = false;
+    $("token-value").textContent = created.token;
+    $("show-token-name").textContent = created.name;
+    $("show-token-user").textContent = created.user_id;
+    $("show-token-expires").textContent = dateFmt.format(new Date(created.expires_at));
+    $("copy-status").textContent = "";
+    $("dlg-show-token").showModal();
+    $("copy-token").focus();
+  }
+
+  function forgetShownToken() {
+    $("token-value").textContent = "";
+    $("copy-status").textContent = "";
+    const sel = window.getSelection();
+    if (sel) sel.removeAllRanges();
+    copied = false;
+  }
+
+  async function copyToken() {
+    const box = $("token-value");
+    const text = box.textContent;
+    if (!text) return;
+    let ok = false;
+    if (navigator.clipboard && window.isSecureContext) {
+      try {
+        await navigator.clipboard.writeText(text);
+        ok = true;
+      } catch {
+        ok = false;
+      }
+    }
+    if (!ok) {
+      const range = document.createRange();
+      range.selectNodeContents(box);
+      const sel = window.getSelection();
+      sel.removeAllRanges();
+      sel.addRange(range);
+      try {
+        ok = document.execCommand("copy");
+      } catch {
+        ok = false;
+      }
+    }
+    copied = ok;
+    $("copy-status").textContent = ok
+      ? "Copied to the clipboard."
+      : "This browser blocked copying. The token is selected: press Ctrl+C (⌘C on a Mac) to copy it.";
+  }
+
+  // ---- audit
+
+  const ACTIONS = {
+    "user.create": "User added",
+    "user.update": "User updated",
+    "user.deactivate": "User deactivated",
+    "user.reactivate": "User reactivated",
+    "token.create": "Token created",
+    "token.revoke": "Token revoked",
+    "token.reapprove": "Token re-approved",
+    "token.delete": "Token deleted",
+    "token.logout": "Token logged out",
+  };
+
+  function tokenLabel(id) {
+    const t = currentTokens.find((x) => x.id === id);
+    return t ? `token “${t.name}”` : "token " + id.slice(0, 8) + "…";
+  }
+
+  function actorLabel(a) {
+    if (a === "admin_key") return "Admin key";
+    if (a.startsWith("token:")) return "Admin " + tokenLabel(a.slice(6));
+    return a;
+  }
+
+  const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
+
+  function detailValue(v) {
+    if (Array.isArray(v)) return v.map(detailValue).join(", ");
+    if (v !== null && typeof v === "object") return JSON.stringify(v);
+    if (typeof v === "string" && ISO_TIME.test(v)) return dateFmt.format(new Date(v));
+    return String(v);
+  }
+
+  function detailText(d) {
+    if (!d || typeof d !== "object") return "";
+    return Object.entries(d)
+      .map(([k, v]) => `${k.replace(/_/g, " ")}: ${detailValue(v)}`)
+      .join("; ");
+  }
+
+  function renderAudit(body, empty, events) {
+    body.replaceChildren(
+      ...events.map((ev) => {
+        const isToken = ev.action.startsWith("token.");
+        return el(
+          "tr",
+          null,
+          cell("When", null, when(ev.at)),
+          cell("Who", { title: ev.actor }, actorLabel(ev.actor)),
+          cell("Action", null, ACTIONS[ev.action] || ev.action),
+          cell(
+            "Target",
+            { title: ev.target },
+            isToken ? tokenLabel(ev.target) : el("a", { href: "#/users/" + enc(ev.target), text: ev.target })
+          ),
+          cell("Details", { class: "detail" }, detailText(ev.detail))
+        );
+      })
+    );
+    show(empty, events.length === 0);
+  }
+
+  async function showAudit(seq, focus) {
+    showView("audit");
+    document.title = "Audit log · armgate admin";
+    if (focus) focusHeading("audit-title");
+    try {
+      const a = await api("GET", "/audit?limit=" + AUDIT_LIMIT);
+      if (seq !== navSeq) return;
+      renderAudit($("audit-body"), $("audit-empty"), a.events || []);
+    } catch (err) {
+      if (seq === navSeq) report(err);
+    }
+  }
+
+  // ---- wiring
+
+  function init() {
+    $("signin-form").addEventListener("submit", signIn);
+    $("signout").addEventListener("click", signOut);
+    $("add-user").addEventListener("click", openAddUser);
+    $("add-user-form").addEventListener("submit", addUser);
+    $("user-search").addEventListener("input", renderUsers);
+    $("user-status").addEventListener("change", () => loadUsers(navSeq, true));
+    $("users-more").addEventListener("click", () => loadUsers(navSeq, false));
+    $("toggle-user").addEventListener("click", () => {
+      if (currentUser) confirmUserToggle(currentUser, reloadUser);
+    });
+    $("create-token").addEventListener("click", openCreateToken);
+    $("create-token-form").addEventListener("submit", createToken);
+    $("confirm-form").addEventListener("submit", confirmSubmit);
+    $("dlg-confirm").addEventListener("close", () => {
+      confirmRun = null;
+    });
+
+    const shown = $("dlg-show-token");
+    $("copy-token").addEventListener("click", copyToken);
+    $("show-token-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      forgetShownToken(); // before the asynchronous close event
+      shown.close();
+    });
+    shown.addEventListener("cancel", (e) => {
+      // One Escape that would lose an uncopied token is caught, once.
+      if (!copied && !escWarned) {
+        e.preventDefault();
+        escWarned = true;
+        $("copy-status").textContent =
+          "The token is not copied yet and cannot be shown again. Press Escape again or the close button to discard it.";
+      }
+    });
+    shown.addEventListener("close", () => {
+      forgetShownToken();
+      if (!$("view-user").hidden) $("create-token").focus();
+    });
+
+    for (const b of document.querySelectorAll("dialog [data-close]")) {
+      b.addEventListener("click", () => b.closest("dialog").close());
+    }
+    window.addEventListener("hashchange", () => route(true));
+    route(false);
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+})();

@@ -1,0 +1,174 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func uiGet(t *testing.T, method, target string, header http.Header) *httptest.ResponseRecorder {
+	t.Helper()
+	r := httptest.NewRequest(method, target, nil)
+	for k, vs := range header {
+		r.Header[k] = vs
+	}
+	w := httptest.NewRecorder()
+	uiHandler().ServeHTTP(w, r)
+	return w
+}
+
+func TestUIServesFiles(t *testing.T) {
+	tests := []struct {
+		target      string
+		contentType string
+		cache       string
+		contains    string
+	}{
+		{"/ui/", "text/html; charset=utf-8", "no-store", `<script src="app.js" defer></script>`},
+		{"/ui/index.html", "text/html; charset=utf-8", "no-store", "Create API Token"},
+		{"/ui/app.js", "text/javascript; charset=utf-8", "no-cache", `"use strict";`},
+		{"/ui/app.css", "text/css; charset=utf-8", "no-cache", ".badge-revoked"},
+		{"/ui/favicon.svg", "image/svg+xml", "no-cache", "<svg"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.target, func(t *testing.T) {
+			w := uiGet(t, http.MethodGet, tc.target, nil)
+			if w.Code != http.StatusOK {
+				t.Fatalf("status %d, want 200: %s", w.Code, w.Body)
+			}
+			h := w.Header()
+			want := map[string]string{
+				"Content-Type":            tc.contentType,
+				"Cache-Control":           tc.cache,
+				"Content-Security-Policy": uiCSP,
+				"X-Content-Type-Options":  "nosniff",
+				"Referrer-Policy":         "no-referrer",
+			}
+			for k, v := range want {
+				if got := h.Get(k); got != v {
+					t.Errorf("%s = %q, want %q", k, got, v)
+				}
+			}
+			if !strings.Contains(w.Body.String(), tc.contains) {
+				t.Errorf("body lacks %q", tc.contains)
+			}
+		})
+	}
+}
+
+func TestUICSPIsTheStrictOne(t *testing.T) {
+	const want = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+		"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+	if uiCSP != want {
+		t.Fatalf("CSP = %q, want %q", uiCSP, want)
+	}
+}
+
+func TestUINotFoundAndMethods(t *testing.T) {
+	for _, target := range []string{"/ui/nope.js", "/ui/ui/index.html", "/ui/../admin.go", "/ui/app.js/x", "/other"} {
+		w := uiGet(t, http.MethodGet, target, nil)
+		if w.Code != http.StatusNotFound {
+			t.Errorf("GET %s: status %d, want 404", target, w.Code)
+			continue
+		}
+		var body map[string]string
+		if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || body["error"] != "not_found" {
+			t.Errorf("GET %s: body %q, want a not_found error", target, w.Body)
+		}
+		if w.Header().Get("Content-Security-Policy") != uiCSP {
+			t.Errorf("GET %s: error response lacks the CSP", target)
+		}
+	}
+	for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodDelete} {
+		w := uiGet(t, m, "/ui/", nil)
+		if w.Code != http.StatusMethodNotAllowed || w.Header().Get("Allow") != "GET, HEAD" {
+			t.Errorf("%s /ui/: status %d, Allow %q; want 405 with GET, HEAD", m, w.Code, w.Header().Get("Allow"))
+		}
+	}
+}
+
+func TestUIHead(t *testing.T) {
+	w := uiGet(t, http.MethodHead, "/ui/app.js", nil)
+	if w.Code != http.StatusOK || w.Body.Len() != 0 {
+		t.Fatalf("HEAD: status %d, %d body bytes; want 200 and none", w.Code, w.Body.Len())
+	}
+	if w.Header().Get("Content-Length") == "" {
+		t.Error("HEAD lacks Content-Length")
+	}
+}
+
+func TestUIRedirectIsRelative(t *testing.T) {
+	for target, want := range map[string]string{"/ui": "ui/", "/ui?x=1": "ui/?x=1"} {
+		w := uiGet(t, http.MethodGet, target, nil)
+		if w.Code != http.StatusFound || w.Header().Get("Location") != want {
+			t.Errorf("GET %s: %d Location %q, want 302 %q", target, w.Code, w.Header().Get("Location"), want)
+		}
+	}
+}
+
+func TestUIETag(t *testing.T) {
+	w := uiGet(t, http.MethodGet, "/ui/app.css", nil)
+	etag := w.Header().Get("ETag")
+	if etag == "" {
+		t.Fatal("no ETag on app.css")
+	}
+	w = uiGet(t, http.MethodGet, "/ui/app.css", http.Header{"If-None-Match": {`"other", ` + etag}})
+	if w.Code != http.StatusNotModified || w.Body.Len() != 0 {
+		t.Fatalf("If-None-Match: status %d, %d bytes; want 304", w.Code, w.Body.Len())
+	}
+	w = uiGet(t, http.MethodGet, "/ui/app.css", http.Header{"If-None-Match": {`"other"`}})
+	if w.Code != http.StatusOK {
+		t.Fatalf("stale If-None-Match: status %d, want 200", w.Code)
+	}
+}
+
+func TestServeUIOnlyClaimsUIPaths(t *testing.T) {
+	for p, want := range map[string]bool{
+		"/ui": true, "/ui/": true, "/ui/app.js": true,
+		"/users": false, "/uix": false, "/": false, "/tokens/ui/": false,
+	} {
+		w := httptest.NewRecorder()
+		if got := serveUI(w, httptest.NewRequest(http.MethodGet, p, nil)); got != want {
+			t.Errorf("serveUI(%s) = %v, want %v", p, got, want)
+		}
+	}
+}
+
+// TestUIAssetsSuitTheCSP checks what a strict CSP would otherwise break at
+// run time: inline scripts, inline styles and event-handler attributes, and
+// asset URLs that would not follow the mount prefix.
+func TestUIAssetsSuitTheCSP(t *testing.T) {
+	html := string(uiAssets()["index.html"].body)
+	js := string(uiAssets()["app.js"].body)
+	bad := []struct {
+		what string
+		re   *regexp.Regexp
+		in   string
+	}{
+		{"inline script", regexp.MustCompile(`<script(?:\s[^>]*)?>\s*[^<\s]`), html},
+		{"script without src", regexp.MustCompile(`<script(?:\s(?:[^s>]|s[^r>])*)?>`), html},
+		{"style element", regexp.MustCompile(`<style[\s>]`), html},
+		{"style attribute", regexp.MustCompile(`\sstyle\s*=`), html},
+		{"event-handler attribute", regexp.MustCompile(`\son[a-z]+\s*=`), html},
+		{"javascript: URL", regexp.MustCompile(`(?i)javascript:`), html},
+		{"absolute or external asset URL", regexp.MustCompile(`(?:src|href)="(?:/|https?:|//)`), html},
+		{"innerHTML or outerHTML", regexp.MustCompile(`\.(?:inner|outer)HTML\b|insertAdjacentHTML`), js},
+		{"eval or new Function", regexp.MustCompile(`\beval\(|new Function\(`), js},
+		{"style attribute from script", regexp.MustCompile(`setAttribute\(\s*["']style`), js},
+		{"persistent storage", regexp.MustCompile(`localStorage|indexedDB|document\.cookie`), js},
+	}
+	for _, b := range bad {
+		if loc := b.re.FindStringIndex(b.in); loc != nil {
+			t.Errorf("%s: %q", b.what, b.in[loc[0]:min(loc[1]+40, len(b.in))])
+		}
+	}
+	// Every asset the page names is embedded.
+	for _, m := range regexp.MustCompile(`(?:src|href)="([^"#]+)"`).FindAllStringSubmatch(html, -1) {
+		if _, ok := uiAssets()[m[1]]; !ok {
+			t.Errorf("index.html names %q, which is not embedded", m[1])
+		}
+	}
+}
