@@ -35,7 +35,7 @@ func (h *AdminHandler) putUser(w http.ResponseWriter, r *http.Request) error {
 	if created {
 		status = http.StatusCreated
 	}
-	writeJSON(w, status, u)
+	writeJSON(w, status, h.userJSON(u))
 	return nil
 }
 
@@ -48,7 +48,7 @@ func (h *AdminHandler) getUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, u)
+	writeJSON(w, http.StatusOK, h.userJSON(u))
 	return nil
 }
 
@@ -73,9 +73,9 @@ func (h *AdminHandler) listUsers(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	page := usersPage{Users: users}
-	if page.Users == nil {
-		page.Users = []storage.User{}
+	page := usersPage{Users: make([]userJSON, 0, len(users))}
+	for _, u := range users {
+		page.Users = append(page.Users, h.userJSON(u))
 	}
 	if more && len(users) > 0 {
 		c := encodeCursor(users[len(users)-1].ID)
@@ -106,7 +106,7 @@ func (h *AdminHandler) setUserActive(w http.ResponseWriter, r *http.Request, act
 		return err
 	}
 	h.invalidate(inv)
-	writeJSON(w, http.StatusOK, u)
+	writeJSON(w, http.StatusOK, h.userJSON(u))
 	return nil
 }
 
@@ -288,4 +288,15 @@ func (h *AdminHandler) logout(w http.ResponseWriter, r *http.Request) error {
 func noContent(w http.ResponseWriter) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// userJSON is a user as the API shows it: the stored fields plus the
+// configured token limit, so that clients can show "3 of 10 tokens".
+type userJSON struct {
+	storage.User
+	MaxTokensPerUser int `json:"max_tokens_per_user"`
+}
+
+func (h *AdminHandler) userJSON(u storage.User) userJSON {
+	return userJSON{User: u, MaxTokensPerUser: h.limits.maxPerUser}
 }

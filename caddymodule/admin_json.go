@@ -386,8 +386,8 @@ type createdToken struct {
 }
 
 type usersPage struct {
-	Users      []storage.User `json:"users"`
-	NextCursor *string        `json:"next_cursor"`
+	Users      []userJSON `json:"users"`
+	NextCursor *string    `json:"next_cursor"`
 }
 
 type tokenList struct {
