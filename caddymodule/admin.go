@@ -125,7 +125,7 @@ func (h *AdminHandler) routes() {
 	m := http.NewServeMux()
 	m.Handle("PUT /users/{user_id}", h.call(h.putUser))
 	m.Handle("GET /users/{user_id}", h.call(h.getUser))
-	m.Handle("GET /users", h.call(h.listUsers))
+	m.Handle("GET /users", h.call(h.listUsers, "status", "limit", "cursor"))
 	m.Handle("POST /users/{user_id}/deactivate", h.call(h.deactivateUser))
 	m.Handle("POST /users/{user_id}/reactivate", h.call(h.reactivateUser))
 	m.Handle("POST /users/{user_id}/tokens", h.call(h.createToken))
@@ -135,7 +135,7 @@ func (h *AdminHandler) routes() {
 	m.Handle("POST /tokens/{token_id}/reapprove", h.call(h.reapproveToken))
 	m.Handle("DELETE /tokens/{token_id}", h.call(h.deleteToken))
 	m.Handle("POST /introspect", h.call(h.introspect))
-	m.Handle("GET /audit", h.call(h.audit))
+	m.Handle("GET /audit", h.call(h.audit, "user_id", "limit"))
 	m.Handle(logoutPattern, h.call(h.logout))
 	h.mux = m
 }
@@ -264,8 +264,15 @@ func (h *AdminHandler) liveToken(w http.ResponseWriter, r *http.Request, tok str
 
 // call adapts an endpoint that returns an error to an http.Handler, bounds
 // its database work, and maps the error to a response in one place.
-func (h *AdminHandler) call(fn func(http.ResponseWriter, *http.Request) error) http.Handler {
+// call adapts an API function to the mux: it refuses query parameters other
+// than params (and repeated ones), bounds the call's database work and turns
+// its error into a JSON answer.
+func (h *AdminHandler) call(fn func(http.ResponseWriter, *http.Request) error, params ...string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := queryParams(r.URL.Query(), params...); err != nil {
+			h.writeError(w, r, err)
+			return
+		}
 		ctx, cancel := context.WithTimeout(r.Context(), h.timeout)
 		defer cancel()
 		if err := fn(w, r.WithContext(ctx)); err != nil {
@@ -285,6 +292,7 @@ var storageErrors = []struct {
 	{storage.ErrNameTaken, http.StatusConflict, "name_taken"},
 	{storage.ErrUserDeactivated, http.StatusConflict, "user_deactivated"},
 	{storage.ErrTokenExpired, http.StatusConflict, "token_expired"},
+	{storage.ErrExpiryPassed, http.StatusBadRequest, "invalid_request"},
 }
 
 func (h *AdminHandler) writeError(w http.ResponseWriter, r *http.Request, err error) {

@@ -93,7 +93,54 @@ func decodeJSON(body io.Reader, dst any) error {
 	if _, err := dec.Token(); err != io.EOF {
 		return badRequest("the request body must hold a single JSON object; found data after it")
 	}
+	return exactKeys(trimmed, dst)
+}
+
+// exactKeys rejects what encoding/json lets through: a key that matches a
+// field only case-insensitively ({"NAME": …}) and a repeated key (it would
+// keep the last). b has already decoded cleanly into dst.
+func exactKeys(b []byte, dst any) error {
+	known := jsonNames(reflect.TypeOf(dst).Elem())
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if _, err := dec.Token(); err != nil { // the opening brace
+		return badRequest("the request body is not valid JSON")
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return badRequest("the request body is not valid JSON")
+		}
+		k, _ := t.(string)
+		switch {
+		case !known[k]:
+			return badRequest("unknown field %q (field names are case-sensitive)", k)
+		case seen[k]:
+			return badRequest("field %q is given more than once", k)
+		}
+		seen[k] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return badRequest("the request body is not valid JSON")
+		}
+	}
 	return nil
+}
+
+// jsonNames returns the JSON field names of the struct type t.
+func jsonNames(t reflect.Type) map[string]bool {
+	names := map[string]bool{}
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		names[name] = true
+	}
+	return names
 }
 
 // jsonError turns an encoding/json error into a message that names the
@@ -312,10 +359,10 @@ func queryParams(q url.Values, known ...string) error {
 }
 
 func parseLimit(q url.Values) (int, error) {
-	s := q.Get("limit")
-	if s == "" {
+	if !q.Has("limit") {
 		return defaultPageLimit, nil
 	}
+	s := q.Get("limit")
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 1 || n > maxPageLimit {
 		return 0, badRequest("limit must be an integer from 1 to %d, got %q", maxPageLimit, s)

@@ -248,7 +248,7 @@ func TestQueryParameters(t *testing.T) {
 		{query: "", known: []string{"limit"}, limit: 50},
 		{query: "limit=1", known: []string{"limit"}, limit: 1},
 		{query: "limit=500", known: []string{"limit"}, limit: 500},
-		{query: "limit=", known: []string{"limit"}, limit: 50},
+		{query: "limit=", known: []string{"limit"}, errMsg: "limit must be an integer"},
 		{query: "limit=0", known: []string{"limit"}, errMsg: "limit must be an integer from 1 to 500"},
 		{query: "limit=501", known: []string{"limit"}, errMsg: "limit must be"},
 		{query: "limit=-1", known: []string{"limit"}, errMsg: "limit must be"},
@@ -729,4 +729,32 @@ func FuzzAdminDecode(f *testing.F) {
 			check("validate revoke", err)
 		}
 	})
+}
+
+// TestExactKeys: encoding/json matches field names case-insensitively and
+// keeps the last of repeated keys; the admin API refuses both.
+func TestExactKeys(t *testing.T) {
+	tests := []struct {
+		body   string
+		errMsg string
+	}{
+		{`{"name":"a"}`, ""},
+		{`{"name":"a","scopes":["api"],"expires_in":"1h"}`, ""},
+		{`{"NAME":"a"}`, `unknown field "NAME"`},
+		{`{"Name":"a"}`, `unknown field "Name"`},
+		{`{"name":"a","name":"b"}`, `field "name" is given more than once`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.body, func(t *testing.T) {
+			var req createTokenRequest
+			err := decodeJSON(strings.NewReader(tt.body), &req)
+			if tt.errMsg == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			wantAPIError(t, err, 400, tt.errMsg)
+		})
+	}
 }

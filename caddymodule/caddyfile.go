@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -171,7 +172,13 @@ func intArg(d *caddyfile.Dispenser) (int64, error) {
 //	armgate_auth [<matcher>] {
 //		realm <realm>
 //		scope <scope>
+//		failure_limit off
+//		failure_limit <max> <window> {
+//			max_clients <n>
+//		}
 //	}
+//
+// failure_limit defaults to 50 refused tokens per client address per 1m.
 func parseAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	var m AuthHandler
 	err := m.UnmarshalCaddyfile(h.Dispenser)
@@ -194,8 +201,54 @@ func (h *AuthHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&h.Scope) {
 				return d.ArgErr()
 			}
+		case "failure_limit":
+			if h.FailureLimit != nil {
+				return d.Err("failure_limit may appear only once")
+			}
+			h.FailureLimit = new(FailureLimit)
+			if err := h.FailureLimit.unmarshalCaddyfile(d); err != nil {
+				return err
+			}
 		default:
 			return d.Errf("unrecognized subdirective: %s", d.Val())
+		}
+	}
+	return nil
+}
+
+// unmarshalCaddyfile reads `failure_limit off` or
+// `failure_limit <max> <window> [{ max_clients <n> }]`.
+func (f *FailureLimit) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	args := d.RemainingArgs()
+	switch {
+	case len(args) == 1 && args[0] == "off":
+		f.Off = true
+		if d.NextBlock(d.Nesting()) {
+			return d.Err("failure_limit off takes no block")
+		}
+		return nil
+	case len(args) != 2:
+		return d.Errf("failure_limit takes <max> <window>, or off")
+	}
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n < 1 {
+		return d.Errf("failure_limit: expected a positive number of failures, got %q", args[0])
+	}
+	w, err := caddy.ParseDuration(args[1])
+	if err != nil || w < time.Second {
+		return d.Errf("failure_limit: expected a window of at least 1s, got %q", args[1])
+	}
+	f.Max, f.Window = n, caddy.Duration(w)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "max_clients":
+			n, err := intArg(d)
+			if err != nil {
+				return err
+			}
+			f.MaxClients = int(n)
+		default:
+			return d.Errf("unrecognized failure_limit option: %s", d.Val())
 		}
 	}
 	return nil

@@ -18,6 +18,10 @@ import (
 const (
 	listenBackoffStart = 200 * time.Millisecond
 	listenBackoffMax   = 5 * time.Second
+	// listenConnectTimeout bounds a connection attempt when the DSN sets
+	// no connect_timeout, so an unreachable host (dropped packets, not a
+	// refusal) costs seconds rather than the kernel's minutes.
+	listenConnectTimeout = 10 * time.Second
 )
 
 // ListenHooks receive what the invalidation listener learns. They run on the
@@ -36,7 +40,20 @@ type ListenHooks struct {
 
 // Listen LISTENs on Channel over a dedicated connection made with cfg and
 // calls the hooks, reconnecting with backoff until ctx ends.
+//
+// Notifications are delivered only on the server where they were committed,
+// and a hot standby refuses LISTEN, so unless the DSN says otherwise
+// (target_session_attrs) the connection goes to a primary: with a
+// multi-host DSN, pgx then skips standbys instead of retrying the first
+// host for ever.
 func Listen(ctx context.Context, cfg *pgx.ConnConfig, h ListenHooks) error {
+	cfg = cfg.Copy()
+	if cfg.ValidateConnect == nil {
+		cfg.ValidateConnect = pgconn.ValidateConnectTargetSessionAttrsPrimary
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = listenConnectTimeout
+	}
 	var (
 		mu        sync.Mutex
 		delay     time.Duration // 0 until the first connect

@@ -32,6 +32,9 @@ var (
 	ErrTokenLimit      = errors.New("the user has reached the maximum number of tokens")
 	ErrUserDeactivated = errors.New("the user is deactivated")
 	ErrTokenExpired    = errors.New("the token has expired")
+	// ErrExpiryPassed: a new token's expiry passed before it was stored
+	// (e.g. expires_in "1ns").
+	ErrExpiryPassed = errors.New("the requested expiry has already passed; ask for a longer lifetime")
 )
 
 // User is an ARM account.

@@ -254,6 +254,9 @@ type NewToken struct {
 // time the plaintext exists outside the client. The user row is locked so
 // that concurrent creates never exceed the limit.
 func (s *Store) CreateToken(ctx context.Context, actor string, n NewToken) (Token, string, error) {
+	if !n.ExpiresAt.After(s.now()) {
+		return Token{}, "", ErrExpiryPassed
+	}
 	plain, err := token.Generate()
 	if err != nil {
 		return Token{}, "", err

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,11 +72,15 @@ func (u *upstream) lastHeader() http.Header {
 
 // gatewayConfig is what a test may vary in the Caddyfile.
 type gatewayConfig struct {
-	DSN       string // default: a fresh database
-	AdminKey  string // default: testAdminKey
-	Scope     string // armgate_auth scope; default api
-	ExtraApp  string // more lines inside the armgate global option
-	ExtraSite string // more lines inside the site block
+	DSN        string // default: a fresh database
+	AdminKey   string // default: testAdminKey
+	NoAdminKey bool   // configure no admin_key: only admin-scope tokens administer
+	Scope      string // armgate_auth scope; default api
+	ExtraApp   string // more lines inside the armgate global option
+	ExtraSite  string // more lines inside the site block
+	// LogDir, when set, gets Caddy's log (level DEBUG) in caddy.log and the
+	// site's access log in access.log.
+	LogDir string
 }
 
 const testAdminKey = "test-admin-key-0123456789"
@@ -116,19 +121,30 @@ func startGateway(t testing.TB, gc gatewayConfig) *gateway {
 		gc.Scope = "api"
 	}
 	up := newUpstream(t)
-	port := freePort(t)
-	caddyfile := fmt.Sprintf(`{
+	adminKey := ""
+	if !gc.NoAdminKey {
+		adminKey = fmt.Sprintf("admin_key %q", gc.AdminKey)
+	}
+	var globalLog, siteLog string
+	if gc.LogDir != "" {
+		globalLog = fmt.Sprintf("log {\n\t\toutput file %q\n\t\tlevel DEBUG\n\t}", filepath.Join(gc.LogDir, "caddy.log"))
+		siteLog = fmt.Sprintf("log {\n\t\toutput file %q\n\t}", filepath.Join(gc.LogDir, "access.log"))
+	}
+	caddyfile, port := loadOnFreePort(t, func(port int) string {
+		return fmt.Sprintf(`{
 	admin off
 	persist_config off
 	auto_https off
 	grace_period 1ns
+	%s
 	armgate {
-		database "%s"
-		admin_key "%s"
+		database %q
+		%s
 		%s
 	}
 }
 http://127.0.0.1:%d {
+	%s
 	handle_path /admin/* {
 		armgate_admin
 	}
@@ -146,8 +162,9 @@ http://127.0.0.1:%d {
 		}
 	}
 }
-`, gc.DSN, gc.AdminKey, gc.ExtraApp, port, gc.ExtraSite, gc.Scope, strings.TrimPrefix(up.srv.URL, "http://"))
-	loadCaddyfile(t, caddyfile)
+`, globalLog, gc.DSN, adminKey, gc.ExtraApp, port, siteLog, gc.ExtraSite, gc.Scope,
+			strings.TrimPrefix(up.srv.URL, "http://"))
+	})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -172,6 +189,32 @@ http://127.0.0.1:%d {
 // stops it when the test ends.
 func loadCaddyfile(t testing.TB, caddyfile string) {
 	t.Helper()
+	if err := tryLoadCaddyfile(t, caddyfile); err != nil {
+		t.Fatalf("loading config: %v\n%s", err, caddyfile)
+	}
+}
+
+// loadOnFreePort loads the Caddyfile that build makes for a free port, and
+// tries another port when the chosen one was taken in the meantime (other
+// processes on the machine pick ports too).
+func loadOnFreePort(t testing.TB, build func(port int) string) (string, int) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		port := freePort(t)
+		caddyfile := build(port)
+		err := tryLoadCaddyfile(t, caddyfile)
+		if err == nil {
+			return caddyfile, port
+		}
+		if attempt == 5 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatalf("loading config: %v\n%s", err, caddyfile)
+		}
+	}
+}
+
+// tryLoadCaddyfile is loadCaddyfile that returns the load error.
+func tryLoadCaddyfile(t testing.TB, caddyfile string) error {
+	t.Helper()
 	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
 	if err != nil {
 		t.Fatalf("adapting Caddyfile: %v\n%s", err, caddyfile)
@@ -180,9 +223,10 @@ func loadCaddyfile(t testing.TB, caddyfile string) {
 		t.Logf("Caddyfile warning: %s", w)
 	}
 	if err := caddy.Load(cfg, true); err != nil {
-		t.Fatalf("loading config: %v", err)
+		return err
 	}
 	t.Cleanup(func() { _ = caddy.Stop() })
+	return nil
 }
 
 // createToken makes a token straight in the database, as the CLI does.

@@ -75,6 +75,11 @@ type Stats struct {
 
 // entry is a cache value: a known token (found) or a remembered miss.
 type entry struct {
+	// hash is the full token hash. The cache is keyed by its first eight
+	// bytes only (a uint64 key costs ristretto no allocation, where a
+	// []byte key escapes to the heap on every Get), so a hit counts only
+	// when the whole hash matches.
+	hash  token.Hash
 	found bool
 	cred  token.Credential
 	// usedSec is the last second in which a request used this token, so
@@ -86,7 +91,7 @@ type entry struct {
 type Verifier struct {
 	cfg   Config
 	load  Loader
-	cache *ristretto.Cache[[]byte, *entry]
+	cache *ristretto.Cache[uint64, *entry]
 	group singleflight.Group
 	now   func() time.Time
 
@@ -116,7 +121,7 @@ func New(cfg Config, load Loader) (*Verifier, error) {
 		if cfg.MaxEntries <= 0 {
 			return nil, fmt.Errorf("max_entries must be positive, got %d", cfg.MaxEntries)
 		}
-		c, err := ristretto.NewCache(&ristretto.Config[[]byte, *entry]{
+		c, err := ristretto.NewCache(&ristretto.Config[uint64, *entry]{
 			NumCounters:        10 * cfg.MaxEntries,
 			MaxCost:            cfg.MaxEntries,
 			BufferItems:        64,
@@ -174,12 +179,21 @@ func (v *Verifier) Verify(ctx context.Context, tok string) (token.Credential, Re
 
 func (v *Verifier) lookup(ctx context.Context, h token.Hash) (*entry, error) {
 	if v.cache != nil && !v.closed.Load() {
-		if e, ok := v.cache.Get(h[:]); ok {
+		// Another hash with the same first eight bytes (the chance that
+		// any two of a million entries share them is about 3e-8) is a
+		// miss: the load below replaces that entry.
+		if e, ok := v.cache.Get(cacheKey(h[:])); ok && e.hash == h {
 			v.Stats.Hits.Add(1)
 			return e, nil
 		}
 	}
 	v.Stats.Misses.Add(1)
+	return v.loadShared(ctx, h)
+}
+
+// loadShared is the miss path, a function of its own so that the closure
+// capturing h moves only this copy of h to the heap, not lookup's.
+func (v *Verifier) loadShared(ctx context.Context, h token.Hash) (*entry, error) {
 	// Loads are shared per hash and generation: a request that starts after
 	// an invalidation must not join a load that may have read the database
 	// before the change, or the very next request would still see the old
@@ -207,7 +221,7 @@ func (v *Verifier) loadAndStore(h token.Hash, gen uint64) (*entry, error) {
 	defer cancel()
 	v.Stats.Loads.Add(1)
 	cred, err := v.load(ctx, h)
-	e := &entry{found: err == nil, cred: cred}
+	e := &entry{hash: h, found: err == nil, cred: cred}
 	switch {
 	case errors.Is(err, ErrNotFound):
 	case err != nil:
@@ -226,7 +240,7 @@ func (v *Verifier) loadAndStore(h token.Hash, gen uint64) (*entry, error) {
 	}
 	v.mu.RLock()
 	if v.gen.Load() == gen && !v.closed.Load() {
-		v.cache.SetWithTTL(h[:], e, 1, ttl)
+		v.cache.SetWithTTL(cacheKey(h[:]), e, 1, ttl)
 	}
 	v.mu.RUnlock()
 	return e, nil
@@ -243,8 +257,18 @@ func (v *Verifier) Drop(hashes [][]byte) {
 		return
 	}
 	for _, h := range hashes {
-		v.cache.Del(h)
+		// Deleting another token's entry that shares the key only costs
+		// it a lookup.
+		v.cache.Del(cacheKey(h))
 	}
+}
+
+// cacheKey is the cache key of a token hash: its first eight bytes. A
+// shorter slice (never a real hash) is zero-padded.
+func cacheKey(h []byte) uint64 {
+	var b [8]byte
+	copy(b[:], h)
+	return binary.BigEndian.Uint64(b[:])
 }
 
 // DropAll empties the cache, for when invalidations may have been missed.

@@ -261,7 +261,7 @@ func TestNegativeTTLBound(t *testing.T) {
 	verify(t, v, tok)
 	v.Wait()
 	h := token.Sum(tok)
-	ttl, ok := v.cache.GetTTL(h[:])
+	ttl, ok := v.cache.GetTTL(cacheKey(h[:]))
 	if !ok || ttl <= 0 || ttl > 10*time.Second {
 		t.Errorf("negative entry ttl = %v (found %v), want in (0, 10s]", ttl, ok)
 	}
@@ -354,7 +354,7 @@ func TestPositiveTTLCappedAtExpiry(t *testing.T) {
 			verify(t, v, tok)
 			v.Wait()
 			h := token.Sum(tok)
-			ttl, ok := v.cache.GetTTL(h[:])
+			ttl, ok := v.cache.GetTTL(cacheKey(h[:]))
 			if ok != tc.cached {
 				t.Fatalf("cached = %v, want %v", ok, tc.cached)
 			}
@@ -859,8 +859,33 @@ func TestVerifyHitAllocs(t *testing.T) {
 	if f.calls.Load() != 1 {
 		t.Fatalf("not a cache hit: %d loads", f.calls.Load())
 	}
-	if n > 1 {
-		t.Errorf("a cache hit allocates %v times, want at most 1", n)
+	if n > 0 {
+		t.Errorf("a cache hit allocates %v times, want none", n)
+	}
+}
+
+// TestCacheKeyCollision: the cache is keyed by the first eight bytes of the
+// hash; an entry stored under the same key for another hash is a miss, never
+// another token's verdict.
+func TestCacheKeyCollision(t *testing.T) {
+	f := newFake()
+	v := newVerifier(t, defaultCfg, f)
+	tok := genToken(t)
+	h := token.Sum(tok)
+	other := h
+	other[31] ^= 1
+	v.cache.SetWithTTL(cacheKey(h[:]), &entry{hash: other, found: true, cred: liveCred("other")}, 1, time.Hour)
+	v.Wait()
+	if _, r := verify(t, v, tok); r != Unknown {
+		t.Fatalf("Verify = %v, want unknown (the colliding entry must not count)", r)
+	}
+	if f.calls.Load() != 1 {
+		t.Fatalf("loads = %d, want 1", f.calls.Load())
+	}
+	f.set(tok, liveCred("mine"))
+	v.Drop([][]byte{h[:]})
+	if c, r := verify(t, v, tok); r != Active || c.TokenID != "mine" {
+		t.Fatalf("Verify = %v %q, want active mine", r, c.TokenID)
 	}
 }
 
