@@ -3,6 +3,7 @@ package tests
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -174,5 +175,54 @@ func TestExpiredWhileCached(t *testing.T) {
 	r := g.get("/x", plain)
 	if r.Status != 401 {
 		t.Fatalf("expired token: %d %s", r.Status, r.Body)
+	}
+}
+
+// TestFailureLimit: after failure_limit refused tokens from one address the
+// client gets 429 with Retry-After, before any lookup: neither a live token
+// nor a new unknown one reaches the database or the upstream.
+func TestFailureLimit(t *testing.T) {
+	g := startGateway(t, gatewayConfig{AuthExtra: "failure_limit 3 1m", ExtraSite: "handle /metrics {\n\t\tmetrics\n\t}"})
+	_, live := g.createToken("hank", "live", nil, time.Hour)
+	for i := range 3 {
+		if r := g.get("/x", wellFormedUnknown(t)); r.Status != 401 {
+			t.Fatalf("refusal %d: %d %s", i+1, r.Status, r.Body)
+		}
+	}
+	lookups := func() int64 {
+		r := g.get("/metrics", "")
+		for _, line := range strings.Split(string(r.Body), "\n") {
+			if v, ok := strings.CutPrefix(line, "caddy_armgate_db_lookups_total "); ok {
+				n, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return int64(n)
+			}
+		}
+		t.Fatalf("no caddy_armgate_db_lookups_total in /metrics: %.300s", r.Body)
+		return 0
+	}
+	before, hits := lookups(), g.Upstream.hits.Load()
+	if before < 3 {
+		t.Fatalf("db lookups before the limit = %d, want at least the 3 refused tokens", before)
+	}
+	for _, tok := range []string{wellFormedUnknown(t), live} {
+		r := g.get("/x", tok)
+		if r.Status != 429 {
+			t.Fatalf("after the limit: %d %s, want 429", r.Status, r.Body)
+		}
+		if ra := r.Header.Get("Retry-After"); ra == "" || ra == "0" {
+			t.Errorf("Retry-After = %q", ra)
+		}
+		if body := r.json(t); body["error"] != "too_many_requests" {
+			t.Errorf("error = %v", body["error"])
+		}
+	}
+	if g.Upstream.hits.Load() != hits {
+		t.Error("a limited request reached the upstream")
+	}
+	if after := lookups(); after != before {
+		t.Errorf("limited requests queried the database: lookups %d -> %d", before, after)
 	}
 }

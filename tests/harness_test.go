@@ -76,6 +76,7 @@ type gatewayConfig struct {
 	AdminKey   string // default: testAdminKey
 	NoAdminKey bool   // configure no admin_key: only admin-scope tokens administer
 	Scope      string // armgate_auth scope; default api
+	AuthExtra  string // more lines inside the armgate_auth block
 	ExtraApp   string // more lines inside the armgate global option
 	ExtraSite  string // more lines inside the site block
 	// LogDir, when set, gets Caddy's log (level DEBUG) in caddy.log and the
@@ -153,6 +154,7 @@ http://127.0.0.1:%d {
 		armgate_auth {
 			realm "ARM API"
 			scope %s
+			%s
 		}
 		reverse_proxy %s {
 			header_up -Authorization
@@ -162,7 +164,7 @@ http://127.0.0.1:%d {
 		}
 	}
 }
-`, globalLog, gc.DSN, adminKey, gc.ExtraApp, port, siteLog, gc.ExtraSite, gc.Scope,
+`, globalLog, gc.DSN, adminKey, gc.ExtraApp, port, siteLog, gc.ExtraSite, gc.Scope, gc.AuthExtra,
 			strings.TrimPrefix(up.srv.URL, "http://"))
 	})
 
