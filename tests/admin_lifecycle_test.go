@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -33,27 +32,20 @@ import (
 func adminTokenLimit(t *testing.T, g *gateway) {
 	g.putUser("lim")
 
-	statuses := make([]int, 50)
-	codes := make([]string, 50)
-	var wg sync.WaitGroup
-	for i := range statuses {
-		wg.Go(func() {
-			r, err := g.send(http.MethodPost, "/admin/users/lim/tokens", bearer(testAdminKey, "application/json"),
-				fmt.Appendf(nil, `{"name":"parallel %02d"}`, i))
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			statuses[i] = r.Status
-			var m map[string]any
-			_ = json.Unmarshal(r.Body, &m)
-			codes[i], _ = m["error"].(string)
-			if plain, ok := m["token"].(string); ok {
-				g.remember(plain)
-			}
-		})
+	rs := g.concurrently(50, http.MethodPost, "/admin/users/lim/tokens", func(i int) []byte {
+		return fmt.Appendf(nil, `{"name":"parallel %02d"}`, i)
+	})
+	statuses := make([]int, len(rs))
+	codes := make([]string, len(rs))
+	for i, r := range rs {
+		statuses[i] = r.Status
+		var m map[string]any
+		_ = json.Unmarshal(r.Body, &m)
+		codes[i], _ = m["error"].(string)
+		if plain, ok := m["token"].(string); ok {
+			g.remember(plain)
+		}
 	}
-	wg.Wait()
 	if n201, n409 := count(statuses, 201), count(statuses, 409); n201 != 10 || n409 != 40 {
 		t.Fatalf("50 parallel creates: %d×201, %d×409 (%v), want 10 and 40", n201, n409, statuses)
 	}

@@ -434,20 +434,13 @@ func adminPutUser(t *testing.T, g *gateway) {
 	want(t, g.admin(http.MethodPut, "/users/"+long, map[string]any{"display_name": strings.Repeat("é", 200)}), http.StatusCreated, "")
 
 	// 20 concurrent PUTs of a new id: exactly one 201.
-	statuses := make([]int, 20)
-	var wg sync.WaitGroup
-	for i := range statuses {
-		wg.Go(func() {
-			r, err := g.send(http.MethodPut, "/admin/users/race", bearer(testAdminKey, "application/json"),
-				fmt.Appendf(nil, `{"display_name":"racer %d"}`, i))
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			statuses[i] = r.Status
-		})
+	rs := g.concurrently(20, http.MethodPut, "/admin/users/race", func(i int) []byte {
+		return fmt.Appendf(nil, `{"display_name":"racer %d"}`, i)
+	})
+	statuses := make([]int, len(rs))
+	for i, r := range rs {
+		statuses[i] = r.Status
 	}
-	wg.Wait()
 	if n201, n200 := count(statuses, 201), count(statuses, 200); n201 != 1 || n200 != 19 {
 		t.Errorf("20 concurrent PUTs: %d×201, %d×200 (%v), want 1 and 19", n201, n200, statuses)
 	}
@@ -832,4 +825,23 @@ func adminRouting(t *testing.T, g *gateway) {
 	want(t, g.admin(http.MethodPut, "/users/rt", nil), http.StatusOK, "")
 	want(t, g.admin(http.MethodPost, "/tokens/"+tok.ID+"/revoke", nil), http.StatusOK, "")
 	want(t, g.admin(http.MethodDelete, "/tokens/"+tok.ID, nil), http.StatusNoContent, "")
+}
+
+// concurrently sends n admin calls at once, the i-th with body(i), and
+// returns the responses in order (Status 0 where the exchange failed).
+func (g *gateway) concurrently(n int, method, path string, body func(i int) []byte) []response {
+	rs := make([]response, n)
+	var wg sync.WaitGroup
+	for i := range rs {
+		wg.Go(func() {
+			r, err := g.send(method, path, bearer(testAdminKey, "application/json"), body(i))
+			if err != nil {
+				g.t.Error(err)
+				return
+			}
+			rs[i] = r
+		})
+	}
+	wg.Wait()
+	return rs
 }

@@ -303,13 +303,5 @@ func (g *gateway) get(path, tok string) response {
 // admin calls the admin endpoint with the admin key.
 func (g *gateway) admin(method, path string, body any) response {
 	g.t.Helper()
-	var b []byte
-	if body != nil {
-		var err error
-		if b, err = json.Marshal(body); err != nil {
-			g.t.Fatal(err)
-		}
-	}
-	h := http.Header{"Authorization": {"Bearer " + testAdminKey}, "Content-Type": {"application/json"}}
-	return g.do(method, "/admin"+path, b, h)
+	return g.adminAs(testAdminKey, method, path, body)
 }
