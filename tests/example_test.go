@@ -92,3 +92,14 @@ func TestCaddyfileExample(t *testing.T) {
 		t.Errorf("duplicate name: err=%v out=%q", err, out)
 	}
 }
+
+// TestMissingGlobalOption: armgate_auth without the armgate global option is
+// a config error that says what to add, not an empty app.
+func TestMissingGlobalOption(t *testing.T) {
+	for _, directive := range []string{"armgate_auth", "armgate_admin"} {
+		err := tryLoadCaddyfile(t, fmt.Sprintf("{\n\tadmin off\n}\nhttp://127.0.0.1:%d {\n\t%s\n}\n", freePort(t), directive))
+		if err == nil || !strings.Contains(err.Error(), "the armgate app is not configured") {
+			t.Errorf("%s without the global option: %v", directive, err)
+		}
+	}
+}
