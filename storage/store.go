@@ -140,10 +140,17 @@ func (s *Store) UpsertUser(ctx context.Context, actor, id string, p UserPatch) (
 		action := ActionUserCreate
 		if !created {
 			action = ActionUserUpdate
-			if _, err := tx.Exec(ctx, `UPDATE armgate.users SET
+			// Only a real change is written and audited: a PUT that repeats
+			// the current values is a no-op, like the other idempotent calls.
+			tag, err := tx.Exec(ctx, `UPDATE armgate.users SET
 				email = coalesce($2, email), display_name = coalesce($3, display_name), updated_at = now()
-				WHERE id = $1`, id, p.Email, p.DisplayName); err != nil {
+				WHERE id = $1 AND (email IS DISTINCT FROM coalesce($2, email)
+					OR display_name IS DISTINCT FROM coalesce($3, display_name))`, id, p.Email, p.DisplayName)
+			if err != nil {
 				return err
+			}
+			if tag.RowsAffected() == 0 {
+				action = ""
 			}
 		}
 		detail := map[string]any{}
@@ -153,8 +160,10 @@ func (s *Store) UpsertUser(ctx context.Context, actor, id string, p UserPatch) (
 		if p.DisplayName != nil {
 			detail["display_name"] = *p.DisplayName
 		}
-		if err := audit(ctx, tx, actor, action, id, id, detail); err != nil {
-			return err
+		if action != "" {
+			if err := audit(ctx, tx, actor, action, id, id, detail); err != nil {
+				return err
+			}
 		}
 		u, err = scanUser(tx.QueryRow(ctx, `SELECT `+userColumns+` FROM armgate.users u WHERE u.id = $1`, id))
 		return err

@@ -437,7 +437,9 @@ func adminAudit(t *testing.T, g *gateway) {
 	adminID := decode[struct{ Tokens []storage.Token }](t, g.admin(http.MethodGet, "/users/aud-admin/tokens", nil)).Tokens[0].ID
 
 	want(t, g.admin(http.MethodPut, "/users/aud", map[string]any{"email": "aud@example.com"}), http.StatusCreated, "")
-	want(t, g.adminAs(adminTok, http.MethodPut, "/users/aud", map[string]any{"display_name": "Aud"}), http.StatusOK, "")
+	for range 2 { // the second PUT repeats the values: 200, no event
+		want(t, g.adminAs(adminTok, http.MethodPut, "/users/aud", map[string]any{"display_name": "Aud"}), http.StatusOK, "")
+	}
 	t1 := g.newToken("aud", map[string]any{"name": "t1"})
 	t2 := g.newTokenAs(adminTok, "aud", map[string]any{"name": "t2", "scopes": []string{"api", "admin"}})
 	for range 2 { // the second of each pair changes nothing and writes nothing
