@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/armgate/armgate/adminapi"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
 	"github.com/armgate/armgate/verifier"
@@ -81,7 +82,7 @@ type AdminHandler struct {
 	// comparison does not leak the key's length either.
 	adminKey    [sha256.Size]byte
 	hasAdminKey bool
-	limits      tokenLimits
+	limits      adminapi.TokenLimits
 	timeout     time.Duration
 	now         func() time.Time
 	logger      *zap.Logger
@@ -109,10 +110,10 @@ func (h *AdminHandler) Provision(ctx caddy.Context) error {
 	if app.adminKey != "" {
 		h.adminKey, h.hasAdminKey = sha256.Sum256([]byte(app.adminKey)), true
 	}
-	h.limits = tokenLimits{
-		maxPerUser:  app.MaxTokensPerUser,
-		lifetime:    time.Duration(app.TokenLifetime),
-		maxLifetime: time.Duration(app.MaxTokenLifetime),
+	h.limits = adminapi.TokenLimits{
+		MaxPerUser:  app.MaxTokensPerUser,
+		Lifetime:    time.Duration(app.TokenLifetime),
+		MaxLifetime: time.Duration(app.MaxTokenLifetime),
 	}
 	h.timeout = max(time.Duration(app.QueryTimeout), minAdminTimeout)
 	h.now = time.Now
@@ -172,11 +173,11 @@ func (h *AdminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddy
 		h.notRouted(w, r, p)
 		return nil
 	}
-	if r.ContentLength > maxBodyBytes {
-		writeAdminError(w, errTooLarge)
+	if r.ContentLength > adminapi.MaxBodyBytes {
+		adminapi.WriteError(w, adminapi.ErrTooLarge)
 		return nil
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+	r.Body = http.MaxBytesReader(w, r.Body, adminapi.MaxBodyBytes)
 	h.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), actorKey{}, actor)))
 	return nil
 }
@@ -195,12 +196,12 @@ func (h *AdminHandler) notRouted(w http.ResponseWriter, r *http.Request, p strin
 		}
 	}
 	if len(allow) == 0 {
-		writeAdminError(w, &apiError{http.StatusNotFound, "not_found", "no such admin endpoint: " + r.Method + " " + p})
+		adminapi.WriteError(w, &adminapi.Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such admin endpoint: " + r.Method + " " + p})
 		return
 	}
 	w.Header().Set("Allow", strings.Join(allow, ", "))
-	writeAdminError(w, &apiError{http.StatusMethodNotAllowed, "method_not_allowed",
-		r.Method + " is not allowed here; allowed: " + strings.Join(allow, ", ")})
+	adminapi.WriteError(w, &adminapi.Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
+		Message: r.Method + " is not allowed here; allowed: " + strings.Join(allow, ", ")})
 }
 
 type actorKey struct{}
@@ -269,7 +270,7 @@ func (h *AdminHandler) liveToken(w http.ResponseWriter, r *http.Request, tok str
 // its error into a JSON answer.
 func (h *AdminHandler) call(fn func(http.ResponseWriter, *http.Request) error, params ...string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := queryParams(r.URL.Query(), params...); err != nil {
+		if err := adminapi.QueryParams(r.URL.Query(), params...); err != nil {
 			h.writeError(w, r, err)
 			return
 		}
@@ -296,13 +297,13 @@ var storageErrors = []struct {
 }
 
 func (h *AdminHandler) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	if e, ok := errors.AsType[*apiError](err); ok {
-		writeAdminError(w, e)
+	if e, ok := errors.AsType[*adminapi.Error](err); ok {
+		adminapi.WriteError(w, e)
 		return
 	}
 	for _, m := range storageErrors {
 		if errors.Is(err, m.err) {
-			writeAdminError(w, &apiError{m.status, m.code, notFoundMessage(r, err)})
+			adminapi.WriteError(w, &adminapi.Error{Status: m.status, Code: m.code, Message: notFoundMessage(r, err)})
 			return
 		}
 	}
@@ -327,8 +328,8 @@ func (h *AdminHandler) unavailable(w http.ResponseWriter, r *http.Request, err e
 	h.logger.Error("admin request failed", zap.String("method", r.Method),
 		zap.String("route", r.Pattern), zap.Error(err))
 	w.Header().Set("Retry-After", strconv.Itoa(adminRetryAfter))
-	writeAdminError(w, &apiError{http.StatusServiceUnavailable, "unavailable",
-		"The token store is unavailable; retry shortly"})
+	adminapi.WriteError(w, &adminapi.Error{Status: http.StatusServiceUnavailable, Code: "unavailable",
+		Message: "The token store is unavailable; retry shortly"})
 }
 
 // parseAdmin sets up the admin handler:

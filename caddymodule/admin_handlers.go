@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/armgate/armgate/adminapi"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
 	"github.com/armgate/armgate/verifier"
@@ -15,15 +16,15 @@ import (
 // instance already sees it.
 
 func (h *AdminHandler) putUser(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathUserID(r)
+	id, err := adminapi.PathUserID(r)
 	if err != nil {
 		return err
 	}
-	var body userRequest
-	if err := decodeJSON(r.Body, &body); err != nil {
+	var body adminapi.UserRequest
+	if err := adminapi.DecodeJSON(r.Body, &body); err != nil {
 		return err
 	}
-	patch, err := body.patch()
+	patch, err := body.Patch()
 	if err != nil {
 		return err
 	}
@@ -35,12 +36,12 @@ func (h *AdminHandler) putUser(w http.ResponseWriter, r *http.Request) error {
 	if created {
 		status = http.StatusCreated
 	}
-	writeJSON(w, status, h.userJSON(u))
+	adminapi.WriteJSON(w, status, h.userJSON(u))
 	return nil
 }
 
 func (h *AdminHandler) getUser(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathUserID(r)
+	id, err := adminapi.PathUserID(r)
 	if err != nil {
 		return err
 	}
@@ -48,21 +49,21 @@ func (h *AdminHandler) getUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, h.userJSON(u))
+	adminapi.WriteJSON(w, http.StatusOK, h.userJSON(u))
 	return nil
 }
 
 func (h *AdminHandler) listUsers(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	status, err := parseUserStatus(q.Get("status"))
+	status, err := adminapi.ParseUserStatus(q.Get("status"))
 	if err != nil {
 		return err
 	}
-	limit, err := parseLimit(q)
+	limit, err := adminapi.ParseLimit(q)
 	if err != nil {
 		return err
 	}
-	after, err := decodeCursor(q.Get("cursor"))
+	after, err := adminapi.DecodeCursor(q.Get("cursor"))
 	if err != nil {
 		return err
 	}
@@ -70,15 +71,15 @@ func (h *AdminHandler) listUsers(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	page := usersPage{Users: make([]userJSON, 0, len(users))}
+	page := adminapi.UsersPage{Users: make([]adminapi.User, 0, len(users))}
 	for _, u := range users {
 		page.Users = append(page.Users, h.userJSON(u))
 	}
 	if more && len(users) > 0 {
-		c := encodeCursor(users[len(users)-1].ID)
+		c := adminapi.EncodeCursor(users[len(users)-1].ID)
 		page.NextCursor = &c
 	}
-	writeJSON(w, http.StatusOK, page)
+	adminapi.WriteJSON(w, http.StatusOK, page)
 	return nil
 }
 
@@ -91,11 +92,11 @@ func (h *AdminHandler) reactivateUser(w http.ResponseWriter, r *http.Request) er
 }
 
 func (h *AdminHandler) setUserActive(w http.ResponseWriter, r *http.Request, active bool) error {
-	id, err := pathUserID(r)
+	id, err := adminapi.PathUserID(r)
 	if err != nil {
 		return err
 	}
-	if err := decodeJSON(r.Body, &emptyRequest{}); err != nil {
+	if err := adminapi.DecodeJSON(r.Body, &adminapi.EmptyRequest{}); err != nil {
 		return err
 	}
 	u, inv, err := h.store.SetUserActive(r.Context(), actor(r), id, active)
@@ -103,20 +104,20 @@ func (h *AdminHandler) setUserActive(w http.ResponseWriter, r *http.Request, act
 		return err
 	}
 	h.invalidate(inv)
-	writeJSON(w, http.StatusOK, h.userJSON(u))
+	adminapi.WriteJSON(w, http.StatusOK, h.userJSON(u))
 	return nil
 }
 
 func (h *AdminHandler) createToken(w http.ResponseWriter, r *http.Request) error {
-	userID, err := pathUserID(r)
+	userID, err := adminapi.PathUserID(r)
 	if err != nil {
 		return err
 	}
-	var body createTokenRequest
-	if err := decodeJSON(r.Body, &body); err != nil {
+	var body adminapi.CreateTokenRequest
+	if err := adminapi.DecodeJSON(r.Body, &body); err != nil {
 		return err
 	}
-	n, err := body.newToken(userID, h.now(), h.limits)
+	n, err := body.NewToken(userID, h.now(), h.limits)
 	if err != nil {
 		return err
 	}
@@ -124,12 +125,12 @@ func (h *AdminHandler) createToken(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, createdToken{Token: t, Plaintext: plain})
+	adminapi.WriteJSON(w, http.StatusCreated, adminapi.CreatedToken{Token: t, Plaintext: plain})
 	return nil
 }
 
 func (h *AdminHandler) listTokens(w http.ResponseWriter, r *http.Request) error {
-	userID, err := pathUserID(r)
+	userID, err := adminapi.PathUserID(r)
 	if err != nil {
 		return err
 	}
@@ -140,12 +141,12 @@ func (h *AdminHandler) listTokens(w http.ResponseWriter, r *http.Request) error 
 	if tokens == nil {
 		tokens = []storage.Token{}
 	}
-	writeJSON(w, http.StatusOK, tokenList{Tokens: tokens})
+	adminapi.WriteJSON(w, http.StatusOK, adminapi.TokenList{Tokens: tokens})
 	return nil
 }
 
 func (h *AdminHandler) getToken(w http.ResponseWriter, r *http.Request) error {
-	id, err := parseTokenID(r.PathValue("token_id"))
+	id, err := adminapi.ParseTokenID(r.PathValue("token_id"))
 	if err != nil {
 		return err
 	}
@@ -153,20 +154,20 @@ func (h *AdminHandler) getToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, t)
+	adminapi.WriteJSON(w, http.StatusOK, t)
 	return nil
 }
 
 func (h *AdminHandler) revokeToken(w http.ResponseWriter, r *http.Request) error {
-	id, err := parseTokenID(r.PathValue("token_id"))
+	id, err := adminapi.ParseTokenID(r.PathValue("token_id"))
 	if err != nil {
 		return err
 	}
-	var body revokeRequest
-	if err := decodeJSON(r.Body, &body); err != nil {
+	var body adminapi.RevokeRequest
+	if err := adminapi.DecodeJSON(r.Body, &body); err != nil {
 		return err
 	}
-	reason, err := body.reason()
+	reason, err := body.CleanReason()
 	if err != nil {
 		return err
 	}
@@ -175,16 +176,16 @@ func (h *AdminHandler) revokeToken(w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	h.invalidate(inv)
-	writeJSON(w, http.StatusOK, t)
+	adminapi.WriteJSON(w, http.StatusOK, t)
 	return nil
 }
 
 func (h *AdminHandler) reapproveToken(w http.ResponseWriter, r *http.Request) error {
-	id, err := parseTokenID(r.PathValue("token_id"))
+	id, err := adminapi.ParseTokenID(r.PathValue("token_id"))
 	if err != nil {
 		return err
 	}
-	if err := decodeJSON(r.Body, &emptyRequest{}); err != nil {
+	if err := adminapi.DecodeJSON(r.Body, &adminapi.EmptyRequest{}); err != nil {
 		return err
 	}
 	t, inv, err := h.store.ReapproveToken(r.Context(), actor(r), id)
@@ -192,12 +193,12 @@ func (h *AdminHandler) reapproveToken(w http.ResponseWriter, r *http.Request) er
 		return err
 	}
 	h.invalidate(inv)
-	writeJSON(w, http.StatusOK, t)
+	adminapi.WriteJSON(w, http.StatusOK, t)
 	return nil
 }
 
 func (h *AdminHandler) deleteToken(w http.ResponseWriter, r *http.Request) error {
-	id, err := parseTokenID(r.PathValue("token_id"))
+	id, err := adminapi.ParseTokenID(r.PathValue("token_id"))
 	if err != nil {
 		return err
 	}
@@ -214,7 +215,7 @@ func (h *AdminHandler) deleteToken(w http.ResponseWriter, r *http.Request) error
 // exactly when the gateway would let the token through (scope aside: the
 // scopes are in the answer).
 func (h *AdminHandler) introspect(w http.ResponseWriter, r *http.Request) error {
-	tok, err := parseIntrospection(r)
+	tok, err := adminapi.ParseIntrospection(r)
 	if err != nil {
 		return err
 	}
@@ -223,10 +224,10 @@ func (h *AdminHandler) introspect(w http.ResponseWriter, r *http.Request) error 
 		return err // 503: "inactive" would be a guess
 	}
 	if result != verifier.Active {
-		writeJSON(w, http.StatusOK, introspection{Active: false})
+		adminapi.WriteJSON(w, http.StatusOK, adminapi.Introspection{Active: false})
 		return nil
 	}
-	writeJSON(w, http.StatusOK, introspectionOf(cred))
+	adminapi.WriteJSON(w, http.StatusOK, adminapi.IntrospectionOf(cred))
 	return nil
 }
 
@@ -234,11 +235,11 @@ func (h *AdminHandler) audit(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	userID := q.Get("user_id")
 	if userID != "" {
-		if err := ValidateUserID(userID); err != nil {
-			return badRequest("invalid user_id: %v", err)
+		if err := adminapi.ValidateUserID(userID); err != nil {
+			return adminapi.BadRequest("invalid user_id: %v", err)
 		}
 	}
-	limit, err := parseLimit(q)
+	limit, err := adminapi.ParseLimit(q)
 	if err != nil {
 		return err
 	}
@@ -249,7 +250,7 @@ func (h *AdminHandler) audit(w http.ResponseWriter, r *http.Request) error {
 	if events == nil {
 		events = []storage.AuditEvent{}
 	}
-	writeJSON(w, http.StatusOK, auditList{Events: events})
+	adminapi.WriteJSON(w, http.StatusOK, adminapi.AuditList{Events: events})
 	return nil
 }
 
@@ -284,13 +285,7 @@ func noContent(w http.ResponseWriter) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// userJSON is a user as the API shows it: the stored fields plus the
-// configured token limit, so that clients can show "3 of 10 tokens".
-type userJSON struct {
-	storage.User
-	MaxTokensPerUser int `json:"max_tokens_per_user"`
-}
-
-func (h *AdminHandler) userJSON(u storage.User) userJSON {
-	return userJSON{User: u, MaxTokensPerUser: h.limits.maxPerUser}
+// userJSON is u as the API shows it, with the configured token limit.
+func (h *AdminHandler) userJSON(u storage.User) adminapi.User {
+	return adminapi.User{User: u, MaxTokensPerUser: h.limits.MaxPerUser}
 }

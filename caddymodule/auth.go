@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -14,6 +13,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/armgate/armgate/adminapi"
 	"github.com/armgate/armgate/token"
 	"github.com/armgate/armgate/verifier"
 )
@@ -207,27 +207,13 @@ func (h *AuthHandler) refused(r *http.Request) {
 	}
 }
 
-// errorBody is the JSON body of every refusal.
-type errorBody struct {
-	Error   string `json:"error"`
-	Message string `json:"message"`
-}
-
 // writeAuthError writes a refusal. Refused requests never reach the next
 // handler; the body never echoes the token.
 func writeAuthError(w http.ResponseWriter, status int, challenge, code, msg string) {
 	if challenge != "" {
 		w.Header().Set("WWW-Authenticate", challenge)
 	}
-	writeJSON(w, status, errorBody{Error: code, Message: msg})
-}
-
-// writeJSON writes v as the JSON response body.
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	adminapi.WriteJSON(w, status, adminapi.ErrorBody{Error: code, Message: msg})
 }
 
 // Interface guards

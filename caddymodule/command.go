@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
+	"github.com/armgate/armgate/adminapi"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
 )
@@ -60,7 +61,7 @@ func runTokenCreate(cmd *cobra.Command, _ []string) error {
 	if configFile == "" || userID == "" || name == "" {
 		return errors.New("--config, --user and --name are required")
 	}
-	if err := ValidateUserID(userID); err != nil {
+	if err := adminapi.ValidateUserID(userID); err != nil {
 		return err
 	}
 	name, err := token.NormalizeName(name)

@@ -20,6 +20,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
 
+	"github.com/armgate/armgate/adminapi"
 	"github.com/armgate/armgate/token"
 	"github.com/armgate/armgate/verifier"
 )
@@ -142,7 +143,7 @@ func TestFailureLimitBlocksBeforeLookup(t *testing.T) {
 		if ct := w.Header().Get("Content-Type"); ct != "application/json" {
 			t.Errorf("Content-Type = %q", ct)
 		}
-		var body errorBody
+		var body adminapi.ErrorBody
 		if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || body.Error != "too_many_requests" || body.Message == "" {
 			t.Errorf("body = %s (%v)", w.Body, err)
 		}

@@ -1,4 +1,4 @@
-package caddymodule
+package adminapi
 
 import (
 	"errors"
@@ -9,6 +9,8 @@ import (
 const maxUserIDLen = 128
 
 // ValidateUserID checks a user id: 1–128 of A-Za-z0-9._@-.
+// The characters need no escaping in a URL path segment, so an id can be
+// named in the admin API's paths; the CLI checks ids with it too.
 func ValidateUserID(id string) error {
 	if id == "" || len(id) > maxUserIDLen {
 		return fmt.Errorf("user id must be 1 to %d characters", maxUserIDLen)

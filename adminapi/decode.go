@@ -1,0 +1,175 @@
+package adminapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"reflect"
+	"strings"
+)
+
+// Limits of the admin API; see DESIGN.md §5.
+const (
+	// MaxBodyBytes bounds a request body, so that a client cannot make the
+	// handler buffer an arbitrary amount; the handler also caps the body
+	// reader with it.
+	MaxBodyBytes       = 64 << 10
+	defaultPageLimit   = 50
+	maxPageLimit       = 500
+	maxEmailLen        = 254 // RFC 5321 path limit
+	maxDisplayNameLen  = 200
+	maxRevokeReasonLen = 500
+
+	userStatusActive      = "active"
+	userStatusDeactivated = "deactivated"
+)
+
+// readBody reads the whole body, at most MaxBodyBytes: the size decides
+// 413 before anything about the content is looked at.
+func readBody(body io.Reader) ([]byte, error) {
+	if body == nil {
+		return nil, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(body, MaxBodyBytes+1))
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok || len(b) > MaxBodyBytes {
+		return nil, ErrTooLarge
+	} else if err != nil {
+		return nil, BadRequest("reading the request body: %v", err)
+	}
+	return b, nil
+}
+
+// DecodeJSON reads one JSON object from body into dst, a pointer to a
+// struct. Unknown fields, wrong types and trailing data are 400; an empty
+// body counts as {} so that calls whose fields are all optional need none.
+func DecodeJSON(body io.Reader, dst any) error {
+	b, err := readBody(body)
+	if err != nil {
+		return err
+	}
+	trimmed := bytes.TrimLeft(b, " \t\r\n")
+	if len(trimmed) == 0 {
+		return nil
+	}
+	if trimmed[0] != '{' {
+		return BadRequest("the request body must be a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(trimmed))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return jsonError(err, dst)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return BadRequest("the request body must hold a single JSON object; found data after it")
+	}
+	return exactKeys(trimmed, dst)
+}
+
+// exactKeys rejects what encoding/json lets through: a key that matches a
+// field only case-insensitively ({"NAME": …}) and a repeated key (it would
+// keep the last). b has already decoded cleanly into dst.
+func exactKeys(b []byte, dst any) error {
+	known := jsonNames(reflect.TypeOf(dst).Elem())
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if _, err := dec.Token(); err != nil { // the opening brace
+		return BadRequest("the request body is not valid JSON")
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return BadRequest("the request body is not valid JSON")
+		}
+		k, _ := t.(string)
+		switch {
+		case !known[k]:
+			return BadRequest("unknown field %q (field names are case-sensitive)", k)
+		case seen[k]:
+			return BadRequest("field %q is given more than once", k)
+		}
+		seen[k] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return BadRequest("the request body is not valid JSON")
+		}
+	}
+	return nil
+}
+
+// jsonNames returns the JSON field names of the struct type t.
+func jsonNames(t reflect.Type) map[string]bool {
+	names := map[string]bool{}
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		names[name] = true
+	}
+	return names
+}
+
+// jsonError turns an encoding/json error into a message that names the
+// field and says what is wrong.
+func jsonError(err error, dst any) *Error {
+	if se, ok := errors.AsType[*json.SyntaxError](err); ok {
+		return BadRequest("the request body is not valid JSON: %s (at byte %d)",
+			strings.TrimPrefix(se.Error(), "json: "), se.Offset)
+	}
+	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+		field := te.Field
+		if field == "" {
+			field = "the request body"
+		}
+		return BadRequest("%s must be %s, not %s", field, describeType(te.Type), te.Value)
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return BadRequest("the request body is truncated JSON")
+	}
+	// DisallowUnknownFields has no error type, only this text.
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return BadRequest("unknown field %s (known fields: %s)", name, strings.Join(jsonFields(dst), ", "))
+	}
+	return BadRequest("invalid request body: %s", strings.TrimPrefix(err.Error(), "json: "))
+}
+
+func describeType(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Slice:
+		return "an array of " + strings.TrimPrefix(strings.TrimPrefix(describeType(t.Elem()), "a "), "an ") + "s"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.Bool:
+		return "a boolean"
+	default:
+		return "a " + t.Kind().String()
+	}
+}
+
+// jsonFields lists the JSON names of the fields of the struct dst points to.
+func jsonFields(dst any) []string {
+	t := reflect.TypeOf(dst)
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	var names []string
+	if t.Kind() != reflect.Struct {
+		return names
+	}
+	for i := range t.NumField() {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); name != "" && name != "-" {
+			names = append(names, name)
+		}
+	}
+	return names
+}

@@ -1,0 +1,55 @@
+// Package adminapi decodes, validates and answers the requests of armgate's
+// admin API (DESIGN.md §5). It holds everything about the API's wire format
+// that does not need Caddy, so that it can be unit-tested and fuzzed without
+// building Caddy; caddymodule's AdminHandler routes, authenticates and calls
+// the store around it.
+package adminapi
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+)
+
+// Error is an admin API error response: status plus the {"error",
+// "message"} body. Decoders and validators return it so that the handler
+// can answer every refusal in one place without knowing what went wrong.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// BadRequest returns a 400 invalid_request error; nearly every refusal of
+// a malformed request is one.
+func BadRequest(format string, args ...any) *Error {
+	return &Error{http.StatusBadRequest, "invalid_request", fmt.Sprintf(format, args...)}
+}
+
+// ErrTooLarge is the 413 for a body over MaxBodyBytes; the handler also
+// uses it when Content-Length alone shows the body is too large.
+var ErrTooLarge = &Error{http.StatusRequestEntityTooLarge, "request_too_large",
+	fmt.Sprintf("the request body exceeds %d KiB", MaxBodyBytes>>10)}
+
+// ErrorBody is the JSON body of every refusal, of the admin API and of the
+// gateway alike, so that clients parse one shape.
+type ErrorBody struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
+// WriteError writes e as the admin API's JSON error response.
+func WriteError(w http.ResponseWriter, e *Error) {
+	WriteJSON(w, e.Status, ErrorBody{Error: e.Code, Message: e.Message})
+}
+
+// WriteJSON writes v as the JSON response body. Responses may carry token
+// data, so they are never cached.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,138 @@
+package adminapi
+
+import (
+	"net/mail"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/armgate/armgate/storage"
+	"github.com/armgate/armgate/token"
+)
+
+// The request bodies. Each is decoded with DecodeJSON and then checked by
+// its method, which returns what to store or a 400 that names the field,
+// so that nothing unchecked reaches the database.
+
+// UserRequest is the body of PUT /users/{user_id}. Omitted (or null)
+// fields are left as they are on update.
+type UserRequest struct {
+	Email       *string `json:"email"`
+	DisplayName *string `json:"display_name"`
+}
+
+// Patch validates the body and returns the update to apply; the store
+// itself trusts what it is given.
+func (b UserRequest) Patch() (storage.UserPatch, error) {
+	if b.Email != nil {
+		if err := validateEmail(*b.Email); err != nil {
+			return storage.UserPatch{}, err
+		}
+	}
+	if b.DisplayName != nil {
+		if err := validateDisplayName(*b.DisplayName); err != nil {
+			return storage.UserPatch{}, err
+		}
+	}
+	return storage.UserPatch{Email: b.Email, DisplayName: b.DisplayName}, nil
+}
+
+func validateEmail(s string) error {
+	if s == "" || len(s) > maxEmailLen {
+		return BadRequest("email must be an email address of 1 to %d characters", maxEmailLen)
+	}
+	// Only a bare address: no display name, comments or angle brackets.
+	a, err := mail.ParseAddress(s)
+	if err != nil || a.Address != s || a.Name != "" {
+		return BadRequest("email %q is not an email address such as user@example.com", s)
+	}
+	return nil
+}
+
+func validateDisplayName(s string) error {
+	switch {
+	case !utf8.ValidString(s):
+		return BadRequest("display_name must be valid UTF-8")
+	case utf8.RuneCountInString(s) > maxDisplayNameLen:
+		return BadRequest("display_name is longer than %d characters", maxDisplayNameLen)
+	case strings.IndexFunc(s, unicode.IsControl) >= 0:
+		return BadRequest("display_name may not contain control characters")
+	}
+	return nil
+}
+
+// CreateTokenRequest is the body of POST /users/{user_id}/tokens.
+type CreateTokenRequest struct {
+	Name      string   `json:"name"`
+	ExpiresIn *string  `json:"expires_in"`
+	ExpiresAt *string  `json:"expires_at"`
+	Scopes    []string `json:"scopes"`
+}
+
+// TokenLimits are the app settings a token create is checked against;
+// they come from the armgate app, which this package does not know.
+type TokenLimits struct {
+	MaxPerUser            int
+	Lifetime, MaxLifetime time.Duration
+}
+
+// NewToken validates the body and returns what to store for userID; now
+// is a parameter so that expiry checks are testable.
+func (b CreateTokenRequest) NewToken(userID string, now time.Time, l TokenLimits) (storage.NewToken, error) {
+	name, err := token.NormalizeName(b.Name)
+	if err != nil {
+		return storage.NewToken{}, BadRequest("%v", err)
+	}
+	scopes, err := token.NormalizeScopes(b.Scopes)
+	if err != nil {
+		return storage.NewToken{}, BadRequest("%v", err)
+	}
+	var in, at string
+	if b.ExpiresIn != nil {
+		if in = *b.ExpiresIn; in == "" {
+			return storage.NewToken{}, BadRequest(`expires_in may not be empty (omit it for the default lifetime)`)
+		}
+	}
+	if b.ExpiresAt != nil {
+		if at = *b.ExpiresAt; at == "" {
+			return storage.NewToken{}, BadRequest(`expires_at may not be empty (omit it for the default lifetime)`)
+		}
+	}
+	exp, err := token.Expiry(now, in, at, l.Lifetime, l.MaxLifetime)
+	if err != nil {
+		return storage.NewToken{}, BadRequest("%v", err)
+	}
+	return storage.NewToken{
+		UserID:     userID,
+		Name:       name,
+		Scopes:     scopes,
+		ExpiresAt:  exp.UTC(),
+		MaxPerUser: l.MaxPerUser,
+	}, nil
+}
+
+// RevokeRequest is the body of POST /tokens/{token_id}/revoke.
+type RevokeRequest struct {
+	Reason string `json:"reason"`
+}
+
+// CleanReason validates the reason and returns it trimmed; it is stored
+// and shown in the audit log, so it must be printable text.
+func (b RevokeRequest) CleanReason() (string, error) {
+	r := strings.TrimSpace(b.Reason)
+	switch {
+	case !utf8.ValidString(r):
+		return "", BadRequest("reason must be valid UTF-8")
+	case utf8.RuneCountInString(r) > maxRevokeReasonLen:
+		return "", BadRequest("reason is longer than %d characters", maxRevokeReasonLen)
+	case strings.IndexFunc(r, unicode.IsControl) >= 0:
+		return "", BadRequest("reason may not contain control characters")
+	}
+	return r, nil
+}
+
+// EmptyRequest is the body of calls that take no fields: nothing, or {}.
+// Decoding into it still refuses any field, so that a client's mistaken
+// payload is an error rather than silently ignored.
+type EmptyRequest struct{}

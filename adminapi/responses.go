@@ -1,0 +1,67 @@
+package adminapi
+
+import (
+	"strings"
+
+	"github.com/armgate/armgate/storage"
+	"github.com/armgate/armgate/token"
+)
+
+// The response bodies live here, next to the requests, so that their JSON
+// shape is pinned by this package's tests.
+
+// User is a user as the API shows it: the stored fields plus the configured
+// token limit, so that clients can show "3 of 10 tokens".
+type User struct {
+	storage.User
+	MaxTokensPerUser int `json:"max_tokens_per_user"`
+}
+
+// CreatedToken is the create response: the token JSON plus the plaintext,
+// the only place it is ever shown.
+type CreatedToken struct {
+	storage.Token
+	Plaintext string `json:"token"`
+}
+
+// UsersPage is a page of GET /users. NextCursor is null on the last page,
+// so that clients need no other end marker.
+type UsersPage struct {
+	Users      []User  `json:"users"`
+	NextCursor *string `json:"next_cursor"`
+}
+
+// TokenList is the answer of GET /users/{user_id}/tokens; an object rather
+// than a bare array, so that fields can be added later.
+type TokenList struct {
+	Tokens []storage.Token `json:"tokens"`
+}
+
+// AuditList is the answer of GET /audit; an object for the same reason.
+type AuditList struct {
+	Events []storage.AuditEvent `json:"events"`
+}
+
+// Introspection is the RFC 7662 answer; an inactive token gets exactly
+// {"active":false}, so that it reveals nothing about why.
+type Introspection struct {
+	Active  bool   `json:"active"`
+	Sub     string `json:"sub,omitempty"`
+	TokenID string `json:"token_id,omitempty"`
+	Scope   string `json:"scope,omitempty"`
+	Exp     int64  `json:"exp,omitempty"`
+	Iat     int64  `json:"iat,omitempty"`
+}
+
+// IntrospectionOf is the active answer for a live credential, in RFC 7662's
+// names (sub, exp, iat) so that generic OAuth clients understand it.
+func IntrospectionOf(c token.Credential) Introspection {
+	return Introspection{
+		Active:  true,
+		Sub:     c.UserID,
+		TokenID: c.TokenID,
+		Scope:   strings.Join(c.Scopes, " "),
+		Exp:     c.ExpiresAt.Unix(),
+		Iat:     c.CreatedAt.Unix(),
+	}
+}
