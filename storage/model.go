@@ -54,7 +54,7 @@ type Token struct {
 	Name          string     `json:"name"`
 	Hint          string     `json:"hint"`
 	Scopes        []string   `json:"scopes"`
-	Status        string     `json:"status"`
+	Status        string     `json:"status" db:"-"`
 	CreatedAt     time.Time  `json:"created_at"`
 	ExpiresAt     time.Time  `json:"expires_at"`
 	LastUsedAt    *time.Time `json:"last_used_at"`

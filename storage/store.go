@@ -40,9 +40,6 @@ func New(pool *pgxpool.Pool) *Store {
 	return &Store{pool: pool, now: time.Now}
 }
 
-// Pool returns the underlying pool (for health checks and listeners).
-func (s *Store) Pool() *pgxpool.Pool { return s.pool }
-
 const credentialQuery = `
 SELECT t.id::text, t.user_id, t.name, t.scopes, t.created_at, t.expires_at,
        t.revoked_at IS NOT NULL, u.deactivated_at IS NOT NULL
@@ -59,6 +56,11 @@ func (s *Store) LookupCredential(ctx context.Context, h token.Hash) (token.Crede
 		return c, ErrNotFound
 	}
 	return c, err
+}
+
+// querier is what the read helpers need: the pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
 // tx runs fn in a transaction.
@@ -100,15 +102,22 @@ func isUniqueViolation(err error) bool {
 
 // ---- users
 
+// userColumns are the columns of User, by name (see collectUser).
 const userColumns = `u.id, u.email, u.display_name,
-	CASE WHEN u.deactivated_at IS NULL THEN 'active' ELSE 'deactivated' END,
-	(SELECT count(*) FROM armgate.tokens t WHERE t.user_id = u.id AND t.expires_at > now()),
+	CASE WHEN u.deactivated_at IS NULL THEN 'active' ELSE 'deactivated' END AS status,
+	(SELECT count(*) FROM armgate.tokens t WHERE t.user_id = u.id AND t.expires_at > now()) AS token_count,
 	u.created_at`
 
-func scanUser(row pgx.Row) (User, error) {
-	var u User
-	err := row.Scan(&u.ID, &u.Email, &u.DisplayName, &u.Status, &u.TokenCount, &u.CreatedAt)
+func collectUser(row pgx.CollectableRow) (User, error) {
+	u, err := pgx.RowToStructByName[User](row)
 	u.CreatedAt = u.CreatedAt.UTC()
+	return u, err
+}
+
+// getUser reads the user id with q; ErrNotFound when there is none.
+func getUser(ctx context.Context, q querier, id string) (User, error) {
+	rows, _ := q.Query(ctx, `SELECT `+userColumns+` FROM armgate.users u WHERE u.id = $1`, id)
+	u, err := pgx.CollectExactlyOneRow(rows, collectUser)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return u, ErrNotFound
 	}
@@ -117,7 +126,7 @@ func scanUser(row pgx.Row) (User, error) {
 
 // GetUser returns the user with id.
 func (s *Store) GetUser(ctx context.Context, id string) (User, error) {
-	return scanUser(s.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM armgate.users u WHERE u.id = $1`, id))
+	return getUser(ctx, s.pool, id)
 }
 
 // UserPatch is the body of an upsert; nil fields are left unchanged on update.
@@ -165,7 +174,7 @@ func (s *Store) UpsertUser(ctx context.Context, actor, id string, p UserPatch) (
 				return err
 			}
 		}
-		u, err = scanUser(tx.QueryRow(ctx, `SELECT `+userColumns+` FROM armgate.users u WHERE u.id = $1`, id))
+		u, err = getUser(ctx, tx, id)
 		return err
 	})
 	return u, created, err
@@ -180,7 +189,7 @@ func (s *Store) ListUsers(ctx context.Context, status, after string, limit int) 
 	if err != nil {
 		return nil, false, err
 	}
-	users, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (User, error) { return scanUser(r) })
+	users, err := pgx.CollectRows(rows, collectUser)
 	if err != nil {
 		return nil, false, err
 	}
@@ -220,7 +229,7 @@ func (s *Store) SetUserActive(ctx context.Context, actor, id string, active bool
 				return err
 			}
 		}
-		u, err = scanUser(tx.QueryRow(ctx, `SELECT `+userColumns+` FROM armgate.users u WHERE u.id = $1`, id))
+		u, err = getUser(ctx, tx, id)
 		return err
 	})
 	return u, inv, err
@@ -228,23 +237,58 @@ func (s *Store) SetUserActive(ctx context.Context, actor, id string, active bool
 
 // ---- tokens
 
-const tokenColumns = `t.id::text, t.user_id, t.name, t.hint, t.scopes, t.created_at, t.expires_at,
-	t.last_used_at, t.revoked_at, t.revoked_reason, u.deactivated_at IS NOT NULL`
+// tokenColumns are the columns of tokenRow, by name (see collectToken).
+const tokenColumns = `t.id::text AS id, t.user_id, t.name, t.hint, t.scopes, t.created_at, t.expires_at,
+	t.last_used_at, t.revoked_at, t.revoked_reason, u.deactivated_at IS NOT NULL AS deactivated`
 
 const tokenFrom = ` FROM armgate.tokens t JOIN armgate.users u ON u.id = t.user_id `
 
-func (s *Store) scanToken(row pgx.Row) (Token, error) {
-	var t Token
-	var deactivated bool
-	err := row.Scan(&t.ID, &t.UserID, &t.Name, &t.Hint, &t.Scopes, &t.CreatedAt, &t.ExpiresAt,
-		&t.LastUsedAt, &t.RevokedAt, &t.RevokedReason, &deactivated)
+// tokenRow is a token as read, before its status is worked out.
+type tokenRow struct {
+	Token
+	Deactivated bool
+}
+
+// lockedTokenRow is a token read for a change: its hash names the cache
+// entry to invalidate.
+type lockedTokenRow struct {
+	tokenRow
+	Hash []byte
+}
+
+// token finishes r: the status at s.now() and times in UTC.
+func (s *Store) token(r tokenRow) Token {
+	t := r.Token
+	t.Status = string(token.Status(s.now(), t.ExpiresAt, t.RevokedAt != nil, r.Deactivated))
+	t.CreatedAt, t.ExpiresAt = t.CreatedAt.UTC(), t.ExpiresAt.UTC()
+	t.LastUsedAt, t.RevokedAt = utcPtr(t.LastUsedAt), utcPtr(t.RevokedAt)
+	return t
+}
+
+func (s *Store) collectToken(row pgx.CollectableRow) (Token, error) {
+	r, err := pgx.RowToStructByName[tokenRow](row)
+	return s.token(r), err
+}
+
+// getToken reads the token id with q; ErrNotFound when there is none.
+func (s *Store) getToken(ctx context.Context, q querier, id string) (Token, error) {
+	rows, _ := q.Query(ctx, `SELECT `+tokenColumns+tokenFrom+`WHERE t.id = $1`, id)
+	t, err := pgx.CollectExactlyOneRow(rows, s.collectToken)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return t, ErrNotFound
 	}
-	t.Status = token.Status(s.now(), t.ExpiresAt, t.RevokedAt != nil, deactivated)
-	t.CreatedAt, t.ExpiresAt = t.CreatedAt.UTC(), t.ExpiresAt.UTC()
-	t.LastUsedAt, t.RevokedAt = utcPtr(t.LastUsedAt), utcPtr(t.RevokedAt)
 	return t, err
+}
+
+// lockToken reads the token id and its hash in tx and locks its row until
+// tx ends; ErrNotFound when there is none.
+func (s *Store) lockToken(ctx context.Context, tx pgx.Tx, id string) (Token, []byte, error) {
+	rows, _ := tx.Query(ctx, `SELECT `+tokenColumns+`, t.hash`+tokenFrom+`WHERE t.id = $1 FOR UPDATE OF t`, id)
+	r, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[lockedTokenRow])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Token{}, nil, ErrNotFound
+	}
+	return s.token(r.tokenRow), r.Hash, err
 }
 
 // NewToken describes a token to create.
@@ -315,7 +359,7 @@ func (s *Store) CreateToken(ctx context.Context, actor string, n NewToken) (Toke
 		}); err != nil {
 			return err
 		}
-		t, err = s.scanToken(tx.QueryRow(ctx, `SELECT `+tokenColumns+tokenFrom+`WHERE t.id = $1`, id))
+		t, err = s.getToken(ctx, tx, id)
 		return err
 	})
 	if err != nil {
@@ -326,7 +370,7 @@ func (s *Store) CreateToken(ctx context.Context, actor string, n NewToken) (Toke
 
 // GetToken returns the token with id (a UUID).
 func (s *Store) GetToken(ctx context.Context, id string) (Token, error) {
-	return s.scanToken(s.pool.QueryRow(ctx, `SELECT `+tokenColumns+tokenFrom+`WHERE t.id = $1`, id))
+	return s.getToken(ctx, s.pool, id)
 }
 
 // ListTokens returns every token of a user that is not deleted, expired ones
@@ -339,11 +383,8 @@ func (s *Store) ListTokens(ctx context.Context, userID string) ([]Token, error) 
 	if !exists {
 		return nil, ErrNotFound
 	}
-	rows, err := s.pool.Query(ctx, `SELECT `+tokenColumns+tokenFrom+`WHERE t.user_id = $1 ORDER BY t.created_at, t.id`, userID)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Token, error) { return s.scanToken(r) })
+	rows, _ := s.pool.Query(ctx, `SELECT `+tokenColumns+tokenFrom+`WHERE t.user_id = $1 ORDER BY t.created_at, t.id`, userID)
+	return pgx.CollectRows(rows, s.collectToken)
 }
 
 // changeToken runs fn on the locked token row and then notifies, audits and
@@ -354,17 +395,13 @@ func (s *Store) changeToken(ctx context.Context, actor, action, id string,
 	var t Token
 	var inv Invalidation
 	err := s.tx(ctx, func(tx pgx.Tx) error {
-		var h []byte
-		cur, err := s.scanToken(tx.QueryRow(ctx, `SELECT `+tokenColumns+tokenFrom+`WHERE t.id = $1 FOR UPDATE OF t`, id))
+		cur, h, err := s.lockToken(ctx, tx, id)
 		if err != nil {
 			return err
 		}
 		detail, skip, err := fn(tx, cur)
 		if err != nil || skip {
 			t = cur
-			return err
-		}
-		if err := tx.QueryRow(ctx, `SELECT hash FROM armgate.tokens WHERE id = $1`, id).Scan(&h); err != nil {
 			return err
 		}
 		inv.Hashes = [][]byte{h}
@@ -374,7 +411,7 @@ func (s *Store) changeToken(ctx context.Context, actor, action, id string,
 		if err := notify(ctx, tx, inv); err != nil {
 			return err
 		}
-		t, err = s.scanToken(tx.QueryRow(ctx, `SELECT `+tokenColumns+tokenFrom+`WHERE t.id = $1`, id))
+		t, err = s.getToken(ctx, tx, id)
 		return err
 	})
 	return t, inv, err
