@@ -7,19 +7,26 @@ import (
 
 // Audit actions.
 const (
-	ActionUserCreate      = "user.create"
-	ActionUserUpdate      = "user.update"
-	ActionUserDeactivate  = "user.deactivate"
-	ActionUserReactivate  = "user.reactivate"
-	ActionTokenCreate     = "token.create"
-	ActionTokenRevoke     = "token.revoke"
-	ActionTokenReapprove  = "token.reapprove"
-	ActionTokenDelete     = "token.delete"
-	ActionTokenLogout     = "token.logout"
-	ActorAdminKey         = "admin_key"
-	actorTokenPrefix      = "token:"
-	userStatusActive      = "active"
-	userStatusDeactivated = "deactivated"
+	ActionUserCreate     = "user.create"
+	ActionUserUpdate     = "user.update"
+	ActionUserDeactivate = "user.deactivate"
+	ActionUserReactivate = "user.reactivate"
+	ActionTokenCreate    = "token.create"
+	ActionTokenRevoke    = "token.revoke"
+	ActionTokenReapprove = "token.reapprove"
+	ActionTokenDelete    = "token.delete"
+	ActionTokenLogout    = "token.logout"
+	ActorAdminKey        = "admin_key"
+	actorTokenPrefix     = "token:"
+)
+
+// UserStatus is the status of a user, as the admin API shows it.
+type UserStatus string
+
+// User statuses.
+const (
+	UserActive      UserStatus = "active"
+	UserDeactivated UserStatus = "deactivated"
 )
 
 // ActorToken is the audit actor for a change made with the token id.
@@ -39,12 +46,12 @@ var (
 
 // User is an ARM account.
 type User struct {
-	ID          string    `json:"id"`
-	Email       *string   `json:"email"`
-	DisplayName *string   `json:"display_name"`
-	Status      string    `json:"status"`
-	TokenCount  int       `json:"token_count"`
-	CreatedAt   time.Time `json:"created_at"`
+	ID          string     `json:"id"`
+	Email       *string    `json:"email"`
+	DisplayName *string    `json:"display_name"`
+	Status      UserStatus `json:"status"`
+	TokenCount  int        `json:"token_count"`
+	CreatedAt   time.Time  `json:"created_at"`
 }
 
 // Token is a token as the admin API shows it: never the plaintext or hash.

@@ -104,7 +104,7 @@ func isUniqueViolation(err error) bool {
 
 // userColumns are the columns of User, by name (see collectUser).
 const userColumns = `u.id, u.email, u.display_name,
-	CASE WHEN u.deactivated_at IS NULL THEN 'active' ELSE 'deactivated' END AS status,
+	CASE WHEN u.deactivated_at IS NULL THEN '` + string(UserActive) + `' ELSE '` + string(UserDeactivated) + `' END AS status,
 	(SELECT count(*) FROM armgate.tokens t WHERE t.user_id = u.id AND t.expires_at > now()) AS token_count,
 	u.created_at`
 
@@ -181,10 +181,10 @@ func (s *Store) UpsertUser(ctx context.Context, actor, id string, p UserPatch) (
 }
 
 // ListUsers returns up to limit users with id > after, ordered by id, and
-// whether more follow. status filters when not empty.
+// whether more follow. status ("", or a UserStatus) filters when not empty.
 func (s *Store) ListUsers(ctx context.Context, status, after string, limit int) ([]User, bool, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+userColumns+` FROM armgate.users u
-		WHERE u.id > $1 AND ($2 = '' OR ($2 = 'active') = (u.deactivated_at IS NULL))
+		WHERE u.id > $1 AND ($2 = '' OR ($2 = '`+string(UserActive)+`') = (u.deactivated_at IS NULL))
 		ORDER BY u.id LIMIT $3`, after, status, limit+1)
 	if err != nil {
 		return nil, false, err

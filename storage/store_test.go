@@ -545,7 +545,7 @@ func TestSetUserActive(t *testing.T) {
 	e.expire(t, exp.ID)
 
 	u, inv, err := e.store.SetUserActive(ctx, admin, "u", false)
-	if err != nil || u.Status != "deactivated" {
+	if err != nil || u.Status != storage.UserDeactivated {
 		t.Fatalf("deactivate = %+v %v", u, err)
 	}
 	for _, p := range []string{livePlain, revPlain} {
@@ -566,7 +566,7 @@ func TestSetUserActive(t *testing.T) {
 	// Idempotent: no event, no invalidation.
 	before := e.auditCount(t)
 	u, inv, err = e.store.SetUserActive(ctx, admin, "u", false)
-	if err != nil || u.Status != "deactivated" || len(inv.Hashes) != 0 || inv.All || e.auditCount(t) != before {
+	if err != nil || u.Status != storage.UserDeactivated || len(inv.Hashes) != 0 || inv.All || e.auditCount(t) != before {
 		t.Errorf("second deactivate: %+v %+v %v, audit +%d", u, inv, err, e.auditCount(t)-before)
 	}
 
@@ -576,7 +576,7 @@ func TestSetUserActive(t *testing.T) {
 	}
 
 	u, inv, err = e.store.SetUserActive(ctx, admin, "u", true)
-	if err != nil || u.Status != "active" || len(inv.Hashes) == 0 {
+	if err != nil || u.Status != storage.UserActive || len(inv.Hashes) == 0 {
 		t.Fatalf("reactivate = %+v %+v %v", u, inv, err)
 	}
 	want = map[string]string{live.ID: "active", rev.ID: "revoked", exp.ID: "expired", late.ID: "revoked"}
@@ -586,7 +586,7 @@ func TestSetUserActive(t *testing.T) {
 		}
 	}
 	before = e.auditCount(t)
-	if u, _, err := e.store.SetUserActive(ctx, admin, "u", true); err != nil || u.Status != "active" || e.auditCount(t) != before {
+	if u, _, err := e.store.SetUserActive(ctx, admin, "u", true); err != nil || u.Status != storage.UserActive || e.auditCount(t) != before {
 		t.Errorf("second reactivate: %+v %v", u, err)
 	}
 	if _, _, err := e.store.SetUserActive(ctx, admin, "nobody", false); !errors.Is(err, storage.ErrNotFound) {
@@ -919,7 +919,7 @@ func TestUpsertUserFields(t *testing.T) {
 	ctx := t.Context()
 	email, email2, name := "a@example.com", "b@example.com", "A"
 	u, created, err := e.store.UpsertUser(ctx, admin, "a", storage.UserPatch{Email: &email})
-	if err != nil || !created || u.ID != "a" || *u.Email != email || u.DisplayName != nil || u.Status != "active" || u.TokenCount != 0 {
+	if err != nil || !created || u.ID != "a" || *u.Email != email || u.DisplayName != nil || u.Status != storage.UserActive || u.TokenCount != 0 {
 		t.Fatalf("create: %+v %v %v", u, created, err)
 	}
 	u, created, err = e.store.UpsertUser(ctx, admin, "a", storage.UserPatch{DisplayName: &name})
@@ -986,7 +986,7 @@ func TestListUsers(t *testing.T) {
 			t.Errorf("ListUsers(%q, %q, %d) = %v more=%v; want %v more=%v", tc.status, tc.after, tc.limit, ids(got), more, tc.want, tc.more)
 		}
 		for _, u := range got {
-			if want := map[bool]string{true: "deactivated", false: "active"}[u.ID == "u03" || u.ID == "u05"]; u.Status != want {
+			if want := map[bool]storage.UserStatus{true: storage.UserDeactivated, false: storage.UserActive}[u.ID == "u03" || u.ID == "u05"]; u.Status != want {
 				t.Errorf("%s status %q, want %q", u.ID, u.Status, want)
 			}
 		}
