@@ -104,6 +104,47 @@ func (e *env) status(t *testing.T, id string) string {
 	return e.get(t, id).Status
 }
 
+func (e *env) revoke(t *testing.T, id, reason string) storage.Token {
+	t.Helper()
+	tk, _, err := e.store.RevokeToken(t.Context(), admin, id, reason)
+	if err != nil {
+		t.Fatalf("RevokeToken(%s): %v", id, err)
+	}
+	return tk
+}
+
+func (e *env) setActive(t *testing.T, userID string, active bool) {
+	t.Helper()
+	if _, _, err := e.store.SetUserActive(t.Context(), admin, userID, active); err != nil {
+		t.Fatalf("SetUserActive(%q, %v): %v", userID, active, err)
+	}
+}
+
+func (e *env) del(t *testing.T, id string) {
+	t.Helper()
+	if _, err := e.store.DeleteToken(t.Context(), admin, id); err != nil {
+		t.Fatalf("DeleteToken(%s): %v", id, err)
+	}
+}
+
+func (e *env) audit(t *testing.T, userID string, limit int) []storage.AuditEvent {
+	t.Helper()
+	ev, err := e.store.Audit(t.Context(), userID, limit)
+	if err != nil {
+		t.Fatalf("Audit(%q): %v", userID, err)
+	}
+	return ev
+}
+
+func (e *env) lookup(t *testing.T, plain string) token.Credential {
+	t.Helper()
+	c, err := e.store.LookupCredential(t.Context(), token.Sum(plain))
+	if err != nil {
+		t.Fatalf("LookupCredential: %v", err)
+	}
+	return c
+}
+
 func (e *env) auditCount(t *testing.T) int {
 	t.Helper()
 	var n int
@@ -119,6 +160,7 @@ func hashOf(plain string) []byte {
 }
 
 func TestMigrateTwice(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.user(t, "keep")
 	for range 2 {
@@ -139,6 +181,7 @@ func TestMigrateTwice(t *testing.T) {
 }
 
 func TestMigrateConcurrent(t *testing.T) {
+	t.Parallel()
 	dsn := testpg.NewDatabase(t)
 	const n = 5
 	pools := make([]*pgxpool.Pool, n)
@@ -168,6 +211,7 @@ func TestMigrateConcurrent(t *testing.T) {
 }
 
 func TestCreateTokenStoresOnlyHashAndHint(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.user(t, "alice")
 	exp := expiry()
@@ -233,6 +277,7 @@ func TestCreateTokenStoresOnlyHashAndHint(t *testing.T) {
 }
 
 func TestTokenLimitConcurrent(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.user(t, "bob")
 	const n, max = 50, 10
@@ -262,13 +307,16 @@ func TestTokenLimitConcurrent(t *testing.T) {
 		t.Errorf("%d parallel creates: %d succeeded, %d hit the limit; want %d and %d", n, ok, limited, max, n-max)
 	}
 	var rows int
-	e.pool.QueryRow(t.Context(), `SELECT count(*) FROM armgate.tokens WHERE user_id = 'bob'`).Scan(&rows)
+	if err := e.pool.QueryRow(t.Context(), `SELECT count(*) FROM armgate.tokens WHERE user_id = 'bob'`).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
 	if rows != max {
 		t.Errorf("%d token rows, want %d", rows, max)
 	}
 }
 
 func TestTokenLimitCounting(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.user(t, "carol")
 	const max = 3
@@ -338,6 +386,7 @@ func TestTokenLimitCounting(t *testing.T) {
 }
 
 func TestCreateTokenErrors(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.user(t, "dave")
 	e.user(t, "erin")
@@ -380,16 +429,26 @@ func TestCreateTokenErrors(t *testing.T) {
 		if _, err := e.store.GetUser(t.Context(), "frank"); err != nil {
 			t.Fatal(err)
 		}
-		ev, _ := e.store.Audit(t.Context(), "frank", 10)
+		ev := e.audit(t, "frank", 10)
 		if got := e.auditCount(t) - before; got != 2 || len(ev) != 2 || ev[0].Action != storage.ActionTokenCreate || ev[1].Action != storage.ActionUserCreate {
 			t.Errorf("audit after create-with-user: %d rows, %+v", got, ev)
 		}
 	})
 	t.Run("failed creates write no audit", func(t *testing.T) {
 		before := e.auditCount(t)
-		e.create(t, "dave", "laptop", 10)
-		e.create(t, "nobody", "x", 10)
-		e.create(t, "dave", "z", 1)
+		for _, c := range []struct {
+			user, name string
+			max        int
+			want       error
+		}{
+			{"dave", "laptop", 10, storage.ErrNameTaken},
+			{"nobody", "x", 10, storage.ErrNotFound},
+			{"dave", "z", 1, storage.ErrTokenLimit},
+		} {
+			if _, _, err := e.create(t, c.user, c.name, c.max); !errors.Is(err, c.want) {
+				t.Fatalf("CreateToken(%q, %q) = %v, want %v", c.user, c.name, err, c.want)
+			}
+		}
 		if got := e.auditCount(t); got != before {
 			t.Errorf("failed creates wrote %d audit rows", got-before)
 		}
@@ -397,6 +456,7 @@ func TestCreateTokenErrors(t *testing.T) {
 }
 
 func TestRevokeIdempotent(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.user(t, "u")
 	tk, plain := e.mustCreate(t, "u", "t")
@@ -410,7 +470,7 @@ func TestRevokeIdempotent(t *testing.T) {
 	if len(inv.Hashes) != 1 || !bytes.Equal(inv.Hashes[0], hashOf(plain)) || inv.All {
 		t.Errorf("invalidation %+v, want the token's hash", inv)
 	}
-	if c, _ := e.store.LookupCredential(t.Context(), token.Sum(plain)); !c.Revoked {
+	if c := e.lookup(t, plain); !c.Revoked {
 		t.Error("credential not revoked")
 	}
 	before := e.auditCount(t)
@@ -449,6 +509,7 @@ func TestRevokeIdempotent(t *testing.T) {
 }
 
 func TestReapprove(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.user(t, "u")
 	e.user(t, "gone")
@@ -456,7 +517,7 @@ func TestReapprove(t *testing.T) {
 
 	t.Run("revoked becomes active", func(t *testing.T) {
 		tk, plain := e.mustCreate(t, "u", "revoked")
-		e.store.RevokeToken(ctx, admin, tk.ID, "oops")
+		e.revoke(t, tk.ID, "oops")
 		got, inv, err := e.store.ReapproveToken(ctx, admin, tk.ID)
 		if err != nil || got.Status != token.StatusActive || got.RevokedAt != nil || got.RevokedReason != nil {
 			t.Fatalf("reapprove = %+v %v", got, err)
@@ -464,7 +525,7 @@ func TestReapprove(t *testing.T) {
 		if len(inv.Hashes) != 1 || !bytes.Equal(inv.Hashes[0], hashOf(plain)) {
 			t.Errorf("invalidation %+v", inv)
 		}
-		if c, _ := e.store.LookupCredential(ctx, token.Sum(plain)); c.Revoked {
+		if c := e.lookup(t, plain); c.Revoked {
 			t.Error("credential still revoked")
 		}
 	})
@@ -481,7 +542,7 @@ func TestReapprove(t *testing.T) {
 	})
 	t.Run("expired", func(t *testing.T) {
 		tk, _ := e.mustCreate(t, "u", "expired")
-		e.store.RevokeToken(ctx, admin, tk.ID, "")
+		e.revoke(t, tk.ID, "")
 		e.expire(t, tk.ID)
 		if _, _, err := e.store.ReapproveToken(ctx, admin, tk.ID); !errors.Is(err, storage.ErrTokenExpired) {
 			t.Errorf("reapprove of an expired token = %v, want ErrTokenExpired", err)
@@ -493,11 +554,11 @@ func TestReapprove(t *testing.T) {
 	t.Run("expired wins over deactivated", func(t *testing.T) {
 		tk, _ := e.mustCreate(t, "gone", "expired")
 		tk2, _ := e.mustCreate(t, "gone", "expired-not-revoked")
-		e.store.RevokeToken(ctx, admin, tk.ID, "")
+		e.revoke(t, tk.ID, "")
 		e.expire(t, tk.ID)
 		e.expire(t, tk2.ID)
-		e.store.SetUserActive(ctx, admin, "gone", false)
-		defer e.store.SetUserActive(ctx, admin, "gone", true)
+		e.setActive(t, "gone", false)
+		defer e.setActive(t, "gone", true)
 		for _, id := range []string{tk.ID, tk2.ID} {
 			if _, _, err := e.store.ReapproveToken(ctx, admin, id); !errors.Is(err, storage.ErrTokenExpired) {
 				t.Errorf("reapprove of an expired token of a deactivated user = %v, want ErrTokenExpired", err)
@@ -506,8 +567,8 @@ func TestReapprove(t *testing.T) {
 	})
 	t.Run("deactivated user", func(t *testing.T) {
 		tk, _ := e.mustCreate(t, "gone", "live")
-		e.store.SetUserActive(ctx, admin, "gone", false)
-		defer e.store.SetUserActive(ctx, admin, "gone", true)
+		e.setActive(t, "gone", false)
+		defer e.setActive(t, "gone", true)
 		if _, _, err := e.store.ReapproveToken(ctx, admin, tk.ID); !errors.Is(err, storage.ErrUserDeactivated) {
 			t.Errorf("reapprove of a deactivated user's token = %v, want ErrUserDeactivated", err)
 		}
@@ -516,9 +577,9 @@ func TestReapprove(t *testing.T) {
 		// DESIGN §5: re-approving "a token of a deactivated user" is 409
 		// user_deactivated, whether or not the token is also revoked.
 		tk, _ := e.mustCreate(t, "gone", "revoked-live")
-		e.store.RevokeToken(ctx, admin, tk.ID, "")
-		e.store.SetUserActive(ctx, admin, "gone", false)
-		defer e.store.SetUserActive(ctx, admin, "gone", true)
+		e.revoke(t, tk.ID, "")
+		e.setActive(t, "gone", false)
+		defer e.setActive(t, "gone", true)
 		if _, _, err := e.store.ReapproveToken(ctx, admin, tk.ID); !errors.Is(err, storage.ErrUserDeactivated) {
 			t.Errorf("reapprove of a revoked token of a deactivated user = %v, want ErrUserDeactivated", err)
 		}
@@ -534,6 +595,7 @@ func TestReapprove(t *testing.T) {
 }
 
 func TestSetUserActive(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := t.Context()
 	e.user(t, "u")
@@ -541,7 +603,7 @@ func TestSetUserActive(t *testing.T) {
 	rev, revPlain := e.mustCreate(t, "u", "revoked")
 	exp, _ := e.mustCreate(t, "u", "expired")
 	late, _ := e.mustCreate(t, "u", "revoked-while-deactivated")
-	e.store.RevokeToken(ctx, admin, rev.ID, "")
+	e.revoke(t, rev.ID, "")
 	e.expire(t, exp.ID)
 
 	u, inv, err := e.store.SetUserActive(ctx, admin, "u", false)
@@ -559,7 +621,7 @@ func TestSetUserActive(t *testing.T) {
 			t.Errorf("after deactivation token %s: %s, want %s", id, got, st)
 		}
 	}
-	if c, _ := e.store.LookupCredential(ctx, token.Sum(livePlain)); !c.UserDeactivated {
+	if c := e.lookup(t, livePlain); !c.UserDeactivated {
 		t.Error("credential does not show the deactivation")
 	}
 
@@ -595,6 +657,7 @@ func TestSetUserActive(t *testing.T) {
 }
 
 func TestDeleteToken(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := t.Context()
 	e.user(t, "u")
@@ -615,6 +678,7 @@ func TestDeleteToken(t *testing.T) {
 }
 
 func TestListTokens(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := t.Context()
 	e.user(t, "u")
@@ -624,7 +688,7 @@ func TestListTokens(t *testing.T) {
 	c, _ := e.mustCreate(t, "u", "c")
 	e.mustCreate(t, "other", "x")
 	e.expire(t, b.ID)
-	e.store.DeleteToken(ctx, admin, c.ID)
+	e.del(t, c.ID)
 	list, err := e.store.ListTokens(ctx, "u")
 	if err != nil {
 		t.Fatal(err)
@@ -649,6 +713,7 @@ func TestListTokens(t *testing.T) {
 // action, actor and target; Audit(user) returns the user's and its tokens'
 // events, newest first.
 func TestAuditTrail(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := t.Context()
 	e.user(t, "bystander")
@@ -742,11 +807,11 @@ func TestAuditTrail(t *testing.T) {
 	if d := events[len(events)-4].Detail; d["reason"] != "r" { // token.revoke
 		t.Errorf("token.revoke detail %v", d)
 	}
-	limited, _ := e.store.Audit(ctx, "alice", 2)
+	limited := e.audit(t, "alice", 2)
 	if len(limited) != 2 || limited[0].Action != storage.ActionTokenDelete {
 		t.Errorf("Audit(alice, 2) = %+v", limited)
 	}
-	all, _ := e.store.Audit(ctx, "", 100)
+	all := e.audit(t, "", 100)
 	if len(all) != len(want)+2 || all[0].Action != storage.ActionTokenCreate || all[0].Target == tk.ID {
 		t.Errorf("Audit(all) has %d events (want %d), newest %+v", len(all), len(want)+2, all[0])
 	}
@@ -802,6 +867,7 @@ func sameHashes(a, b [][]byte) bool {
 }
 
 func TestNotifications(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := t.Context()
 	e.user(t, "u")
@@ -858,16 +924,22 @@ func TestNotifications(t *testing.T) {
 	// Changes that do nothing or fail send nothing: the next notification
 	// is the marker's.
 	t.Run("no-ops and failures are silent", func(t *testing.T) {
-		e.store.RevokeToken(ctx, admin, tk.ID, "")    // already revoked
-		e.store.ReapproveToken(ctx, admin, marker.ID) // active: no-op
-		e.store.SetUserActive(ctx, admin, "u", true)  // already active
-		e.store.DeleteToken(ctx, admin, tk2.ID)       // already deleted
+		e.revoke(t, tk.ID, "")                                                      // already revoked
+		if _, _, err := e.store.ReapproveToken(ctx, admin, marker.ID); err != nil { // active: no-op
+			t.Fatal(err)
+		}
+		e.setActive(t, "u", true)                                                                    // already active
+		if _, err := e.store.DeleteToken(ctx, admin, tk2.ID); !errors.Is(err, storage.ErrNotFound) { // already deleted
+			t.Fatalf("delete again = %v", err)
+		}
 		e.expire(t, tk.ID)
 		if _, _, err := e.store.ReapproveToken(ctx, admin, tk.ID); !errors.Is(err, storage.ErrTokenExpired) {
 			t.Fatalf("reapprove expired = %v", err)
 		}
-		e.create(t, "u", "too-many", 1)
-		e.store.RevokeToken(ctx, admin, marker.ID, "")
+		if _, _, err := e.create(t, "u", "too-many", 1); !errors.Is(err, storage.ErrTokenLimit) {
+			t.Fatalf("create over the limit = %v", err)
+		}
+		e.revoke(t, marker.ID, "")
 		if got := l.next(t); !sameHashes(got.Hashes, [][]byte{hashOf(markerPlain)}) {
 			t.Errorf("first notification after no-ops has %d hashes, not the marker's", len(got.Hashes))
 		}
@@ -875,6 +947,7 @@ func TestNotifications(t *testing.T) {
 }
 
 func TestUpsertUserConcurrentCreate(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	const n = 20
 	created := make([]bool, n)
@@ -901,7 +974,7 @@ func TestUpsertUserConcurrentCreate(t *testing.T) {
 	if c != 1 {
 		t.Errorf("%d concurrent upserts of a new id: %d created, want 1", n, c)
 	}
-	events, _ := e.store.Audit(t.Context(), "new-user", 100)
+	events := e.audit(t, "new-user", 100)
 	var creates int
 	for _, ev := range events {
 		if ev.Action == storage.ActionUserCreate {
@@ -915,6 +988,7 @@ func TestUpsertUserConcurrentCreate(t *testing.T) {
 }
 
 func TestUpsertUserFields(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := t.Context()
 	email, email2, name := "a@example.com", "b@example.com", "A"
@@ -926,8 +1000,8 @@ func TestUpsertUserFields(t *testing.T) {
 	if err != nil || created || *u.Email != email || *u.DisplayName != name {
 		t.Fatalf("patch name: %+v %v %v", u, created, err)
 	}
-	u, _, _ = e.store.UpsertUser(ctx, admin, "a", storage.UserPatch{Email: &email2})
-	if *u.Email != email2 || *u.DisplayName != name {
+	u, _, err = e.store.UpsertUser(ctx, admin, "a", storage.UserPatch{Email: &email2})
+	if err != nil || *u.Email != email2 || *u.DisplayName != name {
 		t.Fatalf("patch email: %+v", u)
 	}
 	got, err := e.store.GetUser(ctx, "a")
@@ -940,6 +1014,7 @@ func TestUpsertUserFields(t *testing.T) {
 }
 
 func TestListUsers(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := t.Context()
 	for _, id := range []string{"u07", "u01", "u03", "u02", "u05", "u04", "u06"} {
@@ -994,6 +1069,7 @@ func TestListUsers(t *testing.T) {
 }
 
 func TestRecordLastUsed(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := t.Context()
 	e.user(t, "u")
@@ -1035,7 +1111,7 @@ func TestRecordLastUsed(t *testing.T) {
 		}
 	}
 	// A deleted token's queued use does not fail the batch.
-	e.store.DeleteToken(ctx, admin, b.ID)
+	e.del(t, b.ID)
 	if err := e.store.RecordLastUsed(ctx, map[string]time.Time{b.ID: t0.Add(time.Hour), a.ID: t0.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
