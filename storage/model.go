@@ -16,8 +16,10 @@ const (
 	ActionTokenReapprove = "token.reapprove"
 	ActionTokenDelete    = "token.delete"
 	ActionTokenLogout    = "token.logout"
+	ActionTokenRotate    = "token.rotate"
 	ActorAdminKey        = "admin_key"
 	actorTokenPrefix     = "token:"
+	actorUserPrefix      = "user:"
 )
 
 // UserStatus is the status of a user, as the admin API shows it.
@@ -32,6 +34,10 @@ const (
 // ActorToken is the audit actor for a change made with the token id.
 func ActorToken(id string) string { return actorTokenPrefix + id }
 
+// ActorUser is the audit actor for a change a user made on their own tokens
+// (self-service).
+func ActorUser(id string) string { return actorUserPrefix + id }
+
 // Domain errors; the admin handler maps them to status codes.
 var (
 	ErrNotFound        = errors.New("not found")
@@ -39,6 +45,9 @@ var (
 	ErrTokenLimit      = errors.New("the user has reached the maximum number of tokens")
 	ErrUserDeactivated = errors.New("the user is deactivated")
 	ErrTokenExpired    = errors.New("the token has expired")
+	// ErrTokenNotActive: only an active token that was not rotated yet can
+	// be rotated.
+	ErrTokenNotActive = errors.New("only an active token can be rotated")
 	// ErrExpiryPassed: a new token's expiry passed before it was stored
 	// (e.g. expires_in "1ns").
 	ErrExpiryPassed = errors.New("the requested expiry has already passed; ask for a longer lifetime")
@@ -67,6 +76,8 @@ type Token struct {
 	LastUsedAt    *time.Time `json:"last_used_at"`
 	RevokedAt     *time.Time `json:"revoked_at"`
 	RevokedReason *string    `json:"revoked_reason"`
+	// RotatedTo is the id of the token that replaced this one, if any.
+	RotatedTo *string `json:"rotated_to"`
 }
 
 // AuditEvent is one entry of the audit log.

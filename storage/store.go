@@ -102,10 +102,14 @@ func isUniqueViolation(err error) bool {
 
 // ---- users
 
+// countsTowardLimit selects the tokens (t) the per-user limit counts: neither
+// expired nor rotated away (deleted ones are gone).
+const countsTowardLimit = `t.expires_at > now() AND t.rotated_at IS NULL`
+
 // userColumns are the columns of User, by name (see collectUser).
 const userColumns = `u.id, u.email, u.display_name,
 	CASE WHEN u.deactivated_at IS NULL THEN '` + string(UserActive) + `' ELSE '` + string(UserDeactivated) + `' END AS status,
-	(SELECT count(*) FROM armgate.tokens t WHERE t.user_id = u.id AND t.expires_at > now()) AS token_count,
+	(SELECT count(*) FROM armgate.tokens t WHERE t.user_id = u.id AND ` + countsTowardLimit + `) AS token_count,
 	u.created_at`
 
 func collectUser(row pgx.CollectableRow) (User, error) {
@@ -239,7 +243,8 @@ func (s *Store) SetUserActive(ctx context.Context, actor, id string, active bool
 
 // tokenColumns are the columns of tokenRow, by name (see collectToken).
 const tokenColumns = `t.id::text AS id, t.user_id, t.name, t.hint, t.scopes, t.created_at, t.expires_at,
-	t.last_used_at, t.revoked_at, t.revoked_reason, u.deactivated_at IS NOT NULL AS deactivated`
+	t.last_used_at, t.revoked_at, t.revoked_reason, t.rotated_to::text AS rotated_to,
+	u.deactivated_at IS NOT NULL AS deactivated`
 
 const tokenFrom = ` FROM armgate.tokens t JOIN armgate.users u ON u.id = t.user_id `
 
@@ -328,30 +333,8 @@ func (s *Store) CreateToken(ctx context.Context, actor string, n NewToken) (Toke
 				}
 			}
 		}
-		var deactivated bool
-		err := tx.QueryRow(ctx, `SELECT deactivated_at IS NOT NULL FROM armgate.users WHERE id = $1 FOR UPDATE`, n.UserID).Scan(&deactivated)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return ErrNotFound
-		} else if err != nil {
-			return err
-		}
-		if deactivated {
-			return ErrUserDeactivated
-		}
-		var live int
-		if err := tx.QueryRow(ctx, `SELECT count(*) FROM armgate.tokens WHERE user_id = $1 AND expires_at > now()`, n.UserID).Scan(&live); err != nil {
-			return err
-		}
-		if live >= n.MaxPerUser {
-			return ErrTokenLimit
-		}
-		var id string
-		err = tx.QueryRow(ctx, `INSERT INTO armgate.tokens (user_id, name, hash, hint, scopes, expires_at)
-			VALUES ($1, $2, $3, $4, $5, $6) RETURNING id::text`,
-			n.UserID, n.Name, h[:], token.Hint(plain), n.Scopes, n.ExpiresAt).Scan(&id)
-		if isUniqueViolation(err) {
-			return ErrNameTaken
-		} else if err != nil {
+		id, err := insertToken(ctx, tx, n, plain, h, true)
+		if err != nil {
 			return err
 		}
 		if err := audit(ctx, tx, actor, ActionTokenCreate, id, n.UserID, map[string]any{
@@ -366,6 +349,155 @@ func (s *Store) CreateToken(ctx context.Context, actor string, n NewToken) (Toke
 		return Token{}, "", err
 	}
 	return t, plain, nil
+}
+
+// insertToken stores the token n with plaintext plain and hash h in tx and
+// returns its id. It locks the user row first, so that concurrent creates
+// and rotations never exceed the limit, which it checks when checkLimit.
+func insertToken(ctx context.Context, tx pgx.Tx, n NewToken, plain string, h token.Hash, checkLimit bool) (string, error) {
+	var deactivated bool
+	err := tx.QueryRow(ctx, `SELECT deactivated_at IS NOT NULL FROM armgate.users WHERE id = $1 FOR UPDATE`, n.UserID).Scan(&deactivated)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", ErrNotFound
+	} else if err != nil {
+		return "", err
+	}
+	if deactivated {
+		return "", ErrUserDeactivated
+	}
+	if checkLimit {
+		var live int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM armgate.tokens t WHERE t.user_id = $1 AND `+countsTowardLimit, n.UserID).Scan(&live); err != nil {
+			return "", err
+		}
+		if live >= n.MaxPerUser {
+			return "", ErrTokenLimit
+		}
+	}
+	var id string
+	err = tx.QueryRow(ctx, `INSERT INTO armgate.tokens (user_id, name, hash, hint, scopes, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6) RETURNING id::text`,
+		n.UserID, n.Name, h[:], token.Hint(plain), n.Scopes, n.ExpiresAt).Scan(&id)
+	if isUniqueViolation(err) {
+		return "", ErrNameTaken
+	}
+	return id, err
+}
+
+// RotateToken replaces the active token id with a new one of the same user,
+// name and scopes that expires at expiresAt, and returns the new token with
+// its plaintext. The old token keeps working for grace at most (its expiry
+// becomes the earlier of its own and now + grace) and from now on counts
+// neither toward the per-user limit nor toward name uniqueness, so the
+// count is unchanged and a user at the limit can rotate. A token that is
+// revoked, expired, of a deactivated user or already rotated is
+// ErrTokenNotActive. inv names the old token, whose expiry changed.
+func (s *Store) RotateToken(ctx context.Context, actor, id string, grace time.Duration, expiresAt time.Time) (newTok Token, plaintext string, inv Invalidation, err error) {
+	if !expiresAt.After(s.now()) {
+		return Token{}, "", Invalidation{}, ErrExpiryPassed
+	}
+	plain, err := token.Generate()
+	if err != nil {
+		return Token{}, "", Invalidation{}, err
+	}
+	h := token.Sum(plain)
+	err = s.tx(ctx, func(tx pgx.Tx) error {
+		// The token row is locked before the user row, as in the other
+		// changes of a token, so that they cannot deadlock.
+		old, oldHash, err := s.lockToken(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if old.Status != string(token.StatusActive) || old.RotatedTo != nil {
+			return ErrTokenNotActive
+		}
+		// Out of the limit and of the name's way before the successor is
+		// inserted.
+		tag, err := tx.Exec(ctx, `UPDATE armgate.tokens SET rotated_at = now(),
+			expires_at = least(expires_at, now() + $2::bigint * interval '1 microsecond')
+			WHERE id = $1 AND rotated_at IS NULL`, id, grace.Microseconds())
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() != 1 { // rotated before, its successor since deleted
+			return ErrTokenNotActive
+		}
+		newID, err := insertToken(ctx, tx, NewToken{
+			UserID: old.UserID, Name: old.Name, Scopes: old.Scopes, ExpiresAt: expiresAt,
+		}, plain, h, false)
+		if errors.Is(err, ErrUserDeactivated) {
+			return ErrTokenNotActive // deactivated since old was read
+		} else if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE armgate.tokens SET rotated_to = $2 WHERE id = $1`, id, newID); err != nil {
+			return err
+		}
+		if err := audit(ctx, tx, actor, ActionTokenRotate, id, old.UserID, map[string]any{"new_token_id": newID}); err != nil {
+			return err
+		}
+		inv.Hashes = [][]byte{oldHash}
+		if err := notify(ctx, tx, inv); err != nil {
+			return err
+		}
+		newTok, err = s.getToken(ctx, tx, newID)
+		return err
+	})
+	if err != nil {
+		return Token{}, "", Invalidation{}, err
+	}
+	return newTok, plain, inv, nil
+}
+
+// RevokeAllTokens revokes every token of the user that is not revoked yet,
+// whatever its status (as RevokeToken does one by one), with one audit event
+// per token revoked, and returns how many it revoked. ErrNotFound when the
+// user does not exist.
+func (s *Store) RevokeAllTokens(ctx context.Context, actor, userID, reason string) (count int, inv Invalidation, err error) {
+	err = s.tx(ctx, func(tx pgx.Tx) error {
+		// No lock on the user row: rotation locks a token and then the
+		// user, and this locks the user's tokens.
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM armgate.users WHERE id = $1)`, userID).Scan(&exists); err != nil {
+			return err
+		}
+		if !exists {
+			return ErrNotFound
+		}
+		var r *string
+		if reason != "" {
+			r = &reason
+		}
+		rows, _ := tx.Query(ctx, `UPDATE armgate.tokens SET revoked_at = now(), revoked_reason = $2
+			WHERE user_id = $1 AND revoked_at IS NULL RETURNING id::text, hash`, userID, r)
+		type revoked struct {
+			ID   string
+			Hash []byte
+		}
+		done, err := pgx.CollectRows(rows, pgx.RowToStructByName[revoked])
+		if err != nil {
+			return err
+		}
+		if len(done) == 0 {
+			return nil
+		}
+		ids := make([]string, len(done))
+		for i, d := range done {
+			ids[i] = d.ID
+			inv.Hashes = append(inv.Hashes, d.Hash)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO armgate.audit (actor, action, target, user_id, detail)
+			SELECT $1, $2, id, $3, $4 FROM unnest($5::text[]) AS id`,
+			actor, ActionTokenRevoke, userID, map[string]any{"reason": reason}, ids); err != nil {
+			return err
+		}
+		count = len(done)
+		return notify(ctx, tx, inv)
+	})
+	if err != nil {
+		return 0, Invalidation{}, err
+	}
+	return count, inv, nil
 }
 
 // GetToken returns the token with id (a UUID).
