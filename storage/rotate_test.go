@@ -444,3 +444,40 @@ func TestActorUser(t *testing.T) {
 		t.Errorf("ActorUser = %q", got)
 	}
 }
+
+// TestRevokeAllTokensConcurrent: racing revoke-alls of one user revoke each
+// token once between them, without deadlocking.
+func TestRevokeAllTokensConcurrent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.user(t, "u")
+	const tokens, calls = 10, 4
+	for i := range tokens {
+		e.mustCreate(t, "u", fmt.Sprintf("t%d", i))
+	}
+	counts := make([]int, calls)
+	errs := make([]error, calls)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range calls {
+		wg.Go(func() {
+			<-start
+			counts[i], _, errs[i] = e.store.RevokeAllTokens(t.Context(), admin, "u", "")
+		})
+	}
+	close(start)
+	wg.Wait()
+	total := 0
+	for i := range calls {
+		if errs[i] != nil {
+			t.Errorf("revoke-all %d: %v", i, errs[i])
+		}
+		total += counts[i]
+	}
+	if total != tokens {
+		t.Errorf("racing revoke-alls revoked %d tokens between them, want %d", total, tokens)
+	}
+	if n := len(e.audit(t, "u", 100)); n != tokens+tokens+1 { // creates, revokes, user.create
+		t.Errorf("%d audit events, want %d", n, 2*tokens+1)
+	}
+}

@@ -468,8 +468,11 @@ func (s *Store) RevokeAllTokens(ctx context.Context, actor, userID, reason strin
 		if reason != "" {
 			r = &reason
 		}
+		// The rows are locked in id order so that two revoke-alls of one
+		// user cannot deadlock.
 		rows, _ := tx.Query(ctx, `UPDATE armgate.tokens SET revoked_at = now(), revoked_reason = $2
-			WHERE user_id = $1 AND revoked_at IS NULL RETURNING id::text, hash`, userID, r)
+			WHERE id IN (SELECT id FROM armgate.tokens WHERE user_id = $1 AND revoked_at IS NULL ORDER BY id FOR UPDATE)
+			RETURNING id::text, hash`, userID, r)
 		type revoked struct {
 			ID   string
 			Hash []byte
