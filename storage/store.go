@@ -302,7 +302,8 @@ type NewToken struct {
 	Name      string // already trimmed and validated
 	Scopes    []string
 	ExpiresAt time.Time
-	// MaxPerUser is the limit on tokens that are neither deleted nor expired.
+	// MaxPerUser is the limit on tokens that are neither deleted, expired
+	// nor rotated away.
 	MaxPerUser int
 	// CreateUser creates the user when missing (command-line bootstrap).
 	CreateUser bool
