@@ -134,9 +134,10 @@ func (s *Set) Load(ctx context.Context, scan ScanFunc) error {
 	s.loading = true
 	s.pending = nil
 	s.current.Store(false)
+	hint := s.tab.Load().live + 1024
 	s.mu.Unlock()
 
-	keys := make([]uint64, 0, s.tab.Load().live+1024)
+	keys := make([]uint64, 0, hint)
 	err := scan(ctx, func(p uint64) { keys = append(keys, key(p)) })
 	if err == nil {
 		err = ctx.Err()
@@ -221,9 +222,13 @@ func buildTable(keys []uint64) *table {
 	return t
 }
 
-// home maps k (uniformly distributed: a hash prefix) to a slot without a
-// division.
+// home maps k to a slot without a division. Hash prefixes are uniform
+// already; the mixing step keeps keys that are not (tests, small values)
+// from piling up in one run.
 func (t *table) home(k uint64) int {
+	k ^= k >> 33
+	k *= 0xff51afd7ed558ccd
+	k ^= k >> 33
 	hi, _ := bits.Mul64(k, uint64(len(t.slots)))
 	return int(hi)
 }
