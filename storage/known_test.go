@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -161,13 +162,19 @@ func TestListenKeepsKnownSet(t *testing.T) {
 	loader := knownset.NewLoader(set, e.store.ScanTokenHashes, knownset.LoaderOptions{})
 	defer loader.Stop()
 	ctx, cancel := context.WithCancel(t.Context())
-	var wg sync.WaitGroup
+	var (
+		wg       sync.WaitGroup
+		connects atomic.Int64
+	)
 	defer wg.Wait()
 	defer cancel()
 	wg.Go(func() {
 		storage.Listen(ctx, cfg, storage.ListenHooks{
-			Invalidate:   func(inv storage.Invalidation) { inv.ApplyKnown(loader) },
-			Connected:    loader.Connected,
+			Invalidate: func(inv storage.Invalidation) { inv.ApplyKnown(loader) },
+			Connected: func() {
+				connects.Add(1)
+				loader.Connected()
+			},
 			Disconnected: loader.Disconnected,
 			LogError:     func(err error) { t.Log(err) },
 		})
@@ -202,7 +209,7 @@ func TestListenKeepsKnownSet(t *testing.T) {
 	e.exec(t, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
 		WHERE query LIKE 'listen %' AND pid <> pg_backend_pid()`)
 	waitFor("the reload after the reconnect", func() bool {
-		return set.Current() && !set.Absent(prefixOf(before))
+		return connects.Load() >= 2 && set.Current() && !set.Absent(prefixOf(before))
 	})
 }
 
