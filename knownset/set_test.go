@@ -99,7 +99,10 @@ func TestGrow(t *testing.T) {
 			ref[p]--
 			continue
 		}
-		p := r.Uint64() >> r.IntN(64) // some small values, some repeats
+		p := r.Uint64()
+		if r.IntN(10) == 0 && len(keys) > 0 {
+			p = keys[r.IntN(len(keys))] // a second token with the same prefix
+		}
 		keys = append(keys, p)
 		s.Add(p)
 		ref[p]++
@@ -210,7 +213,7 @@ func TestLoadConcurrent(t *testing.T) {
 	for w := range writers {
 		wg.Go(func() {
 			for i := range perWriter {
-				p := uint64(w+1)<<32 | uint64(i+2)
+				p := mix(uint64(w+1)<<32 | uint64(i+2))
 				mu.Lock()
 				added = append(added, p) // commit, then notify
 				mu.Unlock()
@@ -371,4 +374,13 @@ func TestLoader(t *testing.T) {
 	if s.Current() {
 		t.Error("current after a cancelled load")
 	}
+}
+
+// mix spreads small numbers over the 64 bits, like hash prefixes.
+func mix(k uint64) uint64 {
+	k ^= k >> 33
+	k *= 0xff51afd7ed558ccd
+	k ^= k >> 33
+	k *= 0xc4ceb9fe1a85ec53
+	return k ^ k>>33
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -12,35 +13,44 @@ import (
 // scanTokenHashesQuery reads the first eight bytes of every token's hash:
 // every row is a token that exists (a deleted token is a deleted row),
 // expired and revoked ones included, since they are answered from the
-// database with their own message.
-const scanTokenHashesQuery = `SELECT substring(hash from 1 for 8) FROM armgate.tokens`
+// database with their own message. The prefixes come concatenated, in 256
+// groups by their first byte: a few hundred rows instead of one per token
+// saves most of the per-row cost on both sides, and a set filled group by
+// group writes to one small part of its table at a time.
+const scanTokenHashesQuery = `SELECT string_agg(substring(hash from 1 for 8), ''::bytea)
+FROM armgate.tokens GROUP BY get_byte(hash, 0)`
 
 // ScanTokenHashes calls fn with the hash prefix of every token that exists:
 // the first eight bytes of its SHA-256, big-endian (knownset.Prefix). One
-// query, one snapshot, streamed without an allocation per row.
+// query, so one snapshot.
 func (s *Store) ScanTokenHashes(ctx context.Context, fn func(prefix uint64)) error {
-	// The binary result format makes a bytea column arrive as its raw bytes.
-	rows, err := s.pool.Query(ctx, scanTokenHashesQuery,
-		pgx.QueryResultFormats{pgx.BinaryFormatCode})
+	// The binary result format makes a bytea arrive as its raw bytes.
+	rows, err := s.pool.Query(ctx, scanTokenHashesQuery, pgx.QueryResultFormats{pgx.BinaryFormatCode})
 	if err != nil {
 		return fmt.Errorf("scan token hashes: %w", err)
 	}
 	defer rows.Close()
-	// The simple protocol (default_query_exec_mode=simple_protocol in the
-	// DSN, e.g. for PgBouncer) answers in text: \x and 16 hex digits.
-	var buf [8]byte
+	var buf []byte
 	for rows.Next() {
 		v := rows.RawValues()[0]
-		if rows.FieldDescriptions()[0].Format == pgx.TextFormatCode && len(v) == 18 && v[0] == '\\' && v[1] == 'x' {
-			if _, err := hex.Decode(buf[:], v[2:]); err != nil {
+		if rows.FieldDescriptions()[0].Format == pgx.TextFormatCode {
+			// The simple protocol (default_query_exec_mode=simple_protocol
+			// in the DSN, e.g. for PgBouncer) answers in text: \x and hex.
+			if len(v) < 2 || v[0] != '\\' || v[1] != 'x' {
+				return fmt.Errorf("scan token hashes: unexpected text value")
+			}
+			buf = slices.Grow(buf[:0], len(v)/2)[:(len(v)-2)/2]
+			if _, err := hex.Decode(buf, v[2:]); err != nil {
 				return fmt.Errorf("scan token hashes: %w", err)
 			}
-			v = buf[:]
+			v = buf
 		}
-		if len(v) != 8 {
-			return fmt.Errorf("scan token hashes: a hash prefix of %d bytes", len(v))
+		if len(v)%8 != 0 {
+			return fmt.Errorf("scan token hashes: %d bytes of hash prefixes", len(v))
 		}
-		fn(binary.BigEndian.Uint64(v))
+		for ; len(v) > 0; v = v[8:] {
+			fn(binary.BigEndian.Uint64(v))
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("scan token hashes: %w", err)
