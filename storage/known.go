@@ -13,12 +13,11 @@ import (
 // scanTokenHashesQuery reads the first eight bytes of every token's hash:
 // every row is a token that exists (a deleted token is a deleted row),
 // expired and revoked ones included, since they are answered from the
-// database with their own message. The prefixes come concatenated, in 256
-// groups by their first byte: a few hundred rows instead of one per token
-// saves most of the per-row cost on both sides, and a set filled group by
-// group writes to one small part of its table at a time.
-const scanTokenHashesQuery = `SELECT string_agg(substring(hash from 1 for 8), ''::bytea)
-FROM armgate.tokens GROUP BY get_byte(hash, 0)`
+// database with their own message. The prefixes come concatenated in one
+// value (8 MB for 1M tokens): that saves the per-row cost on both sides and
+// is faster end to end than a row per token, or than groups of them (which
+// PostgreSQL sorts or hashes first).
+const scanTokenHashesQuery = `SELECT string_agg(substring(hash from 1 for 8), ''::bytea) FROM armgate.tokens`
 
 // ScanTokenHashes calls fn with the hash prefix of every token that exists:
 // the first eight bytes of its SHA-256, big-endian (knownset.Prefix). One
@@ -33,6 +32,9 @@ func (s *Store) ScanTokenHashes(ctx context.Context, fn func(prefix uint64)) err
 	var buf []byte
 	for rows.Next() {
 		v := rows.RawValues()[0]
+		if v == nil {
+			continue // no tokens: string_agg is NULL
+		}
 		if rows.FieldDescriptions()[0].Format == pgx.TextFormatCode {
 			// The simple protocol (default_query_exec_mode=simple_protocol
 			// in the DSN, e.g. for PgBouncer) answers in text: \x and hex.
