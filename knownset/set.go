@@ -106,7 +106,13 @@ func (s *Set) Remove(p uint64) {
 	if s.loading {
 		return
 	}
-	s.tab.Load().remove(key(p))
+	t := s.tab.Load()
+	t.remove(key(p))
+	// Shrink after mass deletions: a rebuilt table is half full, so this
+	// keeps it within 8/0.4 = 20 bytes per token.
+	if len(t.slots) > 4096 && float64(t.live) < 0.4*float64(len(t.slots)) {
+		s.tab.Store(t.grow(0))
+	}
 }
 
 // MarkStale records that events may be missed from now on (the listener

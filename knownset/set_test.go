@@ -122,6 +122,27 @@ func TestGrow(t *testing.T) {
 	}
 }
 
+// TestShrink: a set that lost most of its tokens gives the memory back.
+func TestShrink(t *testing.T) {
+	s := New()
+	ps := make([]uint64, 100000)
+	for i := range ps {
+		ps[i] = mix(uint64(i) + 2)
+	}
+	load(t, s, ps...)
+	for _, p := range ps[10000:] {
+		s.Remove(p)
+	}
+	for _, p := range ps[:10000] {
+		if !s.Contains(p) {
+			t.Fatalf("%x lost", p)
+		}
+	}
+	if n := len(s.tab.Load().slots); n > 10000/0.4 {
+		t.Errorf("%d slots left for 10000 tokens", n)
+	}
+}
+
 func TestStaleCurrent(t *testing.T) {
 	s := New()
 	load(t, s, 1000)
