@@ -4,9 +4,10 @@
 //
 // A prefix shared by two hashes only makes an absent token look present (one
 // database lookup confirms it is unknown); a token that exists must never look
-// absent. The set is therefore a multiset: every token adds one entry, a
-// deletion removes one entry, and an entry is only removed when it is certain
-// that the deletion is not already reflected in a scan (see Load).
+// absent. The set is therefore a multiset: every token adds one entry and a
+// deletion removes one entry, so a deletion never drops another token with
+// the same prefix; deletions notified while a load runs are not applied, as
+// the scan may already lack the row (see Remove).
 //
 // Reads are lock-free: one atomic pointer load and a few atomic word loads in
 // an open-addressing table. Writers (notifications, loads) take a mutex.
@@ -100,6 +101,13 @@ func (s *Set) Add(p uint64) {
 // the row, and dropping an entry the scan never had could drop the entry of
 // another token with the same prefix. The entry stays until the next load; a
 // lookup answers for it meanwhile.
+//
+// One case remains: a deletion committed before a scan's snapshot whose
+// notification is handled only after the load ended. Its entry is not in
+// the table, so Remove drops nothing unless another existing token has the
+// same 64-bit prefix (odds about n/2^64, 5e-14 at 1M tokens); that token
+// would then be looked up only within the lookup budget until the next
+// load.
 func (s *Set) Remove(p uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -198,9 +206,10 @@ func key(p uint64) uint64 {
 	return p
 }
 
-// Fill factors: a table is built with n/buildLoad slots and rebuilt when
-// entries and tombstones exceed maxLoad of it. At 8 bytes per slot that is
-// 8/0.7 ≈ 11.4 to 8/0.5 = 16 bytes per token (less while it fills up).
+// Fill factors: a table is built with n/buildLoad slots and rebuilt half
+// full when entries and tombstones exceed maxLoad of it (or entries fall
+// under 0.4 of it, see Remove). At 8 bytes per slot that is 8/0.7 ≈ 11.4
+// bytes per token after a load and at most 8/0.4 = 20 in between.
 const (
 	buildLoad = 0.7
 	maxLoad   = 0.8

@@ -117,7 +117,7 @@ func TestGrow(t *testing.T) {
 	if s.Len() != n {
 		t.Errorf("Len = %d, want %d", s.Len(), n)
 	}
-	if l := len(s.tab.Load().slots); float64(l) > float64(n)/0.5+16 {
+	if l := len(s.tab.Load().slots); float64(l) > float64(n)/0.4+16 {
 		t.Errorf("%d slots for %d entries", l, n)
 	}
 }
