@@ -77,6 +77,13 @@ func (s *Set) Absent(p uint64) bool {
 	return s.current.Load() && !s.tab.Load().contains(key(p))
 }
 
+// Refuse reports whether the well-formed token with hash h is to be refused
+// as unknown without a lookup: the set is current, h is absent from it, and
+// the budget b has no lookup left for it. A nil budget allows no lookups.
+func (s *Set) Refuse(h token.Hash, b *Budget) bool {
+	return s.Absent(Prefix(h)) && (b == nil || !b.Allow())
+}
+
 // Len returns the number of entries (tokens, as far as the set knows).
 func (s *Set) Len() int {
 	s.mu.Lock()

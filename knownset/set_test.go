@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -404,4 +405,22 @@ func mix(k uint64) uint64 {
 	k ^= k >> 33
 	k *= 0xc4ceb9fe1a85ec53
 	return k ^ k>>33
+}
+
+func TestRefuse(t *testing.T) {
+	known, unknown := token.Sum("arm_known"), token.Sum("arm_unknown")
+	s := New()
+	b := NewBudget(0.001, 2)
+	if s.Refuse(unknown, b) {
+		t.Error("refused by a set that is not current")
+	}
+	load(t, s, Prefix(known))
+	if s.Refuse(known, nil) {
+		t.Error("refused a known token")
+	}
+	// The budget lets two lookups through, then refuses.
+	got := []bool{s.Refuse(unknown, b), s.Refuse(unknown, b), s.Refuse(unknown, b), s.Refuse(unknown, nil)}
+	if want := []bool{false, false, true, true}; !slices.Equal(got, want) {
+		t.Errorf("Refuse(unknown) = %v, want %v", got, want)
+	}
 }
