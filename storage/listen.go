@@ -90,8 +90,9 @@ func Listen(ctx context.Context, cfg *pgx.ConnConfig, h ListenHooks) error {
 		notify: func(payload string) error {
 			var inv Invalidation
 			if err := json.Unmarshal([]byte(payload), &inv); err != nil {
-				// Unreadable: drop everything rather than risk a stale entry.
-				inv = Invalidation{All: true}
+				// Unreadable: drop everything rather than risk a stale entry,
+				// and reload the known tokens rather than miss a creation.
+				inv = Invalidation{All: true, Rescan: true}
 				h.Invalidate(inv)
 				return fmt.Errorf("invalidation payload: %w", err)
 			}

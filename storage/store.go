@@ -27,6 +27,13 @@ const maxNotifyHashes = 100
 type Invalidation struct {
 	Hashes [][]byte `json:"h,omitempty"`
 	All    bool     `json:"all,omitempty"`
+	// Created and Deleted are the hashes of tokens created and deleted, for
+	// the set of known tokens (deleted ones are in Hashes too).
+	Created [][]byte `json:"c,omitempty"`
+	Deleted [][]byte `json:"d,omitempty"`
+	// Rescan: more tokens were created or deleted than a notification
+	// lists; the set of known tokens must be reloaded.
+	Rescan bool `json:"rescan,omitempty"`
 }
 
 // Store runs armgate's queries on a pgx pool.
@@ -81,10 +88,8 @@ func audit(ctx context.Context, tx pgx.Tx, actor, action, target, userID string,
 
 // notify sends inv in tx; PostgreSQL delivers it only if tx commits.
 func notify(ctx context.Context, tx pgx.Tx, inv Invalidation) error {
-	if len(inv.Hashes) > maxNotifyHashes {
-		inv = Invalidation{All: true}
-	}
-	if len(inv.Hashes) == 0 && !inv.All {
+	inv = inv.bounded()
+	if inv.empty() {
 		return nil
 	}
 	payload, err := json.Marshal(inv)
@@ -343,6 +348,9 @@ func (s *Store) CreateToken(ctx context.Context, actor string, n NewToken) (Toke
 		}); err != nil {
 			return err
 		}
+		if err := notify(ctx, tx, Invalidation{Created: [][]byte{h[:]}}); err != nil {
+			return err
+		}
 		t, err = s.getToken(ctx, tx, id)
 		return err
 	})
@@ -437,7 +445,7 @@ func (s *Store) RotateToken(ctx context.Context, actor, id string, grace time.Du
 		if err := audit(ctx, tx, actor, ActionTokenRotate, id, old.UserID, map[string]any{"new_token_id": newID}); err != nil {
 			return err
 		}
-		inv.Hashes = [][]byte{oldHash}
+		inv.Hashes, inv.Created = [][]byte{oldHash}, [][]byte{h[:]}
 		if err := notify(ctx, tx, inv); err != nil {
 			return err
 		}
@@ -619,7 +627,7 @@ func (s *Store) DeleteToken(ctx context.Context, actor, id string) (Invalidation
 		} else if err != nil {
 			return err
 		}
-		inv.Hashes = [][]byte{h}
+		inv.Hashes, inv.Deleted = [][]byte{h}, [][]byte{h}
 		if err := audit(ctx, tx, actor, ActionTokenDelete, id, userID, map[string]any{"name": name}); err != nil {
 			return err
 		}
