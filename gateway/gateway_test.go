@@ -182,6 +182,14 @@ func TestOpenConfig(t *testing.T) {
 	if got := pool.ConnConfig.RuntimeParams["application_name"]; got != "armgate" {
 		t.Errorf("application_name = %q, want armgate", got)
 	}
+	db, err := OpenDatabase("postgres://u:pw@localhost/db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if got := db.pool.Config().ConnConfig.RuntimeParams["application_name"]; got != "armgate" {
+		t.Errorf("OpenDatabase: application_name = %q, want armgate", got)
+	}
 	pool, err = poolConfig("postgres://u:pw@localhost/db?application_name=mine")
 	if err != nil {
 		t.Fatal(err)
