@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/armgate/armgate/storage"
@@ -35,10 +38,11 @@ func OpenDatabase(dsn string) (*Database, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newDatabase(cfg)
+	return newDatabase(cfg, dsn)
 }
 
-func newDatabase(cfg *pgxpool.Config) (*Database, error) {
+func newDatabase(cfg *pgxpool.Config, dsn string) (*Database, error) {
+	preferWritable(cfg, dsn)
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		return nil, fmt.Errorf("database: %w", err)
@@ -71,8 +75,34 @@ func poolConfig(dsn string) (*pgxpool.Config, error) {
 	return cfg, nil
 }
 
-// listenConfig returns the configuration of the LISTEN connection: pool's
-// own when listenDSN is empty or the same as dsn, else listenDSN's.
+// preferWritable makes the pool connect only to servers that accept
+// writes, unless the connection string or the environment says which kind
+// of server to use. A hot standby lags: a lookup there could find a token
+// that was just revoked on the primary and cache it again for a whole
+// cache ttl. With a multi-host DSN, pgx then skips such servers.
+func preferWritable(cfg *pgxpool.Config, dsn string) {
+	if !choosesServer(cfg.ConnConfig, dsn) {
+		cfg.ConnConfig.ValidateConnect = pgconn.ValidateConnectTargetSessionAttrsReadWrite
+	}
+}
+
+// choosesServer reports whether the connection string or the environment
+// says which kind of server to use (target_session_attrs, or
+// PGTARGETSESSIONATTRS). pgx turns every value but "any" into cfg's
+// ValidateConnect; "any" is found by looking for the key itself. A DSN that
+// merely contains the word (in a password, say) counts as choosing "any",
+// which is pgx's own default.
+func choosesServer(cfg *pgx.ConnConfig, dsn string) bool {
+	return cfg.ValidateConnect != nil ||
+		os.Getenv("PGTARGETSESSIONATTRS") != "" ||
+		strings.Contains(dsn, "target_session_attrs")
+}
+
+// listenConfig returns the configuration of the LISTEN connection: a copy
+// of pool's when listenDSN is empty or the same as dsn, else listenDSN's.
+// Take it before preferWritable changes pool: unless the DSN says
+// otherwise, storage.Listen picks a primary, where notifications are
+// delivered.
 func listenConfig(pool *pgxpool.Config, dsn, listenDSN string) (*pgx.ConnConfig, error) {
 	cfg := pool.ConnConfig.Copy()
 	if listenDSN != "" && listenDSN != dsn {

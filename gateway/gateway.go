@@ -78,7 +78,7 @@ func Open(cfg Config) (*Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := newDatabase(pcfg)
+	db, err := newDatabase(pcfg, cfg.DSN)
 	if err != nil {
 		return nil, err
 	}

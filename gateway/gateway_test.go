@@ -1,11 +1,14 @@
 package gateway
 
 import (
+	"reflect"
+	goruntime "runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap/zaptest"
 
@@ -233,4 +236,74 @@ func TestOpenConfig(t *testing.T) {
 		strings.Contains(err.Error(), secret) {
 		t.Errorf("OpenDatabase error = %v, want a refusal that does not quote the password", err)
 	}
+}
+
+// TestPreferWritable checks which servers the pool and the listener accept:
+// the pool one that accepts writes unless the DSN or PGTARGETSESSIONATTRS
+// says otherwise (an explicit "any" included); the listener keeps the DSN's
+// choice (none: storage.Listen then picks a primary).
+func TestPreferWritable(t *testing.T) {
+	readWrite := pgconn.ValidateConnectTargetSessionAttrsReadWrite
+	tests := []struct {
+		name, dsn, env string
+		want           pgconn.ValidateConnectFunc // nil: any server
+	}{
+		{"URL", "postgres://u:pw@localhost/db", "", readWrite},
+		{"keyword/value", "host=localhost dbname=db", "", readWrite},
+		{"multi-host", "postgres://u@h1:5432,h2:5433/db?sslmode=disable", "", readWrite},
+		{"pool settings", "postgres://u@localhost/db?pool_max_conns=4", "", readWrite},
+		{"URL any", "postgres://u@localhost/db?target_session_attrs=any", "", nil},
+		{"keyword any", "host=localhost target_session_attrs=any", "", nil},
+		{"URL read-only", "postgres://u@localhost/db?target_session_attrs=read-only", "",
+			pgconn.ValidateConnectTargetSessionAttrsReadOnly},
+		{"keyword prefer-standby", "host=localhost target_session_attrs=prefer-standby", "",
+			pgconn.ValidateConnectTargetSessionAttrsPreferStandby},
+		{"URL primary", "postgres://u@localhost/db?target_session_attrs=primary", "",
+			pgconn.ValidateConnectTargetSessionAttrsPrimary},
+		{"env any", "postgres://u@localhost/db", "any", nil},
+		{"env standby", "postgres://u@localhost/db", "standby", pgconn.ValidateConnectTargetSessionAttrsStandby},
+		{"DSN over env", "postgres://u@localhost/db?target_session_attrs=any", "read-write", nil},
+	}
+	name := func(f pgconn.ValidateConnectFunc) string {
+		if f == nil {
+			return "any"
+		}
+		return runtimeFuncName(f)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("PGTARGETSESSIONATTRS", tt.env)
+			db, err := OpenDatabase(tt.dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if got := db.pool.Config().ConnConfig.ValidateConnect; name(got) != name(tt.want) {
+				t.Errorf("pool accepts %s, want %s", name(got), name(tt.want))
+			}
+
+			rt, err := Open(Config{DSN: tt.dsn, LastUsedFlush: time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rt.Close()
+			if got := rt.db.pool.Config().ConnConfig.ValidateConnect; name(got) != name(tt.want) {
+				t.Errorf("runtime pool accepts %s, want %s", name(got), name(tt.want))
+			}
+			want := tt.want
+			if name(want) == name(readWrite) {
+				want = nil // chosen for the pool, not by the DSN
+			}
+			if got := rt.listenCfg.ValidateConnect; name(got) != name(want) {
+				t.Errorf("listener accepts %s, want %s", name(got), name(want))
+			}
+			if _, ok := rt.listenCfg.RuntimeParams["pool_max_conns"]; ok {
+				t.Error("the listener would send the pool's settings to the server")
+			}
+		})
+	}
+}
+
+func runtimeFuncName(f any) string {
+	return goruntime.FuncForPC(reflect.ValueOf(f).Pointer()).Name()
 }
