@@ -104,9 +104,9 @@ func (h *AdminHandler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	h.store = app.shared.store
-	h.verifier = app.shared.verifier
-	h.invalidate = app.shared.invalidate
+	h.store = app.runtime.Store()
+	h.verifier = app.runtime.Verifier()
+	h.invalidate = app.runtime.Invalidate
 	if app.adminKey != "" {
 		h.adminKey, h.hasAdminKey = sha256.Sum256([]byte(app.adminKey)), true
 	}

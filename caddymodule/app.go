@@ -1,27 +1,19 @@
-// Package caddymodule is armgate's Caddy glue: the armgate app (one pgx pool,
-// one token cache and the invalidation listener per process, kept across
-// config reloads), the armgate_auth and armgate_admin handlers, Caddyfile
-// parsing, the command line and metrics.
+// Package caddymodule is armgate's Caddy glue: the armgate app (which keeps
+// the process's gateway runtime across config reloads), the armgate_auth and
+// armgate_admin handlers, Caddyfile parsing, the command line and metrics.
 package caddymodule
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-	"go.uber.org/zap"
 
-	"github.com/armgate/armgate/storage"
-	"github.com/armgate/armgate/token"
+	"github.com/armgate/armgate/gateway"
 	"github.com/armgate/armgate/verifier"
 )
 
@@ -29,7 +21,7 @@ func init() {
 	caddy.RegisterModule(App{})
 }
 
-// Defaults; see DESIGN.md §6.
+// Defaults, as documented in the README.
 const (
 	defaultMaxTokensPerUser = 10
 	defaultTokenLifetime    = 90 * 24 * time.Hour
@@ -74,9 +66,8 @@ type App struct {
 	Cache *CacheConfig `json:"cache,omitempty"`
 
 	adminKey string
-	shared   *shared
+	runtime  *gateway.Runtime
 	poolKey  string
-	logger   *zap.Logger
 }
 
 // CacheConfig configures the token cache.
@@ -102,13 +93,13 @@ func (App) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// resources holds the process-wide state shared across config reloads.
+// resources holds the process's gateway runtimes, kept across config
+// reloads while a config uses them.
 var resources = caddy.NewUsagePool()
 
 // Provision resolves secrets, applies defaults and loads (or reuses) the
-// shared pool and cache. It does not dial the database.
+// process's runtime: pool, cache and listener. It does not dial the database.
 func (a *App) Provision(ctx caddy.Context) error {
-	a.logger = ctx.Logger()
 	a.setDefaults()
 	repl := caddy.NewReplacer()
 	dsn := repl.ReplaceAll(a.Database, "")
@@ -130,15 +121,33 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.Cache.Disabled {
 		vcfg.TTL = 0
 	}
-	key := resourceKey(dsn, listenDSN, vcfg, a.LastUsedFlush)
+	initProcessMetrics()
+	gcfg := gateway.Config{
+		DSN:           dsn,
+		ListenDSN:     listenDSN,
+		Verifier:      vcfg,
+		LastUsedFlush: time.Duration(a.LastUsedFlush),
+		// The runtime outlives this config: it logs through the
+		// process's logger, not this config's.
+		Logger: caddy.Log().Named("armgate"),
+		Hooks: gateway.Hooks{
+			LookupDone:   func(d time.Duration) { processMetrics.queryDuration.Observe(d.Seconds()) },
+			Invalidation: func() { processMetrics.invalidations.Inc() },
+		},
+	}
+	key := resourceKey(gcfg)
 	val, _, err := resources.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return newShared(dsn, listenDSN, vcfg, time.Duration(a.LastUsedFlush), ctx.Logger())
+		rt, err := gateway.Open(gcfg)
+		if err != nil {
+			return nil, err
+		}
+		return pooledRuntime{rt}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("armgate: %w", err)
 	}
 	a.poolKey = key
-	a.shared = val.(*shared)
+	a.runtime = val.(pooledRuntime).Runtime
 	return a.registerMetrics(ctx.GetMetricsRegistry())
 }
 
@@ -192,15 +201,16 @@ func (a *App) Validate() error {
 // It does not fail when the database is down: requests that need the
 // database get 503 until it is back, and migrations are retried.
 func (a *App) Start() error {
-	a.shared.start()
+	a.runtime.Start()
 	return nil
 }
 
-// Stop does nothing: the shared pool must outlive a reload, and the old
-// http app may still drain requests. Cleanup releases the shared state.
+// Stop does nothing: the runtime's pool must outlive a reload, and the old
+// http app may still drain requests. Cleanup releases the runtime.
 func (a *App) Stop() error { return nil }
 
-// Cleanup releases this config's reference to the shared state.
+// Cleanup releases this config's reference to the runtime; the last
+// reference closes it.
 func (a *App) Cleanup() error {
 	if a.poolKey != "" {
 		_, err := resources.Delete(a.poolKey)
@@ -210,194 +220,26 @@ func (a *App) Cleanup() error {
 	return nil
 }
 
-// resourceKey identifies the shared state by everything that defines it.
-// The DSN is hashed so that no secret sits in a map key.
-func resourceKey(dsn, listenDSN string, c verifier.Config, flush caddy.Duration) string {
+// resourceKey identifies the runtime by everything that defines it. The
+// DSNs are hashed so that no secret sits in a map key.
+func resourceKey(c gateway.Config) string {
 	h := sha256.New()
-	for _, s := range []string{dsn, listenDSN, c.TTL.String(), c.NegativeTTL.String(),
-		strconv.FormatInt(c.MaxEntries, 10), c.QueryTimeout.String(), time.Duration(flush).String()} {
+	v := c.Verifier
+	for _, s := range []string{c.DSN, c.ListenDSN, v.TTL.String(), v.NegativeTTL.String(),
+		strconv.FormatInt(v.MaxEntries, 10), v.QueryTimeout.String(), c.LastUsedFlush.String()} {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}
 	return "armgate:" + hex.EncodeToString(h.Sum(nil))
 }
 
-// shared is the process-wide state: one pool, one store, one verifier and
-// their background goroutines. Destruct runs when the last config using it
-// is cleaned up.
-type shared struct {
-	pool     *pgxpool.Pool
-	store    *storage.Store
-	verifier *verifier.Verifier
-	logger   *zap.Logger
-	flush    time.Duration
+// pooledRuntime lets the usage pool close the gateway runtime when the last
+// config using it is cleaned up.
+type pooledRuntime struct{ *gateway.Runtime }
 
-	listenCfg *pgx.ConnConfig
-	// listening is true while the LISTEN connection is up (a metric).
-	listening atomic.Bool
-
-	startOnce sync.Once
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
-	migrated  chan struct{}
-}
-
-func newShared(dsn, listenDSN string, vcfg verifier.Config, flush time.Duration, logger *zap.Logger) (*shared, error) {
-	cfg, err := pgxpool.ParseConfig(dsn)
-	if err != nil {
-		// pgx's parse errors can quote the DSN, password included.
-		return nil, errors.New("database: invalid connection string")
-	}
-	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
-		cfg.ConnConfig.RuntimeParams["application_name"] = "armgate"
-	}
-	listenCfg := cfg.ConnConfig.Copy()
-	if listenDSN != dsn {
-		if listenCfg, err = pgx.ParseConfig(listenDSN); err != nil {
-			return nil, errors.New("listen_database: invalid connection string")
-		}
-	}
-	listenCfg.RuntimeParams["application_name"] = "armgate-listen"
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		return nil, fmt.Errorf("database: %w", err)
-	}
-	s := &shared{
-		pool:      pool,
-		store:     storage.New(pool),
-		logger:    logger,
-		flush:     flush,
-		listenCfg: listenCfg,
-		migrated:  make(chan struct{}),
-	}
-	s.verifier, err = verifier.New(vcfg, s.loadCredential)
-	if err != nil {
-		pool.Close()
-		return nil, err
-	}
-	return s, nil
-}
-
-func (s *shared) loadCredential(ctx context.Context, h token.Hash) (token.Credential, error) {
-	start := time.Now()
-	c, err := s.store.LookupCredential(ctx, h)
-	processMetrics.queryDuration.Observe(time.Since(start).Seconds())
-	if errors.Is(err, storage.ErrNotFound) {
-		return c, verifier.ErrNotFound
-	}
-	return c, err
-}
-
-// start launches the background goroutines once per shared state; their
-// context is the shared state's own, since a config context ends at the
-// next reload.
-func (s *shared) start() {
-	s.startOnce.Do(func() {
-		ctx, cancel := context.WithCancel(context.Background())
-		s.cancel = cancel
-		s.wg.Add(3)
-		go func() { defer s.wg.Done(); s.migrate(ctx) }()
-		go func() { defer s.wg.Done(); s.flushLastUsed(ctx) }()
-		go func() { defer s.wg.Done(); s.listen(ctx) }()
-	})
-}
-
-// migrate applies the schema, retrying while the database is unreachable.
-func (s *shared) migrate(ctx context.Context) {
-	delay := 500 * time.Millisecond
-	for {
-		mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := storage.Migrate(mctx, s.pool)
-		cancel()
-		if err == nil {
-			close(s.migrated)
-			return
-		}
-		s.logger.Error("applying database migrations; retrying", zap.Error(err), zap.Duration("retry_in", delay))
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 10*time.Second)
-	}
-}
-
-// listen applies invalidations from every instance (this one included) and
-// clears the cache on every (re)connect, since events may have been missed.
-func (s *shared) listen(ctx context.Context) {
-	_ = storage.Listen(ctx, s.listenCfg, storage.ListenHooks{
-		Invalidate: func(inv storage.Invalidation) {
-			processMetrics.invalidations.Inc()
-			s.invalidate(inv)
-		},
-		Connected: func() {
-			s.verifier.DropAll()
-			s.listening.Store(true)
-			s.logger.Info("invalidation listener connected; token cache cleared")
-		},
-		Disconnected: func() {
-			s.listening.Store(false)
-			s.logger.Warn("invalidation listener disconnected; reconnecting (cached tokens are served for at most the cache ttl)")
-		},
-		LogError: func(err error) {
-			if ctx.Err() == nil {
-				s.logger.Error("invalidation listener", zap.Error(err))
-			}
-		},
-	})
-}
-
-// flushLastUsed writes buffered last-use times every s.flush and once more
-// when stopping.
-func (s *shared) flushLastUsed(ctx context.Context) {
-	t := time.NewTicker(s.flush)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			s.writeLastUsed(fctx)
-			cancel()
-			return
-		case <-t.C:
-			fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			s.writeLastUsed(fctx)
-			cancel()
-		}
-	}
-}
-
-func (s *shared) writeLastUsed(ctx context.Context) {
-	used := s.verifier.TakeUsed()
-	if used == nil {
-		return
-	}
-	if err := s.store.RecordLastUsed(ctx, used); err != nil {
-		s.verifier.PutBackUsed(used)
-		s.logger.Warn("recording token last use", zap.Error(err), zap.Int("tokens", len(used)))
-	}
-}
-
-// invalidate applies a change to the local cache at once, before the admin
-// handler answers; other instances learn of it through NOTIFY.
-func (s *shared) invalidate(inv storage.Invalidation) {
-	if inv.All {
-		s.verifier.DropAll()
-	} else if len(inv.Hashes) > 0 {
-		s.verifier.Drop(inv.Hashes)
-	}
-}
-
-// Destruct stops the background work, waits for it, then closes the cache
-// and the pool, in that order (a Del racing ristretto's Close can panic).
-func (s *shared) Destruct() error {
-	if s.cancel != nil {
-		s.cancel()
-	}
-	s.wg.Wait()
-	s.verifier.Close()
-	s.pool.Close()
+// Destruct closes the runtime.
+func (r pooledRuntime) Destruct() error {
+	r.Close()
 	return nil
 }
 
@@ -407,5 +249,5 @@ var (
 	_ caddy.Provisioner  = (*App)(nil)
 	_ caddy.Validator    = (*App)(nil)
 	_ caddy.CleanerUpper = (*App)(nil)
-	_ caddy.Destructor   = (*shared)(nil)
+	_ caddy.Destructor   = pooledRuntime{}
 )

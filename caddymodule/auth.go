@@ -92,7 +92,7 @@ func (h *AuthHandler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	h.verifier = app.shared.verifier
+	h.verifier = app.runtime.Verifier()
 	h.limiter = newLimiter(h.FailureLimit)
 	h.challenge = `Bearer realm="` + h.Realm + `"`
 	return nil

@@ -9,10 +9,10 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
 	"github.com/armgate/armgate/adminapi"
+	"github.com/armgate/armgate/gateway"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
 )
@@ -86,15 +86,16 @@ func runTokenCreate(cmd *cobra.Command, _ []string) error {
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 	defer cancel()
-	pool, err := pgxpool.New(ctx, dsn)
+	// The database alone: no cache, listener or background work.
+	db, err := gateway.OpenDatabase(dsn)
 	if err != nil {
-		return errors.New("database: invalid connection string")
-	}
-	defer pool.Close()
-	if err := storage.Migrate(ctx, pool); err != nil {
 		return err
 	}
-	_, plain, err := storage.New(pool).CreateToken(ctx, "cli", storage.NewToken{
+	defer db.Close()
+	if err := db.Migrate(ctx); err != nil {
+		return err
+	}
+	_, plain, err := db.Store().CreateToken(ctx, "cli", storage.NewToken{
 		UserID: userID, Name: name, Scopes: scopes, ExpiresAt: expiresAt,
 		MaxPerUser: app.MaxTokensPerUser, CreateUser: true,
 	})

@@ -75,7 +75,7 @@ func (a *App) registerMetrics(reg *prometheus.Registry) error {
 	if reg == nil {
 		return nil
 	}
-	s := a.shared
+	rt := a.runtime
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: metricsNamespace, Subsystem: metricsSubsystem, Name: name, Help: help}, f)
@@ -87,28 +87,28 @@ func (a *App) registerMetrics(reg *prometheus.Registry) error {
 	collectors := []prometheus.Collector{
 		processMetrics.decisions, processMetrics.queryDuration, processMetrics.invalidations,
 		counter("cache_hits_total", "Token lookups answered by the cache.",
-			func() float64 { return float64(s.verifier.Stats.Hits.Load()) }),
+			func() float64 { return float64(rt.Verifier().Stats.Hits.Load()) }),
 		counter("cache_misses_total", "Token lookups that missed the cache.",
-			func() float64 { return float64(s.verifier.Stats.Misses.Load()) }),
+			func() float64 { return float64(rt.Verifier().Stats.Misses.Load()) }),
 		counter("db_lookups_total", "Token lookups sent to PostgreSQL (concurrent misses share one).",
-			func() float64 { return float64(s.verifier.Stats.Loads.Load()) }),
+			func() float64 { return float64(rt.Verifier().Stats.Loads.Load()) }),
 		counter("db_lookup_errors_total", "Token lookups that failed (answered 503).",
-			func() float64 { return float64(s.verifier.Stats.LoadErrors.Load()) }),
+			func() float64 { return float64(rt.Verifier().Stats.LoadErrors.Load()) }),
 		gauge("listener_connected", "1 while the invalidation listener is connected.",
 			func() float64 {
-				if s.listening.Load() {
+				if rt.Listening() {
 					return 1
 				}
 				return 0
 			}),
 		gauge("pool_acquired_conns", "Connections in use.",
-			func() float64 { return float64(s.pool.Stat().AcquiredConns()) }),
+			func() float64 { return float64(rt.Database().PoolStat().AcquiredConns()) }),
 		gauge("pool_idle_conns", "Idle connections.",
-			func() float64 { return float64(s.pool.Stat().IdleConns()) }),
+			func() float64 { return float64(rt.Database().PoolStat().IdleConns()) }),
 		gauge("pool_total_conns", "Open connections.",
-			func() float64 { return float64(s.pool.Stat().TotalConns()) }),
+			func() float64 { return float64(rt.Database().PoolStat().TotalConns()) }),
 		counter("pool_empty_acquire_total", "Acquires that waited for a connection.",
-			func() float64 { return float64(s.pool.Stat().EmptyAcquireCount()) }),
+			func() float64 { return float64(rt.Database().PoolStat().EmptyAcquireCount()) }),
 	}
 	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {

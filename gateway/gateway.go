@@ -1,0 +1,254 @@
+// Package gateway is armgate's process runtime: one PostgreSQL pool, the
+// token store and verifier on it, and their background work (migrations
+// retried until the database answers, the invalidation listener, last-use
+// flushing). It does not import Caddy; the Caddy app keeps one Runtime per
+// process across config reloads.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/armgate/armgate/storage"
+	"github.com/armgate/armgate/token"
+	"github.com/armgate/armgate/verifier"
+)
+
+// Config defines a Runtime.
+type Config struct {
+	// DSN is the PostgreSQL connection string of the pool (a pgx DSN or
+	// URL; multi-host DSNs work). Required.
+	DSN string
+	// ListenDSN is the connection string of the LISTEN connection, for
+	// when DSN goes through a transaction-pooling proxy. Empty means DSN.
+	ListenDSN string
+	// Verifier configures the token cache.
+	Verifier verifier.Config
+	// LastUsedFlush is how often last-use times are written; zero writes
+	// them only at Close.
+	LastUsedFlush time.Duration
+	// Logger receives the runtime's logs; nil discards them.
+	Logger *zap.Logger
+	// Hooks let the caller count what the runtime does.
+	Hooks Hooks
+}
+
+// Hooks are called, when set, as things happen; they are the runtime's
+// metrics. They run on the request path or the listener's goroutine and
+// must be quick.
+type Hooks struct {
+	// LookupDone receives the duration of every token lookup in PostgreSQL.
+	LookupDone func(time.Duration)
+	// Invalidation runs for every invalidation notification received.
+	Invalidation func()
+}
+
+// Runtime is the process-wide state: one pool, one store, one verifier and
+// their background goroutines.
+type Runtime struct {
+	db        *Database
+	verifier  *verifier.Verifier
+	logger    *zap.Logger
+	flush     time.Duration
+	hooks     Hooks
+	listenCfg *pgx.ConnConfig
+	// listening is true while the LISTEN connection is up.
+	listening atomic.Bool
+
+	startOnce sync.Once
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	migrated  chan struct{}
+}
+
+// Open builds a Runtime. It does not dial the database: Start does the
+// first work that needs it, in the background.
+func Open(cfg Config) (*Runtime, error) {
+	pcfg, err := poolConfig(cfg.DSN)
+	if err != nil {
+		return nil, err
+	}
+	listenCfg, err := listenConfig(pcfg, cfg.DSN, cfg.ListenDSN)
+	if err != nil {
+		return nil, err
+	}
+	db, err := newDatabase(pcfg, cfg.DSN)
+	if err != nil {
+		return nil, err
+	}
+	r := &Runtime{
+		db:        db,
+		logger:    cfg.Logger,
+		flush:     cfg.LastUsedFlush,
+		hooks:     cfg.Hooks,
+		listenCfg: listenCfg,
+		migrated:  make(chan struct{}),
+	}
+	if r.logger == nil {
+		r.logger = zap.NewNop()
+	}
+	r.verifier, err = verifier.New(cfg.Verifier, r.loadCredential)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// Store returns the store on the runtime's pool.
+func (r *Runtime) Store() *storage.Store { return r.db.Store() }
+
+// Verifier returns the token verifier (the cache in front of the store).
+func (r *Runtime) Verifier() *verifier.Verifier { return r.verifier }
+
+// Database returns the runtime's pool and store.
+func (r *Runtime) Database() *Database { return r.db }
+
+// Listening reports whether the invalidation listener is connected.
+func (r *Runtime) Listening() bool { return r.listening.Load() }
+
+// Migrated is closed once the schema is in place.
+func (r *Runtime) Migrated() <-chan struct{} { return r.migrated }
+
+func (r *Runtime) loadCredential(ctx context.Context, h token.Hash) (token.Credential, error) {
+	start := time.Now()
+	c, err := r.db.Store().LookupCredential(ctx, h)
+	if r.hooks.LookupDone != nil {
+		r.hooks.LookupDone(time.Since(start))
+	}
+	if errors.Is(err, storage.ErrNotFound) {
+		return c, verifier.ErrNotFound
+	}
+	return c, err
+}
+
+// Start launches the background work, once per Runtime: migrations
+// (retried while the database is unreachable), the invalidation listener
+// and last-use flushing. It does not wait for the database. The goroutines
+// run until Close.
+func (r *Runtime) Start() {
+	r.startOnce.Do(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		r.cancel = cancel
+		r.wg.Add(3)
+		go func() { defer r.wg.Done(); r.migrate(ctx) }()
+		go func() { defer r.wg.Done(); r.flushLastUsed(ctx) }()
+		go func() { defer r.wg.Done(); r.listen(ctx) }()
+	})
+}
+
+// migrate applies the schema, retrying while the database is unreachable.
+func (r *Runtime) migrate(ctx context.Context) {
+	delay := 500 * time.Millisecond
+	for {
+		mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := r.db.Migrate(mctx)
+		cancel()
+		if err == nil {
+			close(r.migrated)
+			return
+		}
+		r.logger.Error("applying database migrations; retrying", zap.Error(err), zap.Duration("retry_in", delay))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 10*time.Second)
+	}
+}
+
+// listen applies invalidations from every instance (this one included) and
+// clears the cache on every (re)connect, since events may have been missed.
+func (r *Runtime) listen(ctx context.Context) {
+	_ = storage.Listen(ctx, r.listenCfg, storage.ListenHooks{
+		Invalidate: func(inv storage.Invalidation) {
+			if r.hooks.Invalidation != nil {
+				r.hooks.Invalidation()
+			}
+			r.Invalidate(inv)
+		},
+		Connected: func() {
+			r.verifier.DropAll()
+			r.listening.Store(true)
+			r.logger.Info("invalidation listener connected; token cache cleared")
+		},
+		Disconnected: func() {
+			r.listening.Store(false)
+			r.logger.Warn("invalidation listener disconnected; reconnecting (cached tokens are served for at most the cache ttl)")
+		},
+		LogError: func(err error) {
+			if ctx.Err() == nil {
+				r.logger.Error("invalidation listener", zap.Error(err))
+			}
+		},
+	})
+}
+
+// flushLastUsed writes buffered last-use times every r.flush and once more
+// when stopping.
+func (r *Runtime) flushLastUsed(ctx context.Context) {
+	var tick <-chan time.Time // nil: never
+	if r.flush > 0 {
+		t := time.NewTicker(r.flush)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			r.writeLastUsed(fctx)
+			cancel()
+			return
+		case <-tick:
+			fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			r.writeLastUsed(fctx)
+			cancel()
+		}
+	}
+}
+
+func (r *Runtime) writeLastUsed(ctx context.Context) {
+	used := r.verifier.TakeUsed()
+	if used == nil {
+		return
+	}
+	if err := r.db.Store().RecordLastUsed(ctx, used); err != nil {
+		r.verifier.PutBackUsed(used)
+		r.logger.Warn("recording token last use", zap.Error(err), zap.Int("tokens", len(used)))
+	}
+}
+
+// Invalidate applies a change to the local cache at once. The admin API
+// calls it before it answers, so that this instance's very next request
+// sees the change; other instances learn of it through NOTIFY.
+func (r *Runtime) Invalidate(inv storage.Invalidation) {
+	if inv.All {
+		r.verifier.DropAll()
+	} else if len(inv.Hashes) > 0 {
+		r.verifier.Drop(inv.Hashes)
+	}
+}
+
+// Close stops the background work, waits for it (last-use times are
+// flushed one last time), then closes the cache and the pool, in that
+// order: a cache delete racing the cache's close can panic. A Start after
+// Close does nothing.
+func (r *Runtime) Close() {
+	// Running the once here makes a later Start a no-op, and orders this
+	// read of cancel after a Start that ran.
+	r.startOnce.Do(func() {})
+	if r.cancel != nil {
+		r.cancel()
+	}
+	r.wg.Wait()
+	r.verifier.Close()
+	r.db.Close()
+}

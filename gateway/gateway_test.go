@@ -1,0 +1,309 @@
+package gateway
+
+import (
+	"reflect"
+	goruntime "runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/armgate/armgate/internal/testpg"
+	"github.com/armgate/armgate/storage"
+	"github.com/armgate/armgate/token"
+	"github.com/armgate/armgate/verifier"
+)
+
+func TestMain(m *testing.M) { testpg.Main(m) }
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRuntime runs a Runtime through its life on a fresh database: Open
+// dials nothing, Start applies the migrations and connects the listener,
+// a revoke committed by anyone reaches the cache through NOTIFY, and Close
+// flushes last use before closing the pool.
+func TestRuntime(t *testing.T) {
+	dsn := testpg.NewDatabase(t)
+	var lookups, invalidations atomic.Int64
+	rt, err := Open(Config{
+		DSN:           dsn,
+		Verifier:      verifier.Config{TTL: time.Hour, NegativeTTL: time.Hour, MaxEntries: 1000},
+		LastUsedFlush: time.Hour, // only the flush at Close
+		Logger:        zaptest.NewLogger(t),
+		Hooks: Hooks{
+			LookupDone:   func(time.Duration) { lookups.Add(1) },
+			Invalidation: func() { invalidations.Add(1) },
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			rt.Close()
+		}
+	})
+	if n := rt.Database().PoolStat().TotalConns(); n != 0 {
+		t.Errorf("Open made %d connections, want none", n)
+	}
+
+	rt.Start()
+	rt.Start() // a second Start does nothing
+	select {
+	case <-rt.Migrated():
+	case <-time.After(30 * time.Second):
+		t.Fatal("migrations not applied 30s after Start")
+	}
+	ctx := t.Context()
+	var app string
+	if err := rt.db.pool.QueryRow(ctx,
+		`SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()`).Scan(&app); err != nil {
+		t.Fatal(err)
+	}
+	if app != "armgate" {
+		t.Errorf("pool application_name = %q, want armgate", app)
+	}
+	waitFor(t, "the listener", rt.Listening)
+	var listeners int
+	if err := rt.db.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+		WHERE datname = current_database() AND application_name = 'armgate-listen'`).Scan(&listeners); err != nil {
+		t.Fatal(err)
+	}
+	if listeners != 1 {
+		t.Errorf("%d armgate-listen backends, want 1", listeners)
+	}
+
+	tok, plain, err := rt.Store().CreateToken(ctx, "test", storage.NewToken{
+		UserID: "alice", Name: "laptop", Scopes: []string{token.ScopeAPI},
+		ExpiresAt: time.Now().Add(time.Hour), MaxPerUser: 10, CreateUser: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, res, err := rt.Verifier().Verify(ctx, plain); err != nil || res != verifier.Active {
+			t.Fatalf("Verify = %v, %v; want active", res, err)
+		}
+		rt.Verifier().Wait() // the cache stores asynchronously
+	}
+	if n := lookups.Load(); n != 1 {
+		t.Errorf("LookupDone called %d times for two checks of one token, want 1 (then cached)", n)
+	}
+
+	// Revoked without a local Invalidate: only the notification can drop
+	// the cached entry before its hour is up.
+	if _, _, err := rt.Store().RevokeToken(ctx, "test", tok.ID, "lost"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the revoke to reach the cache", func() bool {
+		_, res, err := rt.Verifier().Verify(ctx, plain)
+		return err == nil && res == verifier.Revoked
+	})
+	if invalidations.Load() == 0 {
+		t.Error("the Invalidation hook was not called")
+	}
+
+	rt.Close()
+	closed = true
+	if err := rt.db.pool.Ping(ctx); err == nil {
+		t.Error("the pool still answers after Close")
+	}
+	other, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	got, err := storage.New(other).GetToken(ctx, tok.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.LastUsedAt == nil {
+		t.Error("last_used_at still empty after Close: the last flush did not happen")
+	}
+}
+
+// TestInvalidate checks that a local invalidation drops the cached entry at
+// once, without the listener (the runtime is not started).
+func TestInvalidate(t *testing.T) {
+	dsn := testpg.NewDatabase(t)
+	rt, err := Open(Config{DSN: dsn, LastUsedFlush: time.Hour,
+		Verifier: verifier.Config{TTL: time.Hour, NegativeTTL: time.Hour, MaxEntries: 1000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	ctx := t.Context()
+	if err := rt.Database().Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tok, plain, err := rt.Store().CreateToken(ctx, "test", storage.NewToken{
+		UserID: "bob", Name: "ci", Scopes: []string{token.ScopeAPI},
+		ExpiresAt: time.Now().Add(time.Hour), MaxPerUser: 10, CreateUser: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, res, err := rt.Verifier().Verify(ctx, plain); err != nil || res != verifier.Active {
+		t.Fatalf("Verify = %v, %v; want active", res, err)
+	}
+	rt.Verifier().Wait() // the cache stores asynchronously
+	_, inv, err := rt.Store().RevokeToken(ctx, "test", tok.ID, "lost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, res, _ := rt.Verifier().Verify(ctx, plain); res != verifier.Active {
+		t.Fatalf("Verify = %v before Invalidate, want active (cached): the test proves nothing", res)
+	}
+	rt.Invalidate(inv)
+	if _, res, err := rt.Verifier().Verify(ctx, plain); err != nil || res != verifier.Revoked {
+		t.Errorf("Verify after Invalidate = %v, %v; want revoked", res, err)
+	}
+}
+
+// TestOpenConfig checks the connection settings, and that a bad connection
+// string is refused without being quoted.
+func TestOpenConfig(t *testing.T) {
+	pool, err := poolConfig("postgres://u:pw@localhost/db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := pool.ConnConfig.RuntimeParams["application_name"]; got != "armgate" {
+		t.Errorf("application_name = %q, want armgate", got)
+	}
+	db, err := OpenDatabase("postgres://u:pw@localhost/db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if got := db.pool.Config().ConnConfig.RuntimeParams["application_name"]; got != "armgate" {
+		t.Errorf("OpenDatabase: application_name = %q, want armgate", got)
+	}
+	pool, err = poolConfig("postgres://u:pw@localhost/db?application_name=mine")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := pool.ConnConfig.RuntimeParams["application_name"]; got != "mine" {
+		t.Errorf("application_name = %q, want the DSN's own", got)
+	}
+	for _, listenDSN := range []string{"", "postgres://u:pw@localhost/db?application_name=mine", "host=other application_name=x"} {
+		l, err := listenConfig(pool, "postgres://u:pw@localhost/db?application_name=mine", listenDSN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := l.RuntimeParams["application_name"]; got != "armgate-listen" {
+			t.Errorf("listen DSN %q: application_name = %q, want armgate-listen", listenDSN, got)
+		}
+	}
+
+	const secret = "s3cr3t-pw"
+	tests := []struct {
+		name, dsn, listenDSN, want string
+	}{
+		{"database", "postgres://u:" + secret + "@localhost:notaport/db", "", "database: invalid connection string"},
+		{"listen", "postgres://u@localhost/db", "postgres://u:" + secret + "@localhost:notaport/db", "listen_database: invalid connection string"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rt, err := Open(Config{DSN: tt.dsn, ListenDSN: tt.listenDSN, LastUsedFlush: time.Second})
+			if err == nil {
+				rt.Close()
+				t.Fatal("Open accepted a bad connection string")
+			}
+			if err.Error() != tt.want {
+				t.Errorf("error %q, want %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("error %q quotes the password", err)
+			}
+		})
+	}
+	if _, err := OpenDatabase("postgres://u:" + secret + "@localhost:notaport/db"); err == nil ||
+		strings.Contains(err.Error(), secret) {
+		t.Errorf("OpenDatabase error = %v, want a refusal that does not quote the password", err)
+	}
+}
+
+// TestPreferWritable checks which servers the pool and the listener accept:
+// the pool one that accepts writes unless the DSN or PGTARGETSESSIONATTRS
+// says otherwise (an explicit "any" included); the listener keeps the DSN's
+// choice (none: storage.Listen then picks a primary).
+func TestPreferWritable(t *testing.T) {
+	readWrite := pgconn.ValidateConnectTargetSessionAttrsReadWrite
+	tests := []struct {
+		name, dsn, env string
+		want           pgconn.ValidateConnectFunc // nil: any server
+	}{
+		{"URL", "postgres://u:pw@localhost/db", "", readWrite},
+		{"keyword/value", "host=localhost dbname=db", "", readWrite},
+		{"multi-host", "postgres://u@h1:5432,h2:5433/db?sslmode=disable", "", readWrite},
+		{"pool settings", "postgres://u@localhost/db?pool_max_conns=4", "", readWrite},
+		{"URL any", "postgres://u@localhost/db?target_session_attrs=any", "", nil},
+		{"keyword any", "host=localhost target_session_attrs=any", "", nil},
+		{"URL read-only", "postgres://u@localhost/db?target_session_attrs=read-only", "",
+			pgconn.ValidateConnectTargetSessionAttrsReadOnly},
+		{"keyword prefer-standby", "host=localhost target_session_attrs=prefer-standby", "",
+			pgconn.ValidateConnectTargetSessionAttrsPreferStandby},
+		{"URL primary", "postgres://u@localhost/db?target_session_attrs=primary", "",
+			pgconn.ValidateConnectTargetSessionAttrsPrimary},
+		{"env any", "postgres://u@localhost/db", "any", nil},
+		{"env standby", "postgres://u@localhost/db", "standby", pgconn.ValidateConnectTargetSessionAttrsStandby},
+		{"DSN over env", "postgres://u@localhost/db?target_session_attrs=any", "read-write", nil},
+	}
+	name := func(f pgconn.ValidateConnectFunc) string {
+		if f == nil {
+			return "any"
+		}
+		return runtimeFuncName(f)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("PGTARGETSESSIONATTRS", tt.env)
+			db, err := OpenDatabase(tt.dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if got := db.pool.Config().ConnConfig.ValidateConnect; name(got) != name(tt.want) {
+				t.Errorf("pool accepts %s, want %s", name(got), name(tt.want))
+			}
+
+			rt, err := Open(Config{DSN: tt.dsn, LastUsedFlush: time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rt.Close()
+			if got := rt.db.pool.Config().ConnConfig.ValidateConnect; name(got) != name(tt.want) {
+				t.Errorf("runtime pool accepts %s, want %s", name(got), name(tt.want))
+			}
+			want := tt.want
+			if name(want) == name(readWrite) {
+				want = nil // chosen for the pool, not by the DSN
+			}
+			if got := rt.listenCfg.ValidateConnect; name(got) != name(want) {
+				t.Errorf("listener accepts %s, want %s", name(got), name(want))
+			}
+			if _, ok := rt.listenCfg.RuntimeParams["pool_max_conns"]; ok {
+				t.Error("the listener would send the pool's settings to the server")
+			}
+		})
+	}
+}
+
+func runtimeFuncName(f any) string {
+	return goruntime.FuncForPC(reflect.ValueOf(f).Pointer()).Name()
+}
