@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/armgate/armgate/adminapi"
+	"github.com/armgate/armgate/limiter"
 	"github.com/armgate/armgate/token"
 	"github.com/armgate/armgate/verifier"
 )
@@ -64,7 +65,7 @@ type AuthHandler struct {
 	FailureLimit *FailureLimit `json:"failure_limit,omitempty"`
 
 	verifier tokenVerifier
-	limiter  *limiter
+	limiter  *limiter.Limiter
 	logger   *zap.Logger
 	// challenge is the precomputed `Bearer realm="…"`.
 	challenge string
@@ -93,7 +94,9 @@ func (h *AuthHandler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.verifier = app.shared.verifier
-	h.limiter = newLimiter(h.FailureLimit)
+	if cfg, on := h.FailureLimit.config(); on {
+		h.limiter = limiter.New(cfg, nil)
+	}
 	h.challenge = `Bearer realm="` + h.Realm + `"`
 	return nil
 }
@@ -123,7 +126,7 @@ func (h *AuthHandler) Validate() error {
 func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if h.limiter != nil {
 		// While nobody is blocked this reads one atomic and nothing else.
-		if secs, blocked := h.limiter.blocked(r); blocked {
+		if secs, isBlocked := blocked(h.limiter, r); isBlocked {
 			countDecision(resultRateLimited)
 			w.Header().Set("Retry-After", strconv.Itoa(secs))
 			writeAuthError(w, http.StatusTooManyRequests, "", "too_many_requests",
@@ -202,8 +205,11 @@ func setUserPlaceholders(repl *caddy.Replacer, id, tokenID, name string) {
 // refused counts a refused token (401 invalid_token or 400) against the
 // client's failure limit.
 func (h *AuthHandler) refused(r *http.Request) {
-	if h.limiter != nil {
-		h.limiter.fail(r)
+	if h.limiter == nil {
+		return
+	}
+	if a, ok := clientAddr(r); ok {
+		h.limiter.Fail(a)
 	}
 }
 
