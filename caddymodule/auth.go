@@ -66,7 +66,10 @@ type AuthHandler struct {
 
 	verifier tokenVerifier
 	limiter  *limiter.Limiter
-	logger   *zap.Logger
+	// limiterKey is the key of limiter in the limiters pool, set while
+	// this handler holds a reference to it.
+	limiterKey *limiter.Config
+	logger     *zap.Logger
 	// challenge is the precomputed `Bearer realm="…"`.
 	challenge string
 }
@@ -94,11 +97,37 @@ func (h *AuthHandler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.verifier = app.shared.verifier
-	if cfg, on := h.FailureLimit.config(); on {
-		h.limiter = limiter.New(cfg, nil)
+	if err := h.provisionLimiter(); err != nil {
+		return err
 	}
 	h.challenge = `Bearer realm="` + h.Realm + `"`
 	return nil
+}
+
+// provisionLimiter takes the shared failure limiter for the handler's
+// settings, unless the limiter is off.
+func (h *AuthHandler) provisionLimiter() error {
+	cfg, on := h.FailureLimit.config()
+	if !on {
+		return nil
+	}
+	l, err := loadLimiter(cfg)
+	if err != nil {
+		return err
+	}
+	h.limiter, h.limiterKey = l, &cfg
+	return nil
+}
+
+// Cleanup releases the handler's reference to its failure limiter; the
+// limiter goes when its last handler does.
+func (h *AuthHandler) Cleanup() error {
+	if h.limiterKey == nil {
+		return nil
+	}
+	_, err := limiters.Delete(*h.limiterKey)
+	h.limiterKey = nil
+	return err
 }
 
 // armgateApp returns the configured armgate app, or a clear error when the
@@ -226,5 +255,6 @@ func writeAuthError(w http.ResponseWriter, status int, challenge, code, msg stri
 var (
 	_ caddy.Provisioner           = (*AuthHandler)(nil)
 	_ caddy.Validator             = (*AuthHandler)(nil)
+	_ caddy.CleanerUpper          = (*AuthHandler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*AuthHandler)(nil)
 )

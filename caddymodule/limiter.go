@@ -90,3 +90,27 @@ func clientAddr(r *http.Request) (netip.Addr, bool) {
 	}
 	return a, true
 }
+
+// limiters holds the failure limiters of this process, keyed by their
+// settings (a limiter.Config with the defaults filled in). Handlers with the
+// same settings share one limiter, so one budget per client address; and a
+// config reload keeps the counts, since the new config's handlers load the
+// limiter before the old config's are cleaned up.
+var limiters = caddy.NewUsagePool()
+
+// pooledLimiter is a limiter as the usage pool holds it.
+type pooledLimiter struct{ *limiter.Limiter }
+
+// Destruct has nothing to release: the limiter is plain memory.
+func (pooledLimiter) Destruct() error { return nil }
+
+// loadLimiter returns the shared limiter for cfg, counting one more user.
+func loadLimiter(cfg limiter.Config) (*limiter.Limiter, error) {
+	v, _, err := limiters.LoadOrNew(cfg, func() (caddy.Destructor, error) {
+		return pooledLimiter{limiter.New(cfg, nil)}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(pooledLimiter).Limiter, nil
+}

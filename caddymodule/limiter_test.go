@@ -322,3 +322,65 @@ func TestUserPlaceholders(t *testing.T) {
 		t.Errorf("placeholders = %q", got)
 	}
 }
+
+// TestFailureLimitShared: handlers with the same settings share one limiter
+// (one budget per client), and it outlives one of them, as across a config
+// reload where the new handlers load it before the old ones are cleaned up.
+func TestFailureLimitShared(t *testing.T) {
+	// Settings no other test uses: the pool is per process.
+	fl := func() *FailureLimit { return &FailureLimit{Max: 7771, Window: caddy.Duration(time.Minute)} }
+	cfg, _ := fl().config()
+	refs := func() int {
+		n, _ := limiters.References(cfg)
+		return n
+	}
+	provision := func(f *FailureLimit) *AuthHandler {
+		t.Helper()
+		h := &AuthHandler{FailureLimit: f}
+		if err := h.provisionLimiter(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = h.Cleanup() })
+		return h
+	}
+	h1, h2 := provision(fl()), provision(fl())
+	if h1.limiter == nil || h1.limiter != h2.limiter {
+		t.Fatalf("two handlers with the same settings: limiters %p and %p, want one", h1.limiter, h2.limiter)
+	}
+	if n := refs(); n != 2 {
+		t.Errorf("references = %d, want 2", n)
+	}
+	// The same settings spelled out with the defaults share it too.
+	h3 := provision(&FailureLimit{Max: 7771, Window: caddy.Duration(time.Minute), MaxClients: limiter.DefaultMaxClients})
+	if h3.limiter != h1.limiter {
+		t.Error("explicit default max_clients gives another limiter")
+	}
+	if other := provision(&FailureLimit{Max: 7772, Window: caddy.Duration(time.Minute)}); other.limiter == h1.limiter {
+		t.Error("other settings share the limiter")
+	}
+	if off := provision(&FailureLimit{Off: true}); off.limiter != nil || off.limiterKey != nil {
+		t.Error("failure_limit off holds a limiter")
+	}
+
+	// A reload: the old handler goes after the new one took the limiter.
+	if err := h1.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if err := h1.Cleanup(); err != nil { // twice is harmless
+		t.Fatal(err)
+	}
+	if n := refs(); n != 2 {
+		t.Errorf("references after one cleanup = %d, want 2", n)
+	}
+	if h4 := provision(fl()); h4.limiter != h2.limiter {
+		t.Error("a handler provisioned after another's cleanup got a new limiter")
+	}
+	for _, h := range []*AuthHandler{h2, h3} {
+		if err := h.Cleanup(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := refs(); n != 1 {
+		t.Errorf("references = %d, want 1", n)
+	}
+}
