@@ -16,7 +16,6 @@ import (
 	"github.com/armgate/armgate/adminapi"
 	"github.com/armgate/armgate/limiter"
 	"github.com/armgate/armgate/token"
-	"github.com/armgate/armgate/verifier"
 )
 
 func init() {
@@ -26,29 +25,11 @@ func init() {
 const (
 	defaultRealm      = "ARM API"
 	retryAfterSeconds = 5
-	// The descriptions that reveal nothing the caller does not know: the
-	// caller holds the token. Unknown, bad checksum and deleted tokens all
-	// share genericInvalid.
-	genericInvalid = "The access token is invalid"
 )
-
-var describe = map[verifier.Result]string{
-	verifier.Unknown:     genericInvalid,
-	verifier.Expired:     "The access token expired",
-	verifier.Revoked:     "The access token was revoked",
-	verifier.Deactivated: "The access token's user is deactivated",
-}
-
-var refusal = map[verifier.Result]string{
-	verifier.Unknown:     resultInvalid,
-	verifier.Expired:     resultExpired,
-	verifier.Revoked:     resultRevoked,
-	verifier.Deactivated: resultDeactivated,
-}
 
 // tokenVerifier is the part of the app the auth handler needs.
 type tokenVerifier interface {
-	Verify(ctx context.Context, tok string) (token.Credential, verifier.Result, error)
+	Verify(ctx context.Context, tok string) (token.Credential, token.Status, error)
 }
 
 // AuthHandler lets a request through only with a live bearer token that
@@ -156,7 +137,7 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 	if h.limiter != nil {
 		// While nobody is blocked this reads one atomic and nothing else.
 		if secs, isBlocked := blocked(h.limiter, r); isBlocked {
-			countDecision(resultRateLimited)
+			countDecision(outcomeRateLimited)
 			w.Header().Set("Retry-After", strconv.Itoa(secs))
 			writeAuthError(w, http.StatusTooManyRequests, "", "too_many_requests",
 				"Too many refused tokens from this address; retry after the time in Retry-After")
@@ -166,20 +147,20 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 	tok, parsed := token.ParseAuthorization(r.Header.Values("Authorization"))
 	switch parsed {
 	case token.HeaderMissing:
-		countDecision(resultMissing)
+		countDecision(outcomeMissing)
 		writeAuthError(w, http.StatusUnauthorized, h.challenge, "unauthorized", "A bearer token is required")
 		return nil
 	case token.HeaderMalformed:
 		h.refused(r)
-		countDecision(resultMalformed)
+		countDecision(outcomeMalformed)
 		writeAuthError(w, http.StatusBadRequest, h.challenge+`, error="invalid_request"`,
 			"invalid_request", "The Authorization header must be a single 'Bearer <token>'")
 		return nil
 	}
-	cred, result, err := h.verifier.Verify(r.Context(), tok)
+	cred, status, err := h.verifier.Verify(r.Context(), tok)
 	if err != nil {
 		// Fail closed, but never 401: the token may well be valid.
-		countDecision(resultUnavailable)
+		countDecision(outcomeUnavailable)
 		if c := h.logger.Check(zapcore.ErrorLevel, "token lookup failed"); c != nil {
 			c.Write(zap.Error(err))
 		}
@@ -187,25 +168,25 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 		writeAuthError(w, http.StatusServiceUnavailable, "", "unavailable", "The token store is unavailable; retry shortly")
 		return nil
 	}
-	if result != verifier.Active {
+	if status != token.Active {
 		h.refused(r)
-		desc := describe[result]
-		countDecision(refusal[result])
+		desc := status.Description()
+		countDecision(refusalOutcome(status))
 		if c := h.logger.Check(zapcore.DebugLevel, "token refused"); c != nil {
-			c.Write(zap.String("result", result.String()), zap.String("token_id", cred.TokenID))
+			c.Write(zap.Stringer("status", status), zap.String("token_id", cred.TokenID))
 		}
 		writeAuthError(w, http.StatusUnauthorized,
 			h.challenge+`, error="invalid_token", error_description="`+desc+`"`, "invalid_token", desc)
 		return nil
 	}
 	if !cred.HasScope(h.Scope) {
-		countDecision(resultForbidden)
+		countDecision(outcomeInsufficientScope)
 		msg := "The access token lacks the required scope " + h.Scope
 		writeAuthError(w, http.StatusForbidden,
 			h.challenge+`, error="insufficient_scope", scope="`+h.Scope+`"`, "insufficient_scope", msg)
 		return nil
 	}
-	countDecision(resultAllowed)
+	countDecision(outcomeAllowed)
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	setUserPlaceholders(repl, cred.UserID, cred.TokenID, cred.Name)
 	return next.ServeHTTP(w, r)

@@ -101,7 +101,7 @@ func BenchmarkAuthCheckHit(b *testing.B) {
 		if res != token.HeaderOK {
 			b.Fatal("parse")
 		}
-		if _, vr, err := h.verifier.Verify(ctx, t); err != nil || vr != verifier.Active {
+		if _, vr, err := h.verifier.Verify(ctx, t); err != nil || vr != token.Active {
 			b.Fatalf("Verify = %v %v", vr, err)
 		}
 	}
@@ -252,8 +252,8 @@ func BenchmarkAuthMissPostgres(b *testing.B) {
 	for _, bc := range []struct {
 		name string
 		tok  string
-		want verifier.Result
-	}{{"live", live, verifier.Active}, {"unknown", newToken(b), verifier.Unknown}} {
+		want token.Status
+	}{{"live", live, token.Active}, {"unknown", newToken(b), token.Unknown}} {
 		b.Run(bc.name, func(b *testing.B) {
 			loads := v.Stats.Loads.Load()
 			b.ReportAllocs()

@@ -20,13 +20,12 @@ import (
 	"github.com/armgate/armgate/adminapi"
 	"github.com/armgate/armgate/limiter"
 	"github.com/armgate/armgate/token"
-	"github.com/armgate/armgate/verifier"
 )
 
-func counterValue(t *testing.T, result string) float64 {
+func counterValue(t *testing.T, o outcome) float64 {
 	t.Helper()
 	var m dto.Metric
-	if err := processMetrics.decision[result].Write(&m); err != nil {
+	if err := processMetrics.decision[o].Write(&m); err != nil {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
@@ -51,11 +50,11 @@ type limitVerifier struct {
 	verdict map[string]verdict
 }
 
-func (f *limitVerifier) Verify(_ context.Context, tok string) (token.Credential, verifier.Result, error) {
+func (f *limitVerifier) Verify(_ context.Context, tok string) (token.Credential, token.Status, error) {
 	f.calls.Add(1)
 	v, ok := f.verdict[tok]
 	if !ok {
-		return token.Credential{}, verifier.Unknown, nil
+		return token.Credential{}, token.Unknown, nil
 	}
 	return v.cred, v.result, v.err
 }
@@ -75,9 +74,9 @@ func newLimitedHandler(t *testing.T, fl *FailureLimit, clock *fakeClock) (*AuthH
 	ro := live
 	ro.Scopes = []string{"other"}
 	v := &limitVerifier{verdict: map[string]verdict{
-		limGood: {cred: live, result: verifier.Active},
+		limGood: {cred: live, result: token.Active},
 		limDown: {err: errors.New("database down")},
-		limRead: {cred: ro, result: verifier.Active},
+		limRead: {cred: ro, result: token.Active},
 	}}
 	h := &AuthHandler{Realm: defaultRealm, Scope: "api", FailureLimit: fl, verifier: v, logger: zap.NewNop(),
 		challenge: `Bearer realm="` + defaultRealm + `"`}
@@ -119,7 +118,7 @@ func serve(t *testing.T, h *AuthHandler, ip, auth string) *httptest.ResponseReco
 func TestFailureLimitBlocksBeforeLookup(t *testing.T) {
 	clock := newFakeClock()
 	h, v := newLimitedHandler(t, &FailureLimit{Max: 3, Window: caddy.Duration(time.Minute)}, clock)
-	limited := counterValue(t, resultRateLimited)
+	limited := counterValue(t, outcomeRateLimited)
 
 	for i := range 3 {
 		if w := serve(t, h, "198.51.100.7", "Bearer unknown"); w.Code != http.StatusUnauthorized {
@@ -151,7 +150,7 @@ func TestFailureLimitBlocksBeforeLookup(t *testing.T) {
 	if got := v.calls.Load(); got != calls {
 		t.Errorf("a blocked client reached the verifier %d times", got-calls)
 	}
-	if got := counterValue(t, resultRateLimited) - limited; got != 4 {
+	if got := counterValue(t, outcomeRateLimited) - limited; got != 4 {
 		t.Errorf("rate_limited decisions = %v, want 4", got)
 	}
 	// Another client is not affected.

@@ -241,7 +241,7 @@ func (s *Store) scanToken(row pgx.Row) (Token, error) {
 	if errors.Is(err, pgx.ErrNoRows) {
 		return t, ErrNotFound
 	}
-	t.Status = token.Status(s.now(), t.ExpiresAt, t.RevokedAt != nil, deactivated)
+	t.Status = token.StatusAt(s.now(), t.ExpiresAt, t.RevokedAt != nil, deactivated).String()
 	t.CreatedAt, t.ExpiresAt = t.CreatedAt.UTC(), t.ExpiresAt.UTC()
 	t.LastUsedAt, t.RevokedAt = utcPtr(t.LastUsedAt), utcPtr(t.RevokedAt)
 	return t, err
