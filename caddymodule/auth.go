@@ -25,6 +25,9 @@ func init() {
 const (
 	defaultRealm      = "ARM API"
 	retryAfterSeconds = 5
+	// statusClientClosedRequest is the non-standard status for a request
+	// its client abandoned (nginx's 499).
+	statusClientClosedRequest = 499
 )
 
 // tokenVerifier is the part of the app the auth handler needs.
@@ -158,6 +161,17 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 		return nil
 	}
 	cred, status, err := h.verifier.Verify(r.Context(), tok)
+	if err != nil && (r.Context().Err() != nil || errors.Is(err, context.Canceled)) {
+		// The client hung up while waiting (the shared lookup goes on
+		// without it): not a database failure, and nobody reads the
+		// answer. 499 is what Caddy's reverse_proxy logs for this too.
+		countDecision(outcomeCanceled)
+		if c := h.logger.Check(zapcore.DebugLevel, "client went away during the token lookup"); c != nil {
+			c.Write(zap.Error(err))
+		}
+		writeAuthError(w, statusClientClosedRequest, "", "canceled", "The client closed the request")
+		return nil
+	}
 	if err != nil {
 		// Fail closed, but never 401: the token may well be valid.
 		countDecision(outcomeUnavailable)

@@ -26,6 +26,9 @@ const (
 	outcomeInsufficientScope
 	outcomeUnavailable
 	outcomeRateLimited
+	// outcomeCanceled: the client went away while its token was being
+	// looked up; no decision reached it.
+	outcomeCanceled
 	numOutcomes
 )
 
@@ -42,6 +45,7 @@ var outcomeLabels = [numOutcomes]string{
 	outcomeInsufficientScope: "insufficient_scope",
 	outcomeUnavailable:       "unavailable",
 	outcomeRateLimited:       "rate_limited",
+	outcomeCanceled:          "canceled",
 }
 
 // String returns the outcome's metric label.
