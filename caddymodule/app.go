@@ -77,6 +77,7 @@ type App struct {
 	shared   *shared
 	poolKey  string
 	logger   *zap.Logger
+	ctx      caddy.Context
 }
 
 // CacheConfig configures the token cache.
@@ -109,6 +110,7 @@ var resources = caddy.NewUsagePool()
 // shared pool and cache. It does not dial the database.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	a.ctx = ctx
 	a.setDefaults()
 	repl := caddy.NewReplacer()
 	dsn := repl.ReplaceAll(a.Database, "")
@@ -192,6 +194,7 @@ func (a *App) Validate() error {
 // It does not fail when the database is down: requests that need the
 // database get 503 until it is back, and migrations are retried.
 func (a *App) Start() error {
+	warnLaxTrustedProxies(a.ctx, caddy.Log().Named("armgate"))
 	a.shared.start()
 	return nil
 }
