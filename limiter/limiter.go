@@ -113,25 +113,31 @@ func New(cfg Config, now func() time.Time) *Limiter {
 // client address.
 func (l *Limiter) MayBlock() bool {
 	h := l.horizon.Load()
-	if h == 0 {
-		return false
+	return h != 0 && l.before(h, l.now().UnixNano())
+}
+
+// before reports whether t is before the horizon h, else clears it: nobody
+// is blocked any more. A failure that raised the horizon meanwhile makes
+// the CAS fail and is kept.
+func (l *Limiter) before(h, t int64) bool {
+	if t < h {
+		return true
 	}
-	if l.now().UnixNano() >= h {
-		// Nobody is blocked any more; a failure that raised the horizon
-		// meanwhile makes this CAS fail and is kept.
-		l.horizon.CompareAndSwap(h, 0)
-		return false
-	}
-	return true
+	l.horizon.CompareAndSwap(h, 0)
+	return false
 }
 
 // Blocked reports whether addr is blocked, and for how many more whole
 // seconds (at least 1).
 func (l *Limiter) Blocked(addr netip.Addr) (retryAfter int, ok bool) {
-	if !l.MayBlock() {
+	h := l.horizon.Load()
+	if h == 0 {
 		return 0, false
 	}
 	t := l.now().UnixNano()
+	if !l.before(h, t) {
+		return 0, false
+	}
 	key := Key(addr)
 	s := l.shard(key)
 	s.mu.Lock()
