@@ -20,7 +20,6 @@ import (
 	"github.com/armgate/armgate/adminapi"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
-	"github.com/armgate/armgate/verifier"
 )
 
 func init() {
@@ -41,10 +40,10 @@ const (
 
 // tokenRefusals say why a presented token is not live; the caller holds the
 // token, so this reveals nothing. Unknown tokens get invalidCredential.
-var tokenRefusals = map[verifier.Result]string{
-	verifier.Expired:     "The token expired",
-	verifier.Revoked:     "The token was revoked",
-	verifier.Deactivated: "The token's user is deactivated",
+var tokenRefusals = map[token.Status]string{
+	token.Expired:     "The token expired",
+	token.Revoked:     "The token was revoked",
+	token.Deactivated: "The token's user is deactivated",
 }
 
 // adminStore is the part of storage.Store the admin handler uses.
@@ -252,7 +251,7 @@ func (h *AdminHandler) liveToken(w http.ResponseWriter, r *http.Request, tok str
 		h.unavailable(w, r, err)
 		return cred, false
 	}
-	if result != verifier.Active {
+	if result != token.Active {
 		msg, ok := tokenRefusals[result]
 		if !ok {
 			msg = invalidCredential

@@ -7,7 +7,6 @@ import (
 	"github.com/armgate/armgate/adminapi"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
-	"github.com/armgate/armgate/verifier"
 )
 
 // The endpoints of the admin API. Each returns an error for
@@ -223,7 +222,7 @@ func (h *AdminHandler) introspect(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err // 503: "inactive" would be a guess
 	}
-	if result != verifier.Active {
+	if result != token.Active {
 		adminapi.WriteJSON(w, http.StatusOK, adminapi.Introspection{Active: false})
 		return nil
 	}

@@ -17,7 +17,6 @@ import (
 	"github.com/armgate/armgate/adminapi"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
-	"github.com/armgate/armgate/verifier"
 )
 
 func TestAdminUnmarshalCaddyfile(t *testing.T) {
@@ -53,16 +52,16 @@ const (
 
 type verdict struct {
 	cred   token.Credential
-	result verifier.Result
+	result token.Status
 	err    error
 }
 
 type fakeVerifier map[string]verdict
 
-func (f fakeVerifier) Verify(_ context.Context, tok string) (token.Credential, verifier.Result, error) {
+func (f fakeVerifier) Verify(_ context.Context, tok string) (token.Credential, token.Status, error) {
 	v, ok := f[tok]
 	if !ok {
-		return token.Credential{}, verifier.Unknown, nil
+		return token.Credential{}, token.Unknown, nil
 	}
 	return v.cred, v.result, v.err
 }
@@ -126,9 +125,9 @@ func newTestAdmin(store *fakeStore, events *[]string) *AdminHandler {
 	h := &AdminHandler{
 		store: store,
 		verifier: fakeVerifier{
-			tokAdmin:   {cred: token.Credential{TokenID: "id-admin", Scopes: []string{"api", "admin"}}, result: verifier.Active},
-			tokAPI:     {cred: token.Credential{TokenID: "id-api", Scopes: []string{"api"}}, result: verifier.Active},
-			tokRevoked: {cred: token.Credential{TokenID: "id-rev", Scopes: []string{"admin"}}, result: verifier.Revoked},
+			tokAdmin:   {cred: token.Credential{TokenID: "id-admin", Scopes: []string{"api", "admin"}}, result: token.Active},
+			tokAPI:     {cred: token.Credential{TokenID: "id-api", Scopes: []string{"api"}}, result: token.Active},
+			tokRevoked: {cred: token.Credential{TokenID: "id-rev", Scopes: []string{"admin"}}, result: token.Revoked},
 			tokBroken:  {err: errors.New("connection refused")},
 		},
 		invalidate: func(storage.Invalidation) { *events = append(*events, "invalidate") },

@@ -68,6 +68,7 @@ type App struct {
 	adminKey string
 	runtime  *gateway.Runtime
 	poolKey  string
+	ctx      caddy.Context
 }
 
 // CacheConfig configures the token cache.
@@ -100,6 +101,7 @@ var resources = caddy.NewUsagePool()
 // Provision resolves secrets, applies defaults and loads (or reuses) the
 // process's runtime: pool, cache and listener. It does not dial the database.
 func (a *App) Provision(ctx caddy.Context) error {
+	a.ctx = ctx
 	a.setDefaults()
 	repl := caddy.NewReplacer()
 	dsn := repl.ReplaceAll(a.Database, "")
@@ -201,6 +203,7 @@ func (a *App) Validate() error {
 // It does not fail when the database is down: requests that need the
 // database get 503 until it is back, and migrations are retried.
 func (a *App) Start() error {
+	warnLaxTrustedProxies(a.ctx, caddy.Log().Named("armgate"))
 	a.runtime.Start()
 	return nil
 }

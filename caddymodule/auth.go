@@ -14,8 +14,8 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/armgate/armgate/adminapi"
+	"github.com/armgate/armgate/limiter"
 	"github.com/armgate/armgate/token"
-	"github.com/armgate/armgate/verifier"
 )
 
 func init() {
@@ -25,29 +25,14 @@ func init() {
 const (
 	defaultRealm      = "ARM API"
 	retryAfterSeconds = 5
-	// The descriptions that reveal nothing the caller does not know: the
-	// caller holds the token. Unknown, bad checksum and deleted tokens all
-	// share genericInvalid.
-	genericInvalid = "The access token is invalid"
+	// statusClientClosedRequest is the non-standard status for a request
+	// its client abandoned (nginx's 499).
+	statusClientClosedRequest = 499
 )
-
-var describe = map[verifier.Result]string{
-	verifier.Unknown:     genericInvalid,
-	verifier.Expired:     "The access token expired",
-	verifier.Revoked:     "The access token was revoked",
-	verifier.Deactivated: "The access token's user is deactivated",
-}
-
-var refusal = map[verifier.Result]string{
-	verifier.Unknown:     resultInvalid,
-	verifier.Expired:     resultExpired,
-	verifier.Revoked:     resultRevoked,
-	verifier.Deactivated: resultDeactivated,
-}
 
 // tokenVerifier is the part of the app the auth handler needs.
 type tokenVerifier interface {
-	Verify(ctx context.Context, tok string) (token.Credential, verifier.Result, error)
+	Verify(ctx context.Context, tok string) (token.Credential, token.Status, error)
 }
 
 // AuthHandler lets a request through only with a live bearer token that
@@ -64,8 +49,11 @@ type AuthHandler struct {
 	FailureLimit *FailureLimit `json:"failure_limit,omitempty"`
 
 	verifier tokenVerifier
-	limiter  *limiter
-	logger   *zap.Logger
+	limiter  *limiter.Limiter
+	// limiterKey is the key of limiter in the limiters pool, set while
+	// this handler holds a reference to it.
+	limiterKey *limiter.Config
+	logger     *zap.Logger
 	// challenge is the precomputed `Bearer realm="…"`.
 	challenge string
 }
@@ -93,9 +81,37 @@ func (h *AuthHandler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.verifier = app.runtime.Verifier()
-	h.limiter = newLimiter(h.FailureLimit)
+	if err := h.provisionLimiter(); err != nil {
+		return err
+	}
 	h.challenge = `Bearer realm="` + h.Realm + `"`
 	return nil
+}
+
+// provisionLimiter takes the shared failure limiter for the handler's
+// settings, unless the limiter is off.
+func (h *AuthHandler) provisionLimiter() error {
+	cfg, on := h.FailureLimit.config()
+	if !on {
+		return nil
+	}
+	l, err := loadLimiter(cfg)
+	if err != nil {
+		return err
+	}
+	h.limiter, h.limiterKey = l, &cfg
+	return nil
+}
+
+// Cleanup releases the handler's reference to its failure limiter; the
+// limiter goes when its last handler does.
+func (h *AuthHandler) Cleanup() error {
+	if h.limiterKey == nil {
+		return nil
+	}
+	_, err := limiters.Delete(*h.limiterKey)
+	h.limiterKey = nil
+	return err
 }
 
 // armgateApp returns the configured armgate app, or a clear error when the
@@ -123,8 +139,8 @@ func (h *AuthHandler) Validate() error {
 func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if h.limiter != nil {
 		// While nobody is blocked this reads one atomic and nothing else.
-		if secs, blocked := h.limiter.blocked(r); blocked {
-			countDecision(resultRateLimited)
+		if secs, isBlocked := blocked(h.limiter, r); isBlocked {
+			countDecision(outcomeRateLimited)
 			w.Header().Set("Retry-After", strconv.Itoa(secs))
 			writeAuthError(w, http.StatusTooManyRequests, "", "too_many_requests",
 				"Too many refused tokens from this address; retry after the time in Retry-After")
@@ -134,20 +150,31 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 	tok, parsed := token.ParseAuthorization(r.Header.Values("Authorization"))
 	switch parsed {
 	case token.HeaderMissing:
-		countDecision(resultMissing)
+		countDecision(outcomeMissing)
 		writeAuthError(w, http.StatusUnauthorized, h.challenge, "unauthorized", "A bearer token is required")
 		return nil
 	case token.HeaderMalformed:
 		h.refused(r)
-		countDecision(resultMalformed)
+		countDecision(outcomeMalformed)
 		writeAuthError(w, http.StatusBadRequest, h.challenge+`, error="invalid_request"`,
 			"invalid_request", "The Authorization header must be a single 'Bearer <token>'")
 		return nil
 	}
-	cred, result, err := h.verifier.Verify(r.Context(), tok)
+	cred, status, err := h.verifier.Verify(r.Context(), tok)
+	if err != nil && (r.Context().Err() != nil || errors.Is(err, context.Canceled)) {
+		// The client hung up while waiting (the shared lookup goes on
+		// without it): not a database failure, and nobody reads the
+		// answer. 499 is what Caddy's reverse_proxy logs for this too.
+		countDecision(outcomeCanceled)
+		if c := h.logger.Check(zapcore.DebugLevel, "client went away during the token lookup"); c != nil {
+			c.Write(zap.Error(err))
+		}
+		writeAuthError(w, statusClientClosedRequest, "", "canceled", "The client closed the request")
+		return nil
+	}
 	if err != nil {
 		// Fail closed, but never 401: the token may well be valid.
-		countDecision(resultUnavailable)
+		countDecision(outcomeUnavailable)
 		if c := h.logger.Check(zapcore.ErrorLevel, "token lookup failed"); c != nil {
 			c.Write(zap.Error(err))
 		}
@@ -155,25 +182,25 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 		writeAuthError(w, http.StatusServiceUnavailable, "", "unavailable", "The token store is unavailable; retry shortly")
 		return nil
 	}
-	if result != verifier.Active {
+	if status != token.Active {
 		h.refused(r)
-		desc := describe[result]
-		countDecision(refusal[result])
+		desc := status.Description()
+		countDecision(refusalOutcome(status))
 		if c := h.logger.Check(zapcore.DebugLevel, "token refused"); c != nil {
-			c.Write(zap.String("result", result.String()), zap.String("token_id", cred.TokenID))
+			c.Write(zap.Stringer("status", status), zap.String("token_id", cred.TokenID))
 		}
 		writeAuthError(w, http.StatusUnauthorized,
 			h.challenge+`, error="invalid_token", error_description="`+desc+`"`, "invalid_token", desc)
 		return nil
 	}
 	if !cred.HasScope(h.Scope) {
-		countDecision(resultForbidden)
+		countDecision(outcomeInsufficientScope)
 		msg := "The access token lacks the required scope " + h.Scope
 		writeAuthError(w, http.StatusForbidden,
 			h.challenge+`, error="insufficient_scope", scope="`+h.Scope+`"`, "insufficient_scope", msg)
 		return nil
 	}
-	countDecision(resultAllowed)
+	countDecision(outcomeAllowed)
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	setUserPlaceholders(repl, cred.UserID, cred.TokenID, cred.Name)
 	return next.ServeHTTP(w, r)
@@ -202,8 +229,11 @@ func setUserPlaceholders(repl *caddy.Replacer, id, tokenID, name string) {
 // refused counts a refused token (401 invalid_token or 400) against the
 // client's failure limit.
 func (h *AuthHandler) refused(r *http.Request) {
-	if h.limiter != nil {
-		h.limiter.fail(r)
+	if h.limiter == nil {
+		return
+	}
+	if a, ok := clientAddr(r); ok {
+		h.limiter.Fail(a)
 	}
 }
 
@@ -220,5 +250,6 @@ func writeAuthError(w http.ResponseWriter, status int, challenge, code, msg stri
 var (
 	_ caddy.Provisioner           = (*AuthHandler)(nil)
 	_ caddy.Validator             = (*AuthHandler)(nil)
+	_ caddy.CleanerUpper          = (*AuthHandler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*AuthHandler)(nil)
 )

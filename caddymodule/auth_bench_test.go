@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/armgate/armgate/internal/testpg"
+	"github.com/armgate/armgate/limiter"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
 	"github.com/armgate/armgate/verifier"
@@ -52,8 +54,12 @@ func benchHandler(b *testing.B, fl *FailureLimit, live string) *AuthHandler {
 		b.Fatal(err)
 	}
 	b.Cleanup(v.Close)
-	return &AuthHandler{Realm: defaultRealm, Scope: "api", verifier: v, limiter: newLimiter(fl), logger: zap.NewNop(),
+	h := &AuthHandler{Realm: defaultRealm, Scope: "api", verifier: v, logger: zap.NewNop(),
 		challenge: `Bearer realm="` + defaultRealm + `"`}
+	if cfg, on := fl.config(); on {
+		h.limiter = limiter.New(cfg, nil)
+	}
+	return h
 }
 
 // benchRequest is a request as Caddy's server hands it to a handler: with a
@@ -95,7 +101,7 @@ func BenchmarkAuthCheckHit(b *testing.B) {
 		if res != token.HeaderOK {
 			b.Fatal("parse")
 		}
-		if _, vr, err := h.verifier.Verify(ctx, t); err != nil || vr != verifier.Active {
+		if _, vr, err := h.verifier.Verify(ctx, t); err != nil || vr != token.Active {
 			b.Fatalf("Verify = %v %v", vr, err)
 		}
 	}
@@ -165,7 +171,7 @@ func BenchmarkAuthServeHTTPHit(b *testing.B) {
 func BenchmarkAuthServeHTTPHitOthersBlocked(b *testing.B) {
 	tok := newToken(b)
 	h := benchHandler(b, &FailureLimit{Max: 1, Window: caddy.Duration(time.Hour)}, tok)
-	h.limiter.fail(benchRequest("x", "198.51.100.1"))
+	h.limiter.Fail(netip.MustParseAddr("198.51.100.1"))
 	reqs := newFreshRequests(b, tok)
 	w := &discardWriter{h: http.Header{}}
 	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
@@ -173,7 +179,7 @@ func BenchmarkAuthServeHTTPHitOthersBlocked(b *testing.B) {
 		h.ServeHTTP(w, reqs.next(), next)
 		h.verifier.(*verifier.Verifier).Wait()
 	}
-	if h.limiter.horizon.Load() == 0 {
+	if !h.limiter.MayBlock() {
 		b.Fatal("nobody blocked")
 	}
 	b.ReportAllocs()
@@ -204,7 +210,7 @@ func BenchmarkAuthServeHTTPNegativeHit(b *testing.B) {
 func BenchmarkAuthServeHTTPLimited(b *testing.B) {
 	h := benchHandler(b, &FailureLimit{Max: 1, Window: caddy.Duration(time.Hour)}, newToken(b))
 	r := benchRequest(newToken(b), "192.0.2.1")
-	h.limiter.fail(r)
+	h.limiter.Fail(netip.MustParseAddr("192.0.2.1"))
 	w := &discardWriter{h: http.Header{}}
 	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { b.Fatal("reached next"); return nil })
 	b.ReportAllocs()
@@ -246,8 +252,8 @@ func BenchmarkAuthMissPostgres(b *testing.B) {
 	for _, bc := range []struct {
 		name string
 		tok  string
-		want verifier.Result
-	}{{"live", live, verifier.Active}, {"unknown", newToken(b), verifier.Unknown}} {
+		want token.Status
+	}{{"live", live, token.Active}, {"unknown", newToken(b), token.Unknown}} {
 		b.Run(bc.name, func(b *testing.B) {
 			loads := v.Stats.Loads.Load()
 			b.ReportAllocs()

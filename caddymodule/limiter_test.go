@@ -4,12 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,31 +18,29 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/armgate/armgate/adminapi"
+	"github.com/armgate/armgate/limiter"
 	"github.com/armgate/armgate/token"
-	"github.com/armgate/armgate/verifier"
 )
 
-func counterValue(t *testing.T, result string) float64 {
+func counterValue(t *testing.T, o outcome) float64 {
 	t.Helper()
 	var m dto.Metric
-	if err := processMetrics.decision[result].Write(&m); err != nil {
+	if err := processMetrics.decision[o].Write(&m); err != nil {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
 }
 
-// fakeClock replaces the package clock for one test.
+// fakeClock is a limiter's clock in tests.
 type fakeClock struct{ t atomic.Int64 }
 
-func useFakeClock(t *testing.T) *fakeClock {
+func newFakeClock() *fakeClock {
 	c := new(fakeClock)
 	c.t.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	old := now
-	now = func() time.Time { return time.Unix(0, c.t.Load()) }
-	t.Cleanup(func() { now = old })
 	return c
 }
 
+func (c *fakeClock) now() time.Time          { return time.Unix(0, c.t.Load()) }
 func (c *fakeClock) advance(d time.Duration) { c.t.Add(int64(d)) }
 
 // limitVerifier answers from a table and counts calls: a blocked client must
@@ -55,11 +50,11 @@ type limitVerifier struct {
 	verdict map[string]verdict
 }
 
-func (f *limitVerifier) Verify(_ context.Context, tok string) (token.Credential, verifier.Result, error) {
+func (f *limitVerifier) Verify(_ context.Context, tok string) (token.Credential, token.Status, error) {
 	f.calls.Add(1)
 	v, ok := f.verdict[tok]
 	if !ok {
-		return token.Credential{}, verifier.Unknown, nil
+		return token.Credential{}, token.Unknown, nil
 	}
 	return v.cred, v.result, v.err
 }
@@ -70,23 +65,27 @@ const (
 	limRead = "tok-read-only"
 )
 
-func newLimitedHandler(t *testing.T, fl *FailureLimit) (*AuthHandler, *limitVerifier) {
+// newLimitedHandler returns a handler with the failure limit fl whose
+// limiter reads the time from clock.
+func newLimitedHandler(t *testing.T, fl *FailureLimit, clock *fakeClock) (*AuthHandler, *limitVerifier) {
 	t.Helper()
 	initProcessMetrics()
 	live := token.Credential{TokenID: "t1", UserID: "u1", Name: "n1", Scopes: []string{"api"}, ExpiresAt: time.Now().Add(time.Hour)}
 	ro := live
 	ro.Scopes = []string{"other"}
 	v := &limitVerifier{verdict: map[string]verdict{
-		limGood: {cred: live, result: verifier.Active},
+		limGood: {cred: live, result: token.Active},
 		limDown: {err: errors.New("database down")},
-		limRead: {cred: ro, result: verifier.Active},
+		limRead: {cred: ro, result: token.Active},
 	}}
 	h := &AuthHandler{Realm: defaultRealm, Scope: "api", FailureLimit: fl, verifier: v, logger: zap.NewNop(),
 		challenge: `Bearer realm="` + defaultRealm + `"`}
 	if err := h.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	h.limiter = newLimiter(fl)
+	if cfg, on := fl.config(); on {
+		h.limiter = limiter.New(cfg, clock.now)
+	}
 	return h, v
 }
 
@@ -117,9 +116,9 @@ func serve(t *testing.T, h *AuthHandler, ip, auth string) *httptest.ResponseReco
 }
 
 func TestFailureLimitBlocksBeforeLookup(t *testing.T) {
-	clock := useFakeClock(t)
-	h, v := newLimitedHandler(t, &FailureLimit{Max: 3, Window: caddy.Duration(time.Minute)})
-	limited := counterValue(t, resultRateLimited)
+	clock := newFakeClock()
+	h, v := newLimitedHandler(t, &FailureLimit{Max: 3, Window: caddy.Duration(time.Minute)}, clock)
+	limited := counterValue(t, outcomeRateLimited)
 
 	for i := range 3 {
 		if w := serve(t, h, "198.51.100.7", "Bearer unknown"); w.Code != http.StatusUnauthorized {
@@ -151,7 +150,7 @@ func TestFailureLimitBlocksBeforeLookup(t *testing.T) {
 	if got := v.calls.Load(); got != calls {
 		t.Errorf("a blocked client reached the verifier %d times", got-calls)
 	}
-	if got := counterValue(t, resultRateLimited) - limited; got != 4 {
+	if got := counterValue(t, outcomeRateLimited) - limited; got != 4 {
 		t.Errorf("rate_limited decisions = %v, want 4", got)
 	}
 	// Another client is not affected.
@@ -185,8 +184,7 @@ func TestFailureLimitCounts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			useFakeClock(t)
-			h, _ := newLimitedHandler(t, &FailureLimit{Max: 5, Window: caddy.Duration(time.Minute)})
+			h, _ := newLimitedHandler(t, &FailureLimit{Max: 5, Window: caddy.Duration(time.Minute)}, newFakeClock())
 			for i := range 5 {
 				if w := serve(t, h, "203.0.113.9", tt.auth); w.Code != tt.status {
 					t.Fatalf("request %d: status %d, want %d", i+1, w.Code, tt.status)
@@ -200,89 +198,16 @@ func TestFailureLimitCounts(t *testing.T) {
 	}
 }
 
-// TestFailureLimitSlidingWindow: the previous bucket counts in proportion to
-// the part of it the window still covers, so a client is held to about max
-// refusals per window, also across bucket boundaries.
-func TestFailureLimitSlidingWindow(t *testing.T) {
-	clock := useFakeClock(t)
-	l := newLimiter(&FailureLimit{Max: 4, Window: caddy.Duration(time.Minute)})
-	a := netip.MustParseAddr("198.51.100.1")
-	at := func(d time.Duration) int64 {
-		return time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).Add(d).UnixNano()
-	}
-	blockedAt := func(d time.Duration) bool {
-		clock.t.Store(at(d))
-		_, b := l.blocked(limRequest(a.String(), ""))
-		return b
-	}
-	// The clock starts on a bucket boundary (2030-01-01T00:00:00Z).
-	for _, d := range []time.Duration{50 * time.Second, 55 * time.Second, 58 * time.Second} {
-		l.failKey(a, at(d))
-	}
-	if blockedAt(59 * time.Second) {
-		t.Fatal("blocked after 3 of 4")
-	}
-	// At 75s the estimate is 3*(45/60) + 1 = 3.25: under 4.
-	l.failKey(a, at(75*time.Second))
-	if blockedAt(75 * time.Second) {
-		t.Fatal("blocked at an estimate of 3.25")
-	}
-	// At 76s: 3*(44/60) + 2 = 4.2: blocked until 3*(1-f) + 2 < 4, f > 1/3: 80s.
-	l.failKey(a, at(76*time.Second))
-	if !blockedAt(76 * time.Second) {
-		t.Fatal("not blocked at an estimate of 4.2")
-	}
-	if !blockedAt(80*time.Second - time.Millisecond) {
-		t.Error("released too early")
-	}
-	if blockedAt(80 * time.Second) {
-		t.Error("still blocked after the estimate fell under the limit")
-	}
-	// One more refusal at once blocks again: the client keeps to ~4/min.
-	l.failKey(a, at(81*time.Second))
-	if !blockedAt(81 * time.Second) {
-		t.Error("not blocked again")
-	}
-}
-
-func TestFailureLimitRetryAfterAndHorizon(t *testing.T) {
-	clock := useFakeClock(t)
-	l := newLimiter(&FailureLimit{Max: 2, Window: caddy.Duration(10 * time.Second)})
-	r := limRequest("192.0.2.1", "")
-	if l.horizon.Load() != 0 {
-		t.Fatal("horizon set with nobody blocked")
-	}
-	l.fail(r)
-	l.fail(r)
-	secs, blocked := l.blocked(r)
-	if !blocked || secs < 1 || secs > 20 {
-		t.Fatalf("blocked = %v, Retry-After %d", blocked, secs)
-	}
-	if l.horizon.Load() == 0 {
-		t.Fatal("horizon not set")
-	}
-	clock.advance(time.Duration(secs) * time.Second)
-	if _, blocked := l.blocked(r); blocked {
-		t.Fatal("still blocked after Retry-After")
-	}
-	if l.horizon.Load() != 0 {
-		t.Error("horizon not reset once nobody is blocked")
-	}
-}
-
-func TestFailureLimitClientKey(t *testing.T) {
+func TestFailureLimitClientAddr(t *testing.T) {
 	tests := []struct {
 		ip, remote string
 		want       string
 		ok         bool
 	}{
 		{"203.0.113.5", "192.0.2.1:1234", "203.0.113.5", true},
-		{"::ffff:203.0.113.5", "", "203.0.113.5", true},
-		{"2001:db8:1:2:aaaa::1", "", "2001:db8:1:2::", true},
-		{"2001:db8:1:2:bbbb::9", "", "2001:db8:1:2::", true},
-		{"fe80::1%eth0", "", "fe80::", true},
+		{"2001:db8:1:2:aaaa::1", "", "2001:db8:1:2:aaaa::1", true},
 		{"", "192.0.2.1:1234", "192.0.2.1", true},
-		{"", "[2001:db8::7]:443", "2001:db8::", true},
+		{"", "[2001:db8::7]:443", "2001:db8::7", true},
 		{"", "@", "", false},
 	}
 	for _, tt := range tests {
@@ -291,75 +216,15 @@ func TestFailureLimitClientKey(t *testing.T) {
 		if tt.ip != "" {
 			r = r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: tt.ip}))
 		}
-		got, ok := clientKey(r)
+		got, ok := clientAddr(r)
 		if ok != tt.ok || ok && got.String() != tt.want {
-			t.Errorf("clientKey(%q, %q) = %v %v, want %v %v", tt.ip, tt.remote, got, ok, tt.want, tt.ok)
+			t.Errorf("clientAddr(%q, %q) = %v %v, want %v %v", tt.ip, tt.remote, got, ok, tt.want, tt.ok)
 		}
-	}
-}
-
-// TestFailureLimitMemoryBound: a flood from ever new addresses keeps at most
-// MaxClients tracked, and forgets stale ones after the window.
-func TestFailureLimitMemoryBound(t *testing.T) {
-	clock := useFakeClock(t)
-	l := newLimiter(&FailureLimit{Max: 3, Window: caddy.Duration(time.Minute), MaxClients: 640})
-	tracked := func() int {
-		n := 0
-		for i := range l.shards {
-			n += len(l.shards[i].clients)
-		}
-		return n
-	}
-	for i := range 100_000 {
-		l.failKey(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), clock.t.Load())
-	}
-	if n := tracked(); n > 640 || n < 320 {
-		t.Errorf("tracked %d addresses, want at most 640 (and most of them)", n)
-	}
-	// Two windows later every entry is stale; the next refusals sweep them.
-	clock.advance(2*time.Minute + time.Second)
-	for i := range l.shards {
-		for k := range l.shards[i].clients {
-			l.failKey(k, clock.t.Load())
-			break
-		}
-	}
-	if n := tracked(); n > limiterShards {
-		t.Errorf("tracked %d addresses after the sweep, want at most %d", n, limiterShards)
-	}
-}
-
-// TestFailureLimitBlockedSurviveEviction: a full shard forgets unblocked
-// addresses before blocked ones when it can see one among its sample.
-func TestFailureLimitEvictionPrefersUnblocked(t *testing.T) {
-	clock := useFakeClock(t)
-	l := newLimiter(&FailureLimit{Max: 2, Window: caddy.Duration(time.Minute), MaxClients: limiterShards * 4})
-	bad := netip.MustParseAddr("198.51.100.99")
-	l.failKey(bad, clock.t.Load())
-	l.failKey(bad, clock.t.Load())
-	s := l.shard(bad)
-	// Fill bad's shard with unblocked addresses, then overflow it a lot.
-	added := 0
-	for i := 0; added < 200; i++ {
-		a := netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})
-		if l.shard(a) == s {
-			l.failKey(a, clock.t.Load())
-			added++
-		}
-	}
-	if len(s.clients) > l.perShard {
-		t.Fatalf("shard holds %d, cap %d", len(s.clients), l.perShard)
-	}
-	// With a sample of 8 out of 4 entries, the blocked one is never the
-	// one with the smallest block.
-	if _, ok := s.clients[bad]; !ok {
-		t.Error("the blocked address was evicted while unblocked ones were there")
 	}
 }
 
 func TestFailureLimitOff(t *testing.T) {
-	useFakeClock(t)
-	h, v := newLimitedHandler(t, &FailureLimit{Off: true})
+	h, v := newLimitedHandler(t, &FailureLimit{Off: true}, newFakeClock())
 	if h.limiter != nil {
 		t.Fatal("limiter built with failure_limit off")
 	}
@@ -372,53 +237,15 @@ func TestFailureLimitOff(t *testing.T) {
 }
 
 func TestFailureLimitDefault(t *testing.T) {
-	useFakeClock(t)
-	h, _ := newLimitedHandler(t, nil)
-	for i := range defaultFailureMax {
+	h, _ := newLimitedHandler(t, nil, newFakeClock())
+	for i := range limiter.DefaultMax {
 		if w := serve(t, h, "192.0.2.4", "Bearer unknown"); w.Code != http.StatusUnauthorized {
 			t.Fatalf("refusal %d: status %d", i+1, w.Code)
 		}
 	}
 	if w := serve(t, h, "192.0.2.4", "Bearer unknown"); w.Code != http.StatusTooManyRequests {
-		t.Fatalf("after %d refusals: status %d, want 429", defaultFailureMax, w.Code)
+		t.Fatalf("after %d refusals: status %d, want 429", limiter.DefaultMax, w.Code)
 	}
-}
-
-// TestFailureLimitNoAllocs: the check allocates nothing, whether or not
-// someone is blocked.
-func TestFailureLimitNoAllocs(t *testing.T) {
-	useFakeClock(t)
-	l := newLimiter(nil)
-	r := limRequest("192.0.2.5", "")
-	if n := testing.AllocsPerRun(100, func() { l.blocked(r) }); n != 0 {
-		t.Errorf("blocked() with nobody blocked allocates %v", n)
-	}
-	for range defaultFailureMax {
-		l.fail(limRequest("192.0.2.6", ""))
-	}
-	if n := testing.AllocsPerRun(100, func() { l.blocked(r) }); n != 0 {
-		t.Errorf("blocked() with someone blocked allocates %v", n)
-	}
-	if n := testing.AllocsPerRun(100, func() { l.fail(r) }); n != 0 {
-		t.Errorf("fail() of a tracked client allocates %v", n)
-	}
-}
-
-// TestFailureLimitConcurrent is for -race.
-func TestFailureLimitConcurrent(t *testing.T) {
-	l := newLimiter(&FailureLimit{Max: 5, Window: caddy.Duration(time.Second), MaxClients: 128})
-	var wg sync.WaitGroup
-	for g := range 4 {
-		wg.Go(func() {
-			for i := range 2000 {
-				r := limRequest(fmt.Sprintf("10.0.%d.%d", g, i%300), "")
-				if _, blocked := l.blocked(r); !blocked {
-					l.fail(r)
-				}
-			}
-		})
-	}
-	wg.Wait()
 }
 
 func TestFailureLimitCaddyfile(t *testing.T) {
@@ -477,7 +304,7 @@ func TestFailureLimitValidate(t *testing.T) {
 // (served by a replacer function, see setUserPlaceholders); a value set
 // with Replacer.Set, as the vars directive does, comes first.
 func TestUserPlaceholders(t *testing.T) {
-	h, _ := newLimitedHandler(t, nil)
+	h, _ := newLimitedHandler(t, nil, newFakeClock())
 	r := limRequest("192.0.2.9", "Bearer "+limGood)
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	var got []string
@@ -492,5 +319,67 @@ func TestUserPlaceholders(t *testing.T) {
 	}
 	if len(got) != 2 || got[0] != "u1 t1 n1 -" || got[1] != "override" {
 		t.Errorf("placeholders = %q", got)
+	}
+}
+
+// TestFailureLimitShared: handlers with the same settings share one limiter
+// (one budget per client), and it outlives one of them, as across a config
+// reload where the new handlers load it before the old ones are cleaned up.
+func TestFailureLimitShared(t *testing.T) {
+	// Settings no other test uses: the pool is per process.
+	fl := func() *FailureLimit { return &FailureLimit{Max: 7771, Window: caddy.Duration(time.Minute)} }
+	cfg, _ := fl().config()
+	refs := func() int {
+		n, _ := limiters.References(cfg)
+		return n
+	}
+	provision := func(f *FailureLimit) *AuthHandler {
+		t.Helper()
+		h := &AuthHandler{FailureLimit: f}
+		if err := h.provisionLimiter(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = h.Cleanup() })
+		return h
+	}
+	h1, h2 := provision(fl()), provision(fl())
+	if h1.limiter == nil || h1.limiter != h2.limiter {
+		t.Fatalf("two handlers with the same settings: limiters %p and %p, want one", h1.limiter, h2.limiter)
+	}
+	if n := refs(); n != 2 {
+		t.Errorf("references = %d, want 2", n)
+	}
+	// The same settings spelled out with the defaults share it too.
+	h3 := provision(&FailureLimit{Max: 7771, Window: caddy.Duration(time.Minute), MaxClients: limiter.DefaultMaxClients})
+	if h3.limiter != h1.limiter {
+		t.Error("explicit default max_clients gives another limiter")
+	}
+	if other := provision(&FailureLimit{Max: 7772, Window: caddy.Duration(time.Minute)}); other.limiter == h1.limiter {
+		t.Error("other settings share the limiter")
+	}
+	if off := provision(&FailureLimit{Off: true}); off.limiter != nil || off.limiterKey != nil {
+		t.Error("failure_limit off holds a limiter")
+	}
+
+	// A reload: the old handler goes after the new one took the limiter.
+	if err := h1.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if err := h1.Cleanup(); err != nil { // twice is harmless
+		t.Fatal(err)
+	}
+	if n := refs(); n != 2 {
+		t.Errorf("references after one cleanup = %d, want 2", n)
+	}
+	if h4 := provision(fl()); h4.limiter != h2.limiter {
+		t.Error("a handler provisioned after another's cleanup got a new limiter")
+	}
+	for _, h := range []*AuthHandler{h2, h3} {
+		if err := h.Cleanup(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := refs(); n != 1 {
+		t.Errorf("references = %d, want 1", n)
 	}
 }

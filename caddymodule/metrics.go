@@ -5,24 +5,65 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/armgate/armgate/token"
 )
 
 const metricsNamespace, metricsSubsystem = "caddy", "armgate"
 
-// Auth decision results, the only label values of decisions_total. Nothing
-// is ever labelled by token or user.
+// outcome is how armgate_auth decided a request; its label is the only
+// label of auth_decisions_total. Nothing is ever labelled by token or user.
+type outcome uint8
+
 const (
-	resultAllowed     = "allowed"
-	resultMissing     = "missing"
-	resultMalformed   = "malformed"
-	resultInvalid     = "invalid" // unknown, bad checksum, deleted
-	resultExpired     = "expired"
-	resultRevoked     = "revoked"
-	resultDeactivated = "deactivated"
-	resultForbidden   = "insufficient_scope"
-	resultUnavailable = "unavailable"
-	resultRateLimited = "rate_limited"
+	outcomeAllowed outcome = iota
+	outcomeMissing
+	outcomeMalformed
+	outcomeInvalid // unknown, bad checksum, deleted
+	outcomeExpired
+	outcomeRevoked
+	outcomeDeactivated
+	outcomeInsufficientScope
+	outcomeUnavailable
+	outcomeRateLimited
+	// outcomeCanceled: the client went away while its token was being
+	// looked up; no decision reached it.
+	outcomeCanceled
+	numOutcomes
 )
+
+// outcomeLabels is the one list of outcomes: the metric is pre-registered
+// with all of them, the handler counts through them.
+var outcomeLabels = [numOutcomes]string{
+	outcomeAllowed:           "allowed",
+	outcomeMissing:           "missing",
+	outcomeMalformed:         "malformed",
+	outcomeInvalid:           "invalid",
+	outcomeExpired:           "expired",
+	outcomeRevoked:           "revoked",
+	outcomeDeactivated:       "deactivated",
+	outcomeInsufficientScope: "insufficient_scope",
+	outcomeUnavailable:       "unavailable",
+	outcomeRateLimited:       "rate_limited",
+	outcomeCanceled:          "canceled",
+}
+
+// String returns the outcome's metric label.
+func (o outcome) String() string { return outcomeLabels[o] }
+
+// refusalOutcome is the outcome of a token refused with status s.
+func refusalOutcome(s token.Status) outcome {
+	switch s {
+	case token.Expired:
+		return outcomeExpired
+	case token.Revoked:
+		return outcomeRevoked
+	case token.Deactivated:
+		return outcomeDeactivated
+	default:
+		return outcomeInvalid
+	}
+}
 
 // processMetrics live for the process, so counters survive config reloads;
 // they are registered with each config's registry.
@@ -33,7 +74,7 @@ var processMetrics = struct {
 	invalidations prometheus.Counter
 	// decision holds the pre-resolved counters, so the hot path does no
 	// label lookup.
-	decision map[string]prometheus.Counter
+	decision [numOutcomes]prometheus.Counter
 }{}
 
 func initProcessMetrics() {
@@ -44,10 +85,8 @@ func initProcessMetrics() {
 			Name: "auth_decisions_total",
 			Help: "Requests decided by armgate_auth, by result.",
 		}, []string{"result"})
-		m.decision = map[string]prometheus.Counter{}
-		for _, r := range []string{resultAllowed, resultMissing, resultMalformed, resultInvalid, resultExpired,
-			resultRevoked, resultDeactivated, resultForbidden, resultUnavailable, resultRateLimited} {
-			m.decision[r] = m.decisions.WithLabelValues(r)
+		for o, label := range outcomeLabels {
+			m.decision[o] = m.decisions.WithLabelValues(label)
 		}
 		m.queryDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: metricsNamespace, Subsystem: metricsSubsystem,
@@ -64,8 +103,8 @@ func initProcessMetrics() {
 }
 
 // countDecision counts one auth decision.
-func countDecision(result string) {
-	processMetrics.decision[result].Inc()
+func countDecision(o outcome) {
+	processMetrics.decision[o].Inc()
 }
 
 // registerMetrics registers the process metrics and this app's gauges with

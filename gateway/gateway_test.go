@@ -96,7 +96,7 @@ func TestRuntime(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 {
-		if _, res, err := rt.Verifier().Verify(ctx, plain); err != nil || res != verifier.Active {
+		if _, res, err := rt.Verifier().Verify(ctx, plain); err != nil || res != token.Active {
 			t.Fatalf("Verify = %v, %v; want active", res, err)
 		}
 		rt.Verifier().Wait() // the cache stores asynchronously
@@ -112,7 +112,7 @@ func TestRuntime(t *testing.T) {
 	}
 	waitFor(t, "the revoke to reach the cache", func() bool {
 		_, res, err := rt.Verifier().Verify(ctx, plain)
-		return err == nil && res == verifier.Revoked
+		return err == nil && res == token.Revoked
 	})
 	if invalidations.Load() == 0 {
 		t.Error("the Invalidation hook was not called")
@@ -158,7 +158,7 @@ func TestInvalidate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, res, err := rt.Verifier().Verify(ctx, plain); err != nil || res != verifier.Active {
+	if _, res, err := rt.Verifier().Verify(ctx, plain); err != nil || res != token.Active {
 		t.Fatalf("Verify = %v, %v; want active", res, err)
 	}
 	rt.Verifier().Wait() // the cache stores asynchronously
@@ -166,11 +166,11 @@ func TestInvalidate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, res, _ := rt.Verifier().Verify(ctx, plain); res != verifier.Active {
+	if _, res, _ := rt.Verifier().Verify(ctx, plain); res != token.Active {
 		t.Fatalf("Verify = %v before Invalidate, want active (cached): the test proves nothing", res)
 	}
 	rt.Invalidate(inv)
-	if _, res, err := rt.Verifier().Verify(ctx, plain); err != nil || res != verifier.Revoked {
+	if _, res, err := rt.Verifier().Verify(ctx, plain); err != nil || res != token.Revoked {
 		t.Errorf("Verify after Invalidate = %v, %v; want revoked", res, err)
 	}
 }

@@ -269,7 +269,7 @@ type lockedTokenRow struct {
 // token finishes r: the status at s.now() and times in UTC.
 func (s *Store) token(r tokenRow) Token {
 	t := r.Token
-	t.Status = string(token.Status(s.now(), t.ExpiresAt, t.RevokedAt != nil, r.Deactivated))
+	t.Status = token.StatusAt(s.now(), t.ExpiresAt, t.RevokedAt != nil, r.Deactivated).String()
 	t.CreatedAt, t.ExpiresAt = t.CreatedAt.UTC(), t.ExpiresAt.UTC()
 	t.LastUsedAt, t.RevokedAt = utcPtr(t.LastUsedAt), utcPtr(t.RevokedAt)
 	return t

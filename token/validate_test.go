@@ -118,14 +118,14 @@ func TestStatus(t *testing.T) {
 	for _, tc := range []struct {
 		exp                  time.Time
 		revoked, deactivated bool
-		want                 string
+		want                 token.Status
 	}{
-		{future, false, false, token.StatusActive},
-		{future, true, false, token.StatusRevoked},
-		{future, false, true, token.StatusDeactivated},
-		{future, true, true, token.StatusRevoked},
-		{now, false, false, token.StatusExpired},
-		{past, true, true, token.StatusExpired},
+		{future, false, false, token.Active},
+		{future, true, false, token.Revoked},
+		{future, false, true, token.Deactivated},
+		{future, true, true, token.Revoked},
+		{now, false, false, token.Expired},
+		{past, true, true, token.Expired},
 	} {
 		c := token.Credential{ExpiresAt: tc.exp, Revoked: tc.revoked, UserDeactivated: tc.deactivated}
 		if got := c.Status(now); got != tc.want {

@@ -27,34 +27,6 @@ var ErrNotFound = errors.New("token not found")
 // could not be made.
 type Loader func(ctx context.Context, h token.Hash) (token.Credential, error)
 
-// Result is the verdict on a token.
-type Result int
-
-const (
-	// Active: the token may pass (the caller still checks the scope).
-	Active Result = iota
-	// Unknown covers malformed, bad checksum, unknown and deleted tokens.
-	Unknown
-	Expired
-	Revoked
-	Deactivated
-)
-
-func (r Result) String() string {
-	switch r {
-	case Active:
-		return token.StatusActive
-	case Expired:
-		return token.StatusExpired
-	case Revoked:
-		return token.StatusRevoked
-	case Deactivated:
-		return token.StatusDeactivated
-	default:
-		return "unknown"
-	}
-}
-
 // Config tunes a Verifier.
 type Config struct {
 	// TTL bounds the life of a cache entry for a known token; an entry
@@ -152,29 +124,29 @@ func (v *Verifier) Close() {
 // ctx only bounds the wait: the lookup itself runs on a detached context, so
 // a client that hangs up does not cancel a query that others share (pgx
 // closes connections whose queries are cancelled mid-flight).
-func (v *Verifier) Verify(ctx context.Context, tok string) (token.Credential, Result, error) {
+func (v *Verifier) Verify(ctx context.Context, tok string) (token.Credential, token.Status, error) {
 	if token.Check(tok) != nil {
-		return token.Credential{}, Unknown, nil
+		return token.Credential{}, token.Unknown, nil
 	}
 	h := token.Sum(tok)
 	e, err := v.lookup(ctx, h)
 	if err != nil {
-		return token.Credential{}, Unknown, err
+		return token.Credential{}, token.Unknown, err
 	}
 	if !e.found {
-		return token.Credential{}, Unknown, nil
+		return token.Credential{}, token.Unknown, nil
 	}
 	now := v.now()
 	switch e.cred.Status(now) {
-	case token.StatusExpired:
-		return e.cred, Expired, nil
-	case token.StatusRevoked:
-		return e.cred, Revoked, nil
-	case token.StatusDeactivated:
-		return e.cred, Deactivated, nil
+	case token.Expired:
+		return e.cred, token.Expired, nil
+	case token.Revoked:
+		return e.cred, token.Revoked, nil
+	case token.Deactivated:
+		return e.cred, token.Deactivated, nil
 	}
 	v.markUsed(e, now)
-	return e.cred, Active, nil
+	return e.cred, token.Active, nil
 }
 
 func (v *Verifier) lookup(ctx context.Context, h token.Hash) (*entry, error) {

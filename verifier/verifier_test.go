@@ -151,7 +151,7 @@ func liveCred(id string) token.Credential {
 	}
 }
 
-func verify(t testing.TB, v *Verifier, tok string) (token.Credential, Result) {
+func verify(t testing.TB, v *Verifier, tok string) (token.Credential, token.Status) {
 	t.Helper()
 	c, r, err := v.Verify(context.Background(), tok)
 	if err != nil {
@@ -180,14 +180,14 @@ func TestResults(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		cred token.Credential
-		want Result
+		want token.Status
 	}{
-		{"active", token.Credential{TokenID: "a", ExpiresAt: now.Add(time.Hour)}, Active},
-		{"revoked", token.Credential{TokenID: "r", ExpiresAt: now.Add(time.Hour), Revoked: true}, Revoked},
-		{"deactivated", token.Credential{TokenID: "d", ExpiresAt: now.Add(time.Hour), UserDeactivated: true}, Deactivated},
-		{"revoked and deactivated", token.Credential{TokenID: "rd", ExpiresAt: now.Add(time.Hour), Revoked: true, UserDeactivated: true}, Revoked},
-		{"expired", token.Credential{TokenID: "e", ExpiresAt: now.Add(-time.Hour)}, Expired},
-		{"expired and revoked", token.Credential{TokenID: "er", ExpiresAt: now.Add(-time.Hour), Revoked: true}, Expired},
+		{"active", token.Credential{TokenID: "a", ExpiresAt: now.Add(time.Hour)}, token.Active},
+		{"revoked", token.Credential{TokenID: "r", ExpiresAt: now.Add(time.Hour), Revoked: true}, token.Revoked},
+		{"deactivated", token.Credential{TokenID: "d", ExpiresAt: now.Add(time.Hour), UserDeactivated: true}, token.Deactivated},
+		{"revoked and deactivated", token.Credential{TokenID: "rd", ExpiresAt: now.Add(time.Hour), Revoked: true, UserDeactivated: true}, token.Revoked},
+		{"expired", token.Credential{TokenID: "e", ExpiresAt: now.Add(-time.Hour)}, token.Expired},
+		{"expired and revoked", token.Credential{TokenID: "er", ExpiresAt: now.Add(-time.Hour), Revoked: true}, token.Expired},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFake()
@@ -203,9 +203,6 @@ func TestResults(t *testing.T) {
 			}
 		})
 	}
-	if Unknown.String() != "unknown" {
-		t.Errorf("Unknown.String() = %q", Unknown.String())
-	}
 }
 
 func TestHitAfterMiss(t *testing.T) {
@@ -215,7 +212,7 @@ func TestHitAfterMiss(t *testing.T) {
 	f.set(tok, liveCred("t1"))
 	for i := range 3 {
 		c, r := verify(t, v, tok)
-		if r != Active || c.TokenID != "t1" || c.UserID != "u-t1" {
+		if r != token.Active || c.TokenID != "t1" || c.UserID != "u-t1" {
 			t.Fatalf("call %d: Verify = %v %+v", i, r, c)
 		}
 		if n := f.calls.Load(); n != 1 {
@@ -242,7 +239,7 @@ func TestNegativeCaching(t *testing.T) {
 			v := newVerifier(t, Config{TTL: time.Hour, NegativeTTL: tc.negTTL, MaxEntries: 100}, f)
 			tok := genToken(t)
 			for range 3 {
-				if c, r := verify(t, v, tok); r != Unknown || c.TokenID != "" {
+				if c, r := verify(t, v, tok); r != token.Unknown || c.TokenID != "" {
 					t.Fatalf("Verify(unknown) = %v %+v", r, c)
 				}
 				v.Wait()
@@ -288,7 +285,7 @@ func TestMalformedNeverLoads(t *testing.T) {
 			f.set(tc.tok, liveCred("x")) // even if the store knew it
 			v := newVerifier(t, defaultCfg, f)
 			c, r, err := v.Verify(context.Background(), tc.tok)
-			if err != nil || r != Unknown || c.TokenID != "" {
+			if err != nil || r != token.Unknown || c.TokenID != "" {
 				t.Errorf("Verify(%q) = %v %+v %v, want Unknown", tc.tok, r, c, err)
 			}
 			if n := f.calls.Load(); n != 0 {
@@ -310,17 +307,17 @@ func TestExpiredWhileCached(t *testing.T) {
 	c := liveCred("t1")
 	c.ExpiresAt = t0.Add(10 * time.Minute)
 	f.set(tok, c)
-	if _, r := verify(t, v, tok); r != Active {
+	if _, r := verify(t, v, tok); r != token.Active {
 		t.Fatalf("before expiry: %v", r)
 	}
 	v.Wait()
 	for _, tc := range []struct {
 		at   time.Time
-		want Result
+		want token.Status
 	}{
-		{t0.Add(10*time.Minute - time.Nanosecond), Active},
-		{t0.Add(10 * time.Minute), Expired},
-		{t0.Add(11 * time.Minute), Expired},
+		{t0.Add(10*time.Minute - time.Nanosecond), token.Active},
+		{t0.Add(10 * time.Minute), token.Expired},
+		{t0.Add(11 * time.Minute), token.Expired},
 	} {
 		v.now = func() time.Time { return tc.at }
 		if _, r := verify(t, v, tok); r != tc.want {
@@ -382,13 +379,13 @@ func TestLoaderErrorNotCached(t *testing.T) {
 	f.setErr(dbDown)
 	for i := range 2 {
 		c, r, err := v.Verify(context.Background(), tok)
-		if !errors.Is(err, dbDown) || r != Unknown || c.TokenID != "" {
+		if !errors.Is(err, dbDown) || r != token.Unknown || c.TokenID != "" {
 			t.Fatalf("call %d with the database down: %v %+v %v", i, r, c, err)
 		}
 		v.Wait()
 	}
 	f.setErr(nil)
-	if _, r := verify(t, v, tok); r != Active {
+	if _, r := verify(t, v, tok); r != token.Active {
 		t.Fatalf("after recovery: %v", r)
 	}
 	if n := f.calls.Load(); n != 3 {
@@ -406,7 +403,7 @@ func TestLoaderErrorNotCached(t *testing.T) {
 	v.Wait()
 	f.setErr(nil)
 	before := f.calls.Load()
-	if _, r := verify(t, v, unknown); r != Unknown || f.calls.Load() != before+1 {
+	if _, r := verify(t, v, unknown); r != token.Unknown || f.calls.Load() != before+1 {
 		t.Errorf("unknown after error: %v, loader calls %d -> %d", r, before, f.calls.Load())
 	}
 }
@@ -422,7 +419,7 @@ func TestConcurrentMissesShareOneLoad(t *testing.T) {
 
 	var waiting atomic.Int64
 	ctx := countingCtx{context.Background(), &waiting}
-	results := make(chan Result, n)
+	results := make(chan token.Status, n)
 	errs := make(chan error, n)
 	var wg sync.WaitGroup
 	for range n {
@@ -444,7 +441,7 @@ func TestConcurrentMissesShareOneLoad(t *testing.T) {
 		}
 	}
 	for r := range results {
-		if r != Active {
+		if r != token.Active {
 			t.Fatalf("result %v", r)
 		}
 	}
@@ -471,7 +468,7 @@ func TestGenerationGuard(t *testing.T) {
 			f.set(tok, liveCred("t1"))
 			started, release := f.hold()
 			defer release()
-			done := make(chan Result, 1)
+			done := make(chan token.Status, 1)
 			go func() {
 				_, r, _ := v.Verify(context.Background(), tok)
 				done <- r
@@ -479,7 +476,7 @@ func TestGenerationGuard(t *testing.T) {
 			recv(t, started, "the load to start")
 			tc.drop(v, token.Sum(tok))
 			release()
-			if r := <-done; r != Active {
+			if r := <-done; r != token.Active {
 				t.Fatalf("first Verify = %v", r)
 			}
 			v.Wait()
@@ -504,7 +501,7 @@ func TestNoJoinAcrossInvalidation(t *testing.T) {
 	f.set(tok, liveCred("t1"))
 	started, release := f.hold()
 	defer release()
-	first := make(chan Result, 1)
+	first := make(chan token.Status, 1)
 	go func() {
 		_, r, _ := v.Verify(context.Background(), tok)
 		first <- r
@@ -523,17 +520,17 @@ func TestNoJoinAcrossInvalidation(t *testing.T) {
 	f.mu.Unlock()
 
 	var waiting atomic.Int64
-	second := make(chan Result, 1)
+	second := make(chan token.Status, 1)
 	go func() {
 		_, r, _ := v.Verify(countingCtx{context.Background(), &waiting}, tok)
 		second <- r
 	}()
 	waitFor(t, "the second request to wait", func() bool { return waiting.Load() >= 1 })
 	release()
-	if r := <-first; r != Active {
+	if r := <-first; r != token.Active {
 		t.Errorf("first request (before the change) = %v, want Active", r)
 	}
-	if r := <-second; r != Revoked {
+	if r := <-second; r != token.Revoked {
 		t.Errorf("request after Drop = %v, want Revoked (it joined a load from before the change)", r)
 	}
 }
@@ -561,10 +558,10 @@ func TestDropAndDropAll(t *testing.T) {
 	f.set(a, ra)
 	ha := token.Sum(a)
 	v.Drop([][]byte{ha[:]})
-	if _, r := verify(t, v, a); r != Revoked {
+	if _, r := verify(t, v, a); r != token.Revoked {
 		t.Errorf("a after Drop = %v, want Revoked", r)
 	}
-	if _, r := verify(t, v, b); r != Active {
+	if _, r := verify(t, v, b); r != token.Active {
 		t.Errorf("b after Drop(a) = %v", r)
 	}
 	if n := f.calls.Load(); n != 3 {
@@ -594,10 +591,10 @@ func TestCacheDisabled(t *testing.T) {
 	tok, unknown := genToken(t), genToken(t)
 	f.set(tok, liveCred("t1"))
 	for range 3 {
-		if _, r := verify(t, v, tok); r != Active {
+		if _, r := verify(t, v, tok); r != token.Active {
 			t.Fatalf("Verify = %v", r)
 		}
-		if _, r := verify(t, v, unknown); r != Unknown {
+		if _, r := verify(t, v, unknown); r != token.Unknown {
 			t.Fatalf("Verify(unknown) = %v", r)
 		}
 		v.Wait()
@@ -622,7 +619,7 @@ func TestCallerCancelled(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	type out struct {
-		r   Result
+		r   token.Status
 		err error
 	}
 	a := make(chan out, 1)
@@ -641,11 +638,11 @@ func TestCallerCancelled(t *testing.T) {
 	waitFor(t, "the second caller to join", func() bool { return waiting.Load() >= 1 })
 
 	cancel()
-	if o := <-a; !errors.Is(o.err, context.Canceled) || o.r != Unknown {
+	if o := <-a; !errors.Is(o.err, context.Canceled) || o.r != token.Unknown {
 		t.Fatalf("cancelled caller: %v %v, want Unknown and context.Canceled", o.r, o.err)
 	}
 	release()
-	if o := <-b; o.err != nil || o.r != Active {
+	if o := <-b; o.err != nil || o.r != token.Active {
 		t.Fatalf("second caller: %v %v", o.r, o.err)
 	}
 	f.mu.Lock()
@@ -655,7 +652,7 @@ func TestCallerCancelled(t *testing.T) {
 		t.Errorf("loader context errors %v: the caller's cancellation reached the shared load", ctxErrs)
 	}
 	v.Wait()
-	if _, r := verify(t, v, tok); r != Active {
+	if _, r := verify(t, v, tok); r != token.Active {
 		t.Fatalf("after: %v", r)
 	}
 	if n := f.calls.Load(); n != 1 {
@@ -671,7 +668,7 @@ func TestCallerDeadlineWithDatabaseHanging(t *testing.T) {
 	defer release()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, r, err := v.Verify(ctx, tok); !errors.Is(err, context.Canceled) || r != Unknown {
+	if _, r, err := v.Verify(ctx, tok); !errors.Is(err, context.Canceled) || r != token.Unknown {
 		t.Errorf("Verify with a hanging loader and a done context = %v %v", r, err)
 	}
 }
@@ -774,7 +771,7 @@ func TestConcurrentVerifyAndInvalidate(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				if want := (g+i)%len(toks)%2 == 0; want != (r == Active) {
+				if want := (g+i)%len(toks)%2 == 0; want != (r == token.Active) {
 					t.Errorf("token %d: %v", (g+i)%len(toks), r)
 					return
 				}
@@ -792,7 +789,7 @@ func TestConcurrentVerifyAndInvalidate(t *testing.T) {
 	wg.Wait()
 }
 
-func warmHit(b *testing.B, v *Verifier, tok string, want Result) {
+func warmHit(b *testing.B, v *Verifier, tok string, want token.Status) {
 	for range 3 {
 		if _, r, err := v.Verify(context.Background(), tok); err != nil || r != want {
 			b.Fatalf("warm-up: %v %v", r, err)
@@ -815,10 +812,10 @@ func benchmarkVerifyCached(b *testing.B, known bool) {
 	f := newFake()
 	v := newVerifier(b, Config{TTL: time.Hour, NegativeTTL: time.Hour, MaxEntries: 1 << 16}, f)
 	tok := genToken(b)
-	want := Unknown
+	want := token.Unknown
 	if known {
 		f.set(tok, liveCred("t1"))
-		want = Active
+		want = token.Active
 	}
 	warmHit(b, v, tok, want)
 	loads := f.calls.Load()
@@ -848,7 +845,7 @@ func TestVerifyHitAllocs(t *testing.T) {
 	}
 	ctx := context.Background()
 	n := testing.AllocsPerRun(200, func() {
-		if _, r, _ := v.Verify(ctx, tok); r != Active {
+		if _, r, _ := v.Verify(ctx, tok); r != token.Active {
 			t.Fatal("miss")
 		}
 	})
@@ -872,7 +869,7 @@ func TestCacheKeyCollision(t *testing.T) {
 	other[31] ^= 1
 	v.cache.SetWithTTL(cacheKey(h[:]), &entry{hash: other, found: true, cred: liveCred("other")}, 1, time.Hour)
 	v.Wait()
-	if _, r := verify(t, v, tok); r != Unknown {
+	if _, r := verify(t, v, tok); r != token.Unknown {
 		t.Fatalf("Verify = %v, want unknown (the colliding entry must not count)", r)
 	}
 	if f.calls.Load() != 1 {
@@ -880,7 +877,7 @@ func TestCacheKeyCollision(t *testing.T) {
 	}
 	f.set(tok, liveCred("mine"))
 	v.Drop([][]byte{h[:]})
-	if c, r := verify(t, v, tok); r != Active || c.TokenID != "mine" {
+	if c, r := verify(t, v, tok); r != token.Active || c.TokenID != "mine" {
 		t.Fatalf("Verify = %v %q, want active mine", r, c.TokenID)
 	}
 }
@@ -914,7 +911,7 @@ func TestCloseWithLoadsInFlight(t *testing.T) {
 		v.Drop([][]byte{{1}})
 		v.DropAll()
 		v.Wait()
-		if _, r := verify(t, v, tok); r != Active {
+		if _, r := verify(t, v, tok); r != token.Active {
 			t.Fatalf("Verify after Close = %v", r)
 		}
 		v.Close() // idempotent
