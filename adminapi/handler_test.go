@@ -299,3 +299,43 @@ func TestAdminIntrospectInactive(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminKeysAndHook checks that any of several admin keys is accepted,
+// that empty keys never are, and that the Authenticated hook sees the
+// holder of an admin token but not an admin key.
+func TestAdminKeysAndHook(t *testing.T) {
+	var seen []string
+	h := New(Options{
+		Store: &fakeStore{},
+		Verifier: fakeVerifier{
+			tokAdmin: {cred: token.Credential{TokenID: "id-admin", UserID: "root", Scopes: []string{"admin"}}, result: verifier.Active},
+		},
+		AdminKeys:     []string{"", "old-key-0123456789", "new-key-0123456789"},
+		Authenticated: func(_ *http.Request, c token.Credential) { seen = append(seen, c.UserID+"/"+c.TokenID) },
+	})
+	for _, tt := range []struct {
+		cred   string
+		status int
+	}{
+		{"old-key-0123456789", 200},
+		{"new-key-0123456789", 200},
+		{"new-key-012345678", 401},
+		{tokAdmin, 200},
+	} {
+		r := httptest.NewRequest("GET", "/users/u1", nil)
+		r.Header.Set("Authorization", "Bearer "+tt.cred)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		if rec.Code != tt.status {
+			t.Errorf("%q: status %d, want %d", tt.cred, rec.Code, tt.status)
+		}
+	}
+	// An empty key in the list must not let an empty credential in (the
+	// header parser refuses it first, but the key list must not rely on it).
+	if New(Options{AdminKeys: []string{""}}).(*handler).isAdminKey("") {
+		t.Error("an empty admin key matched an empty credential")
+	}
+	if got := strings.Join(seen, ","); got != "root/id-admin" {
+		t.Errorf("Authenticated saw %q, want only the token holder", got)
+	}
+}
