@@ -10,7 +10,7 @@ import (
 	"strings"
 )
 
-// Limits of the admin API; see DESIGN.md §5.
+// Limits of the admin API.
 const (
 	// MaxBodyBytes bounds a request body, so that a client cannot make the
 	// handler buffer an arbitrary amount; the handler also caps the body

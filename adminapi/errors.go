@@ -1,8 +1,9 @@
-// Package adminapi decodes, validates and answers the requests of armgate's
-// admin API (DESIGN.md §5). It holds everything about the API's wire format
-// that does not need Caddy, so that it can be unit-tested and fuzzed without
-// building Caddy; caddymodule's AdminHandler routes, authenticates and calls
-// the store around it.
+// Package adminapi is armgate's admin API as a plain net/http handler:
+// routes, authentication (admin keys or an admin-scope token) and the
+// endpoints for users, tokens, introspection, audit and logout, together
+// with the wire format they use (decoding, validation, errors, responses).
+// It does not import Caddy, so that it can be unit-tested and fuzzed on its
+// own; caddymodule's armgate_admin only provisions it and delegates to it.
 package adminapi
 
 import (

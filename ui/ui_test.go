@@ -1,10 +1,11 @@
-package caddymodule
+package ui
 
 import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -16,7 +17,7 @@ func uiGet(t *testing.T, method, target string, header http.Header) *httptest.Re
 		r.Header[k] = vs
 	}
 	w := httptest.NewRecorder()
-	uiHandler().ServeHTTP(w, r)
+	Admin().ServeHTTP(w, r)
 	return w
 }
 
@@ -43,7 +44,7 @@ func TestUIServesFiles(t *testing.T) {
 			want := map[string]string{
 				"Content-Type":            tc.contentType,
 				"Cache-Control":           tc.cache,
-				"Content-Security-Policy": uiCSP,
+				"Content-Security-Policy": CSP,
 				"X-Content-Type-Options":  "nosniff",
 				"Referrer-Policy":         "no-referrer",
 			}
@@ -62,8 +63,8 @@ func TestUIServesFiles(t *testing.T) {
 func TestUICSPIsTheStrictOne(t *testing.T) {
 	const want = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
 		"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-	if uiCSP != want {
-		t.Fatalf("CSP = %q, want %q", uiCSP, want)
+	if CSP != want {
+		t.Fatalf("CSP = %q, want %q", CSP, want)
 	}
 }
 
@@ -78,7 +79,7 @@ func TestUINotFoundAndMethods(t *testing.T) {
 		if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || body["error"] != "not_found" {
 			t.Errorf("GET %s: body %q, want a not_found error", target, w.Body)
 		}
-		if w.Header().Get("Content-Security-Policy") != uiCSP {
+		if w.Header().Get("Content-Security-Policy") != CSP {
 			t.Errorf("GET %s: error response lacks the CSP", target)
 		}
 	}
@@ -95,8 +96,12 @@ func TestUIHead(t *testing.T) {
 	if w.Code != http.StatusOK || w.Body.Len() != 0 {
 		t.Fatalf("HEAD: status %d, %d body bytes; want 200 and none", w.Code, w.Body.Len())
 	}
-	if w.Header().Get("Content-Length") == "" {
-		t.Error("HEAD lacks Content-Length")
+	get := uiGet(t, http.MethodGet, "/ui/app.js", nil)
+	if cl := w.Header().Get("Content-Length"); cl == "" || cl != strconv.Itoa(get.Body.Len()) {
+		t.Errorf("HEAD Content-Length = %q, want the GET body's %d", cl, get.Body.Len())
+	}
+	if w.Header().Get("ETag") != get.Header().Get("ETag") {
+		t.Errorf("HEAD ETag %q differs from GET's %q", w.Header().Get("ETag"), get.Header().Get("ETag"))
 	}
 }
 
@@ -125,14 +130,13 @@ func TestUIETag(t *testing.T) {
 	}
 }
 
-func TestServeUIOnlyClaimsUIPaths(t *testing.T) {
+func TestOwnsOnlyUIPaths(t *testing.T) {
 	for p, want := range map[string]bool{
 		"/ui": true, "/ui/": true, "/ui/app.js": true,
 		"/users": false, "/uix": false, "/": false, "/tokens/ui/": false,
 	} {
-		w := httptest.NewRecorder()
-		if got := serveUI(w, httptest.NewRequest(http.MethodGet, p, nil)); got != want {
-			t.Errorf("serveUI(%s) = %v, want %v", p, got, want)
+		if got := Owns(p); got != want {
+			t.Errorf("Owns(%s) = %v, want %v", p, got, want)
 		}
 	}
 }
@@ -141,8 +145,9 @@ func TestServeUIOnlyClaimsUIPaths(t *testing.T) {
 // run time: inline scripts, inline styles and event-handler attributes, and
 // asset URLs that would not follow the mount prefix.
 func TestUIAssetsSuitTheCSP(t *testing.T) {
-	html := string(uiAssets()["index.html"].body)
-	js := string(uiAssets()["app.js"].body)
+	assets := Admin().(*screen).assets
+	html := string(assets["index.html"].body)
+	js := string(assets["app.js"].body)
 	bad := []struct {
 		what string
 		re   *regexp.Regexp
@@ -167,7 +172,7 @@ func TestUIAssetsSuitTheCSP(t *testing.T) {
 	}
 	// Every asset the page names is embedded.
 	for _, m := range regexp.MustCompile(`(?:src|href)="([^"#]+)"`).FindAllStringSubmatch(html, -1) {
-		if _, ok := uiAssets()[m[1]]; !ok {
+		if _, ok := assets[m[1]]; !ok {
 			t.Errorf("index.html names %q, which is not embedded", m[1])
 		}
 	}

@@ -1,26 +1,25 @@
-package caddymodule
+package adminapi
 
 import (
 	"errors"
 	"net/http"
 
-	"github.com/armgate/armgate/adminapi"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
 )
 
 // The endpoints of the admin API. Each returns an error for
-// AdminHandler.writeError to map. A state change applies its invalidation
+// handler.writeError to map. A state change applies its invalidation
 // to the local cache before it answers, so the very next request on this
 // instance already sees it.
 
-func (h *AdminHandler) putUser(w http.ResponseWriter, r *http.Request) error {
-	id, err := adminapi.PathUserID(r)
+func (h *handler) putUser(w http.ResponseWriter, r *http.Request) error {
+	id, err := PathUserID(r)
 	if err != nil {
 		return err
 	}
-	var body adminapi.UserRequest
-	if err := adminapi.DecodeJSON(r.Body, &body); err != nil {
+	var body UserRequest
+	if err := DecodeJSON(r.Body, &body); err != nil {
 		return err
 	}
 	patch, err := body.Patch()
@@ -35,12 +34,12 @@ func (h *AdminHandler) putUser(w http.ResponseWriter, r *http.Request) error {
 	if created {
 		status = http.StatusCreated
 	}
-	adminapi.WriteJSON(w, status, h.userJSON(u))
+	WriteJSON(w, status, h.userJSON(u))
 	return nil
 }
 
-func (h *AdminHandler) getUser(w http.ResponseWriter, r *http.Request) error {
-	id, err := adminapi.PathUserID(r)
+func (h *handler) getUser(w http.ResponseWriter, r *http.Request) error {
+	id, err := PathUserID(r)
 	if err != nil {
 		return err
 	}
@@ -48,21 +47,21 @@ func (h *AdminHandler) getUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	adminapi.WriteJSON(w, http.StatusOK, h.userJSON(u))
+	WriteJSON(w, http.StatusOK, h.userJSON(u))
 	return nil
 }
 
-func (h *AdminHandler) listUsers(w http.ResponseWriter, r *http.Request) error {
+func (h *handler) listUsers(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	status, err := adminapi.ParseUserStatus(q.Get("status"))
+	status, err := ParseUserStatus(q.Get("status"))
 	if err != nil {
 		return err
 	}
-	limit, err := adminapi.ParseLimit(q)
+	limit, err := ParseLimit(q)
 	if err != nil {
 		return err
 	}
-	after, err := adminapi.DecodeCursor(q.Get("cursor"))
+	after, err := DecodeCursor(q.Get("cursor"))
 	if err != nil {
 		return err
 	}
@@ -70,32 +69,32 @@ func (h *AdminHandler) listUsers(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	page := adminapi.UsersPage{Users: make([]adminapi.User, 0, len(users))}
+	page := UsersPage{Users: make([]User, 0, len(users))}
 	for _, u := range users {
 		page.Users = append(page.Users, h.userJSON(u))
 	}
 	if more && len(users) > 0 {
-		c := adminapi.EncodeCursor(users[len(users)-1].ID)
+		c := EncodeCursor(users[len(users)-1].ID)
 		page.NextCursor = &c
 	}
-	adminapi.WriteJSON(w, http.StatusOK, page)
+	WriteJSON(w, http.StatusOK, page)
 	return nil
 }
 
-func (h *AdminHandler) deactivateUser(w http.ResponseWriter, r *http.Request) error {
+func (h *handler) deactivateUser(w http.ResponseWriter, r *http.Request) error {
 	return h.setUserActive(w, r, false)
 }
 
-func (h *AdminHandler) reactivateUser(w http.ResponseWriter, r *http.Request) error {
+func (h *handler) reactivateUser(w http.ResponseWriter, r *http.Request) error {
 	return h.setUserActive(w, r, true)
 }
 
-func (h *AdminHandler) setUserActive(w http.ResponseWriter, r *http.Request, active bool) error {
-	id, err := adminapi.PathUserID(r)
+func (h *handler) setUserActive(w http.ResponseWriter, r *http.Request, active bool) error {
+	id, err := PathUserID(r)
 	if err != nil {
 		return err
 	}
-	if err := adminapi.DecodeJSON(r.Body, &adminapi.EmptyRequest{}); err != nil {
+	if err := DecodeJSON(r.Body, &EmptyRequest{}); err != nil {
 		return err
 	}
 	u, inv, err := h.store.SetUserActive(r.Context(), actor(r), id, active)
@@ -103,17 +102,17 @@ func (h *AdminHandler) setUserActive(w http.ResponseWriter, r *http.Request, act
 		return err
 	}
 	h.invalidate(inv)
-	adminapi.WriteJSON(w, http.StatusOK, h.userJSON(u))
+	WriteJSON(w, http.StatusOK, h.userJSON(u))
 	return nil
 }
 
-func (h *AdminHandler) createToken(w http.ResponseWriter, r *http.Request) error {
-	userID, err := adminapi.PathUserID(r)
+func (h *handler) createToken(w http.ResponseWriter, r *http.Request) error {
+	userID, err := PathUserID(r)
 	if err != nil {
 		return err
 	}
-	var body adminapi.CreateTokenRequest
-	if err := adminapi.DecodeJSON(r.Body, &body); err != nil {
+	var body CreateTokenRequest
+	if err := DecodeJSON(r.Body, &body); err != nil {
 		return err
 	}
 	n, err := body.NewToken(userID, h.now(), h.limits)
@@ -124,12 +123,12 @@ func (h *AdminHandler) createToken(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	adminapi.WriteJSON(w, http.StatusCreated, adminapi.CreatedToken{Token: t, Plaintext: plain})
+	WriteJSON(w, http.StatusCreated, CreatedToken{Token: t, Plaintext: plain})
 	return nil
 }
 
-func (h *AdminHandler) listTokens(w http.ResponseWriter, r *http.Request) error {
-	userID, err := adminapi.PathUserID(r)
+func (h *handler) listTokens(w http.ResponseWriter, r *http.Request) error {
+	userID, err := PathUserID(r)
 	if err != nil {
 		return err
 	}
@@ -140,12 +139,12 @@ func (h *AdminHandler) listTokens(w http.ResponseWriter, r *http.Request) error 
 	if tokens == nil {
 		tokens = []storage.Token{}
 	}
-	adminapi.WriteJSON(w, http.StatusOK, adminapi.TokenList{Tokens: tokens})
+	WriteJSON(w, http.StatusOK, TokenList{Tokens: tokens})
 	return nil
 }
 
-func (h *AdminHandler) getToken(w http.ResponseWriter, r *http.Request) error {
-	id, err := adminapi.ParseTokenID(r.PathValue("token_id"))
+func (h *handler) getToken(w http.ResponseWriter, r *http.Request) error {
+	id, err := ParseTokenID(r.PathValue("token_id"))
 	if err != nil {
 		return err
 	}
@@ -153,17 +152,17 @@ func (h *AdminHandler) getToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	adminapi.WriteJSON(w, http.StatusOK, t)
+	WriteJSON(w, http.StatusOK, t)
 	return nil
 }
 
-func (h *AdminHandler) revokeToken(w http.ResponseWriter, r *http.Request) error {
-	id, err := adminapi.ParseTokenID(r.PathValue("token_id"))
+func (h *handler) revokeToken(w http.ResponseWriter, r *http.Request) error {
+	id, err := ParseTokenID(r.PathValue("token_id"))
 	if err != nil {
 		return err
 	}
-	var body adminapi.RevokeRequest
-	if err := adminapi.DecodeJSON(r.Body, &body); err != nil {
+	var body RevokeRequest
+	if err := DecodeJSON(r.Body, &body); err != nil {
 		return err
 	}
 	reason, err := body.CleanReason()
@@ -175,16 +174,16 @@ func (h *AdminHandler) revokeToken(w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	h.invalidate(inv)
-	adminapi.WriteJSON(w, http.StatusOK, t)
+	WriteJSON(w, http.StatusOK, t)
 	return nil
 }
 
-func (h *AdminHandler) reapproveToken(w http.ResponseWriter, r *http.Request) error {
-	id, err := adminapi.ParseTokenID(r.PathValue("token_id"))
+func (h *handler) reapproveToken(w http.ResponseWriter, r *http.Request) error {
+	id, err := ParseTokenID(r.PathValue("token_id"))
 	if err != nil {
 		return err
 	}
-	if err := adminapi.DecodeJSON(r.Body, &adminapi.EmptyRequest{}); err != nil {
+	if err := DecodeJSON(r.Body, &EmptyRequest{}); err != nil {
 		return err
 	}
 	t, inv, err := h.store.ReapproveToken(r.Context(), actor(r), id)
@@ -192,12 +191,12 @@ func (h *AdminHandler) reapproveToken(w http.ResponseWriter, r *http.Request) er
 		return err
 	}
 	h.invalidate(inv)
-	adminapi.WriteJSON(w, http.StatusOK, t)
+	WriteJSON(w, http.StatusOK, t)
 	return nil
 }
 
-func (h *AdminHandler) deleteToken(w http.ResponseWriter, r *http.Request) error {
-	id, err := adminapi.ParseTokenID(r.PathValue("token_id"))
+func (h *handler) deleteToken(w http.ResponseWriter, r *http.Request) error {
+	id, err := ParseTokenID(r.PathValue("token_id"))
 	if err != nil {
 		return err
 	}
@@ -213,8 +212,8 @@ func (h *AdminHandler) deleteToken(w http.ResponseWriter, r *http.Request) error
 // introspect answers RFC 7662 through the verifier, so that it is active
 // exactly when the gateway would let the token through (scope aside: the
 // scopes are in the answer).
-func (h *AdminHandler) introspect(w http.ResponseWriter, r *http.Request) error {
-	tok, err := adminapi.ParseIntrospection(r)
+func (h *handler) introspect(w http.ResponseWriter, r *http.Request) error {
+	tok, err := ParseIntrospection(r)
 	if err != nil {
 		return err
 	}
@@ -223,22 +222,22 @@ func (h *AdminHandler) introspect(w http.ResponseWriter, r *http.Request) error 
 		return err // 503: "inactive" would be a guess
 	}
 	if result != token.Active {
-		adminapi.WriteJSON(w, http.StatusOK, adminapi.Introspection{Active: false})
+		WriteJSON(w, http.StatusOK, Introspection{Active: false})
 		return nil
 	}
-	adminapi.WriteJSON(w, http.StatusOK, adminapi.IntrospectionOf(cred))
+	WriteJSON(w, http.StatusOK, IntrospectionOf(cred))
 	return nil
 }
 
-func (h *AdminHandler) audit(w http.ResponseWriter, r *http.Request) error {
+func (h *handler) audit(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	userID := q.Get("user_id")
 	if userID != "" {
-		if err := adminapi.ValidateUserID(userID); err != nil {
-			return adminapi.BadRequest("invalid user_id: %v", err)
+		if err := ValidateUserID(userID); err != nil {
+			return BadRequest("invalid user_id: %v", err)
 		}
 	}
-	limit, err := adminapi.ParseLimit(q)
+	limit, err := ParseLimit(q)
 	if err != nil {
 		return err
 	}
@@ -249,16 +248,16 @@ func (h *AdminHandler) audit(w http.ResponseWriter, r *http.Request) error {
 	if events == nil {
 		events = []storage.AuditEvent{}
 	}
-	adminapi.WriteJSON(w, http.StatusOK, adminapi.AuditList{Events: events})
+	WriteJSON(w, http.StatusOK, AuditList{Events: events})
 	return nil
 }
 
 // logout revokes the caller's own token (reason "logout"); it needs no
 // admin rights, only a live token of any scope.
-func (h *AdminHandler) logout(w http.ResponseWriter, r *http.Request) error {
+func (h *handler) logout(w http.ResponseWriter, r *http.Request) error {
 	tok, parsed := token.ParseAuthorization(r.Header.Values("Authorization"))
 	if parsed != token.HeaderOK {
-		writeAuthError(w, http.StatusUnauthorized, adminChallenge, "unauthorized",
+		h.refuse(w, http.StatusUnauthorized, Challenge, "unauthorized",
 			"Logout needs the token to revoke: send it as Authorization: Bearer")
 		return nil
 	}
@@ -269,7 +268,7 @@ func (h *AdminHandler) logout(w http.ResponseWriter, r *http.Request) error {
 	_, inv, err := h.store.Logout(r.Context(), cred.TokenID)
 	if errors.Is(err, storage.ErrNotFound) {
 		// Deleted since the (cached) check: it is not live any more.
-		writeAuthError(w, http.StatusUnauthorized, adminChallenge, "unauthorized", invalidCredential)
+		h.refuse(w, http.StatusUnauthorized, Challenge, "unauthorized", invalidCredential)
 		return nil
 	} else if err != nil {
 		return err
@@ -285,6 +284,6 @@ func noContent(w http.ResponseWriter) {
 }
 
 // userJSON is u as the API shows it, with the configured token limit.
-func (h *AdminHandler) userJSON(u storage.User) adminapi.User {
-	return adminapi.User{User: u, MaxTokensPerUser: h.limits.MaxPerUser}
+func (h *handler) userJSON(u storage.User) User {
+	return User{User: u, MaxTokensPerUser: h.limits.MaxPerUser}
 }

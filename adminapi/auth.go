@@ -1,0 +1,92 @@
+package adminapi
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"net/http"
+
+	"github.com/armgate/armgate/storage"
+	"github.com/armgate/armgate/token"
+)
+
+const (
+	// Challenge is the WWW-Authenticate of the admin API's 401s.
+	Challenge         = `Bearer realm="armgate admin"`
+	invalidCredential = "The credential is not a valid admin key or token"
+)
+
+// tokenRefusals say why a presented token is not live; the caller holds the
+// token, so this reveals nothing. Unknown tokens get invalidCredential.
+var tokenRefusals = map[token.Status]string{
+	token.Expired:     "The token expired",
+	token.Revoked:     "The token was revoked",
+	token.Deactivated: "The token's user is deactivated",
+}
+
+// authenticate checks the admin credential and returns the audit actor, or
+// writes the refusal.
+func (h *handler) authenticate(w http.ResponseWriter, r *http.Request) (string, bool) {
+	tok, parsed := token.ParseAuthorization(r.Header.Values("Authorization"))
+	if parsed != token.HeaderOK {
+		h.refuse(w, http.StatusUnauthorized, Challenge, "unauthorized",
+			"An admin credential is required: send Authorization: Bearer with the admin key or a token with the admin scope")
+		return "", false
+	}
+	if h.isAdminKey(tok) {
+		return storage.ActorAdminKey, true
+	}
+	cred, ok := h.liveToken(w, r, tok)
+	if !ok {
+		return "", false
+	}
+	if !cred.HasScope(token.ScopeAdmin) {
+		h.refuse(w, http.StatusForbidden,
+			Challenge+`, error="insufficient_scope", scope="admin"`,
+			"forbidden", "The token lacks the admin scope")
+		return "", false
+	}
+	if h.authenticated != nil {
+		h.authenticated(r, cred)
+	}
+	return storage.ActorToken(cred.TokenID), true
+}
+
+// isAdminKey compares tok with every admin key in constant time, without
+// stopping at a match, so that timing tells neither which key matched nor
+// how much of one.
+func (h *handler) isAdminKey(tok string) bool {
+	if len(h.adminKeys) == 0 {
+		return false
+	}
+	sum := sha256.Sum256([]byte(tok))
+	match := 0
+	for _, k := range h.adminKeys {
+		match |= subtle.ConstantTimeCompare(sum[:], k[:])
+	}
+	return match == 1
+}
+
+// liveToken verifies tok like the gateway does, or writes 401 or 503.
+func (h *handler) liveToken(w http.ResponseWriter, r *http.Request, tok string) (token.Credential, bool) {
+	cred, result, err := h.verifier.Verify(r.Context(), tok)
+	if err != nil {
+		h.unavailable(w, r, err)
+		return cred, false
+	}
+	if result != token.Active {
+		msg, ok := tokenRefusals[result]
+		if !ok {
+			msg = invalidCredential
+		}
+		h.refuse(w, http.StatusUnauthorized, Challenge, "unauthorized", msg)
+		return cred, false
+	}
+	return cred, true
+}
+
+// refuse answers a request whose credential is missing, invalid or lacks
+// the scope. Every refusal of a credential passes here.
+func (h *handler) refuse(w http.ResponseWriter, status int, challenge, code, msg string) {
+	w.Header().Set("WWW-Authenticate", challenge)
+	WriteJSON(w, status, ErrorBody{Error: code, Message: msg})
+}

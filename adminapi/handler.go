@@ -1,0 +1,290 @@
+package adminapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"net/http"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/armgate/armgate/storage"
+	"github.com/armgate/armgate/token"
+)
+
+const (
+	// MinTimeout is the least time one admin call's database work gets.
+	// Admin calls are transactions that may queue on a user's row lock
+	// (concurrent creates), so they get more than the request path's
+	// query timeout.
+	MinTimeout = 10 * time.Second
+	// retryAfter is the Retry-After of a 503, in seconds.
+	retryAfter = 5
+)
+
+// Store is the part of storage.Store the admin API uses.
+type Store interface {
+	UpsertUser(ctx context.Context, actor, id string, p storage.UserPatch) (storage.User, bool, error)
+	GetUser(ctx context.Context, id string) (storage.User, error)
+	ListUsers(ctx context.Context, status, after string, limit int) ([]storage.User, bool, error)
+	SetUserActive(ctx context.Context, actor, id string, active bool) (storage.User, storage.Invalidation, error)
+	CreateToken(ctx context.Context, actor string, n storage.NewToken) (storage.Token, string, error)
+	GetToken(ctx context.Context, id string) (storage.Token, error)
+	ListTokens(ctx context.Context, userID string) ([]storage.Token, error)
+	RevokeToken(ctx context.Context, actor, id, reason string) (storage.Token, storage.Invalidation, error)
+	Logout(ctx context.Context, id string) (storage.Token, storage.Invalidation, error)
+	ReapproveToken(ctx context.Context, actor, id string) (storage.Token, storage.Invalidation, error)
+	DeleteToken(ctx context.Context, actor, id string) (storage.Invalidation, error)
+	Audit(ctx context.Context, userID string, limit int) ([]storage.AuditEvent, error)
+}
+
+// Verifier checks a presented token the way the gateway does, so that a
+// token administers exactly while it would pass the gateway.
+type Verifier interface {
+	Verify(ctx context.Context, tok string) (token.Credential, token.Status, error)
+}
+
+// Options are the admin API's dependencies and settings.
+type Options struct {
+	// Store holds users, tokens and the audit log.
+	Store Store
+	// Verifier checks admin-scope tokens, the token of POST /logout and
+	// the token of POST /introspect.
+	Verifier Verifier
+	// Invalidate applies a state change to the local cache; the handler
+	// calls it before it answers, so the very next request on this
+	// instance already sees the change.
+	Invalidate func(storage.Invalidation)
+	// AdminKeys are the static admin credentials; any one of them is
+	// accepted (several at once allow a rotation without a gap). Empty
+	// keys are ignored; with none, only admin-scope tokens administer.
+	AdminKeys []string
+	// Limits bound what a token may be created with.
+	Limits TokenLimits
+	// Timeout bounds one call's database work; it is raised to MinTimeout.
+	Timeout time.Duration
+	// Authenticated, if set, is called once a live admin-scope token was
+	// accepted, e.g. to show its holder in the access log.
+	Authenticated func(r *http.Request, c token.Credential)
+	// Now is the clock for token expiries; nil means time.Now.
+	Now func() time.Time
+	// Logger logs failures of the database; nil means none. It never
+	// receives a credential.
+	Logger *zap.Logger
+}
+
+// handler serves the admin API. Its fields are fixed at construction.
+type handler struct {
+	store      Store
+	verifier   Verifier
+	invalidate func(storage.Invalidation)
+	// adminKeys are the SHA-256 of the admin keys, so that the
+	// constant-time comparison does not leak a key's length either.
+	adminKeys     [][sha256.Size]byte
+	limits        TokenLimits
+	timeout       time.Duration
+	authenticated func(*http.Request, token.Credential)
+	now           func() time.Time
+	logger        *zap.Logger
+	mux           *http.ServeMux
+	// open are the route patterns that authenticate themselves instead of
+	// needing an admin credential.
+	open map[string]bool
+}
+
+// New returns the admin API as an http.Handler: users, tokens,
+// introspection, audit and logout, as JSON. Paths are relative to where it
+// is mounted (the mount prefix stripped). Every call needs
+// `Authorization: Bearer <credential>`, an admin key or a live token with
+// the admin scope; POST /logout needs only the caller's own live token,
+// which it revokes.
+func New(o Options) http.Handler {
+	h := &handler{
+		store:         o.Store,
+		verifier:      o.Verifier,
+		invalidate:    o.Invalidate,
+		limits:        o.Limits,
+		timeout:       max(o.Timeout, MinTimeout),
+		authenticated: o.Authenticated,
+		now:           o.Now,
+		logger:        o.Logger,
+	}
+	for _, k := range o.AdminKeys {
+		if k != "" {
+			h.adminKeys = append(h.adminKeys, sha256.Sum256([]byte(k)))
+		}
+	}
+	if h.invalidate == nil {
+		h.invalidate = func(storage.Invalidation) {}
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	if h.logger == nil {
+		h.logger = zap.NewNop()
+	}
+	h.routes()
+	return h
+}
+
+const logoutPattern = "POST /logout"
+
+// routes builds the mux once.
+func (h *handler) routes() {
+	m := http.NewServeMux()
+	m.Handle("PUT /users/{user_id}", h.call(h.putUser))
+	m.Handle("GET /users/{user_id}", h.call(h.getUser))
+	m.Handle("GET /users", h.call(h.listUsers, "status", "limit", "cursor"))
+	m.Handle("POST /users/{user_id}/deactivate", h.call(h.deactivateUser))
+	m.Handle("POST /users/{user_id}/reactivate", h.call(h.reactivateUser))
+	m.Handle("POST /users/{user_id}/tokens", h.call(h.createToken))
+	m.Handle("GET /users/{user_id}/tokens", h.call(h.listTokens))
+	m.Handle("GET /tokens/{token_id}", h.call(h.getToken))
+	m.Handle("POST /tokens/{token_id}/revoke", h.call(h.revokeToken))
+	m.Handle("POST /tokens/{token_id}/reapprove", h.call(h.reapproveToken))
+	m.Handle("DELETE /tokens/{token_id}", h.call(h.deleteToken))
+	m.Handle("POST /introspect", h.call(h.introspect))
+	m.Handle("GET /audit", h.call(h.audit, "user_id", "limit"))
+	// Logout is the one call for a token holder without admin rights; it
+	// authenticates the token itself.
+	m.Handle(logoutPattern, h.call(h.logout))
+	h.open = map[string]bool{logoutPattern: true}
+	h.mux = m
+}
+
+// probeMethods are tried to tell 405 from 404; the mux's own answers are
+// plain text and, for unclean paths, redirects that would lose the mount
+// prefix, so the handler answers those cases itself.
+var probeMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.EscapedPath()
+	pattern := ""
+	if p != "" && path.Clean(p) == p {
+		_, pattern = h.mux.Handler(r)
+	}
+	if h.open[pattern] {
+		h.mux.ServeHTTP(w, r)
+		return
+	}
+	// Authenticate before routing, so that without a credential every path
+	// looks the same.
+	actor, ok := h.authenticate(w, r)
+	if !ok {
+		return
+	}
+	if pattern == "" {
+		h.notRouted(w, r, p)
+		return
+	}
+	if r.ContentLength > MaxBodyBytes {
+		WriteError(w, ErrTooLarge)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	h.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), actorKey{}, actor)))
+}
+
+// notRouted answers 405 with Allow when the path exists for other methods,
+// else 404.
+func (h *handler) notRouted(w http.ResponseWriter, r *http.Request, p string) {
+	var allow []string
+	if p != "" && path.Clean(p) == p {
+		probe := r.Clone(r.Context())
+		for _, m := range probeMethods {
+			probe.Method = m
+			if _, pat := h.mux.Handler(probe); pat != "" {
+				allow = append(allow, m)
+			}
+		}
+	}
+	if len(allow) == 0 {
+		WriteError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such admin endpoint: " + r.Method + " " + p})
+		return
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	WriteError(w, &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
+		Message: r.Method + " is not allowed here; allowed: " + strings.Join(allow, ", ")})
+}
+
+type actorKey struct{}
+
+// actor is the audit actor of an authenticated request.
+func actor(r *http.Request) string {
+	a, _ := r.Context().Value(actorKey{}).(string)
+	return a
+}
+
+// call adapts an endpoint to the mux: it refuses query parameters other
+// than params (and repeated ones), bounds the call's database work and
+// turns its error into a JSON answer.
+func (h *handler) call(fn func(http.ResponseWriter, *http.Request) error, params ...string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := QueryParams(r.URL.Query(), params...); err != nil {
+			h.writeError(w, r, err)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), h.timeout)
+		defer cancel()
+		if err := fn(w, r.WithContext(ctx)); err != nil {
+			h.writeError(w, r, err)
+		}
+	})
+}
+
+// storageErrors maps domain errors to responses.
+var storageErrors = []struct {
+	err    error
+	status int
+	code   string
+}{
+	{storage.ErrNotFound, http.StatusNotFound, "not_found"},
+	{storage.ErrTokenLimit, http.StatusConflict, "token_limit_reached"},
+	{storage.ErrNameTaken, http.StatusConflict, "name_taken"},
+	{storage.ErrUserDeactivated, http.StatusConflict, "user_deactivated"},
+	{storage.ErrTokenExpired, http.StatusConflict, "token_expired"},
+	{storage.ErrExpiryPassed, http.StatusBadRequest, "invalid_request"},
+}
+
+func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if e, ok := errors.AsType[*Error](err); ok {
+		WriteError(w, e)
+		return
+	}
+	for _, m := range storageErrors {
+		if errors.Is(err, m.err) {
+			WriteError(w, &Error{Status: m.status, Code: m.code, Message: notFoundMessage(r, err)})
+			return
+		}
+	}
+	h.unavailable(w, r, err)
+}
+
+// notFoundMessage names what was not found; other errors speak for
+// themselves.
+func notFoundMessage(r *http.Request, err error) string {
+	if !errors.Is(err, storage.ErrNotFound) {
+		return err.Error()
+	}
+	if id := r.PathValue("token_id"); id != "" {
+		return "no token with id " + id
+	}
+	return "no user with id " + r.PathValue("user_id")
+}
+
+// unavailable answers 503: the database failed, and the outcome is unknown.
+func (h *handler) unavailable(w http.ResponseWriter, r *http.Request, err error) {
+	// Errors come from pgx or the verifier; neither carries a token.
+	h.logger.Error("admin request failed", zap.String("method", r.Method),
+		zap.String("route", r.Pattern), zap.Error(err))
+	w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
+	WriteError(w, &Error{Status: http.StatusServiceUnavailable, Code: "unavailable",
+		Message: "The token store is unavailable; retry shortly"})
+}
+
+// Interface guards
+var _ Store = (*storage.Store)(nil)
