@@ -55,7 +55,7 @@ func benchHash(i int) token.Hash {
 //
 // Run it alone: go test -run '^$' -bench CacheMemory -benchtime 1x ./verifier
 func BenchmarkCacheMemory(b *testing.B) {
-	for _, n := range []int{100_000, 1_000_000} {
+	for _, n := range []int{100_000, 200_000, 1_000_000} {
 		b.Run(fmt.Sprintf("entries=%d", n), func(b *testing.B) {
 			for b.Loop() {
 				cacheMemory(b, n)

@@ -309,7 +309,7 @@ const (
 	bytesPerCounter = 5
 	// bytesPerEntry is one cached known token: the entry, its strings and
 	// ristretto's bookkeeping for it.
-	bytesPerEntry = 0
+	bytesPerEntry = 290
 )
 
 // CacheEntries returns the number of known tokens in the cache.
