@@ -1042,3 +1042,29 @@ func TestNegativeTableBounded(t *testing.T) {
 		t.Error("the newest hash is not kept until its time")
 	}
 }
+
+// TestCacheSize: CacheEntries counts cached known tokens only, and
+// CacheBytes grows with them from the fixed part.
+func TestCacheSize(t *testing.T) {
+	f := newFake()
+	v := newVerifier(t, defaultCfg, f)
+	fixed := v.CacheBytes()
+	if v.CacheEntries() != 0 || fixed <= 0 {
+		t.Fatalf("empty cache: %d entries, %d bytes", v.CacheEntries(), fixed)
+	}
+	a, b := genToken(t), genToken(t)
+	f.set(a, liveCred("a"))
+	f.set(b, liveCred("b"))
+	for _, tok := range []string{a, b, genToken(t)} {
+		verify(t, v, tok)
+	}
+	v.wait()
+	if n, by := v.CacheEntries(), v.CacheBytes(); n != 2 || by != fixed+2*bytesPerEntry {
+		t.Errorf("2 known and 1 unknown token cached: %d entries, %d bytes (fixed %d)", n, by, fixed)
+	}
+	v.DropAll()
+	v.wait()
+	if n := v.CacheEntries(); n != 0 {
+		t.Errorf("after DropAll: %d entries", n)
+	}
+}
