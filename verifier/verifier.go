@@ -1,7 +1,7 @@
 // Package verifier decides on bearer tokens: format check, SHA-256, a
 // ristretto cache of known tokens, a separate fixed table of unknown ones,
-// collapsed database lookups and invalidation. It needs neither Caddy nor PostgreSQL: the
-// database sits behind the Loader function.
+// collapsed database lookups and invalidation. It needs neither Caddy nor
+// PostgreSQL: the database sits behind the Loader function.
 package verifier
 
 import (

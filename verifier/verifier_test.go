@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/armgate/armgate/token"
 )
@@ -1066,5 +1067,27 @@ func TestCacheSize(t *testing.T) {
 	v.wait()
 	if n := v.CacheEntries(); n != 0 {
 		t.Errorf("after DropAll: %d entries", n)
+	}
+}
+
+// TestEntryLayout pins the cache entry's size (a Go size class): a field
+// added carelessly would cost every cached token 16 bytes or more.
+func TestEntryLayout(t *testing.T) {
+	if n := unsafe.Sizeof(entry{}); n != 80 {
+		t.Errorf("entry is %d bytes, want 80", n)
+	}
+	h := token.Sum(genToken(t))
+	c := liveCred("0190b6b8-6b7e-7c1a-9f3e-2d5c8a1b4e6f")
+	c.Scopes = []string{token.ScopeAdmin, token.ScopeAPI}
+	c.UserDeactivated = true
+	e := newEntry(h, c, time.Now())
+	got := e.credential()
+	if got.TokenID != c.TokenID || got.UserID != c.UserID || got.Name != c.Name ||
+		!got.CreatedAt.Equal(c.CreatedAt) || !got.ExpiresAt.Equal(c.ExpiresAt) ||
+		got.Revoked || !got.UserDeactivated || !got.HasScope(token.ScopeAPI) || !got.HasScope(token.ScopeAdmin) {
+		t.Errorf("credential() = %+v, want %+v", got, c)
+	}
+	if !e.matches(&h) {
+		t.Error("entry does not match its own hash")
 	}
 }
