@@ -29,7 +29,7 @@ const (
 	defaultLastUsedFlush    = 60 * time.Second
 	defaultCacheTTL         = 60 * time.Second
 	defaultNegativeTTL      = 10 * time.Second
-	defaultMaxEntries       = 1_000_000
+	defaultMaxEntries       = 200_000
 	defaultQueryTimeout     = 3 * time.Second
 )
 
@@ -79,7 +79,7 @@ type CacheConfig struct {
 	TTL caddy.Duration `json:"ttl,omitempty"`
 	// NegativeTTL is how long unknown tokens are remembered. Default 10s.
 	NegativeTTL caddy.Duration `json:"negative_ttl,omitempty"`
-	// MaxEntries bounds the number of cached tokens. Default 1000000.
+	// MaxEntries bounds the number of cached tokens. Default 200000.
 	MaxEntries int64 `json:"max_entries,omitempty"`
 	// Disabled turns the cache off: every request queries PostgreSQL.
 	// Meant for measurements, not production.

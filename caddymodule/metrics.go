@@ -133,6 +133,10 @@ func (a *App) registerMetrics(reg *prometheus.Registry) error {
 			func() float64 { return float64(rt.Verifier().Stats.Loads.Load()) }),
 		counter("db_lookup_errors_total", "Token lookups that failed (answered 503).",
 			func() float64 { return float64(rt.Verifier().Stats.LoadErrors.Load()) }),
+		gauge("cache_entries", "Known tokens in the cache.",
+			func() float64 { return float64(rt.Verifier().CacheEntries()) }),
+		gauge("cache_bytes_estimated", "Memory held by the token cache, estimated from measured per-entry sizes.",
+			func() float64 { return float64(rt.Verifier().CacheBytes()) }),
 		gauge("listener_connected", "1 while the invalidation listener is connected.",
 			func() float64 {
 				if rt.Listening() {

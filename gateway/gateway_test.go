@@ -99,7 +99,10 @@ func TestRuntime(t *testing.T) {
 		if _, res, err := rt.Verifier().Verify(ctx, plain); err != nil || res != token.Active {
 			t.Fatalf("Verify = %v, %v; want active", res, err)
 		}
-		rt.Verifier().Wait() // the cache stores asynchronously
+		// The cache stores asynchronously: wait for the entry to land.
+		for deadline := time.Now().Add(10 * time.Second); rt.Verifier().CacheEntries() == 0 && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
 	}
 	if n := lookups.Load(); n != 1 {
 		t.Errorf("LookupDone called %d times for two checks of one token, want 1 (then cached)", n)
@@ -161,7 +164,10 @@ func TestInvalidate(t *testing.T) {
 	if _, res, err := rt.Verifier().Verify(ctx, plain); err != nil || res != token.Active {
 		t.Fatalf("Verify = %v, %v; want active", res, err)
 	}
-	rt.Verifier().Wait() // the cache stores asynchronously
+	// The cache stores asynchronously: wait for the entry to land.
+	for deadline := time.Now().Add(10 * time.Second); rt.Verifier().CacheEntries() == 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	_, inv, err := rt.Store().RevokeToken(ctx, "test", tok.ID, "lost")
 	if err != nil {
 		t.Fatal(err)

@@ -268,6 +268,7 @@ func TestMetricsMove(t *testing.T) {
 		"caddy_armgate_pool_total_conns", "caddy_armgate_pool_idle_conns",
 		"caddy_armgate_pool_acquired_conns", "caddy_armgate_pool_empty_acquire_total",
 		`caddy_armgate_db_lookup_duration_seconds_bucket{le="+Inf"}`, "caddy_armgate_db_lookup_duration_seconds_sum",
+		"caddy_armgate_cache_entries", "caddy_armgate_cache_bytes_estimated",
 	} {
 		if !after.has(series) {
 			t.Errorf("%s is missing", series)

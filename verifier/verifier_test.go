@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/armgate/armgate/token"
 )
@@ -169,10 +170,10 @@ func TestNewRejectsZeroMaxEntries(t *testing.T) {
 		t.Fatalf("New without cache: %v", err)
 	}
 	defer v.Close()
-	if v.CacheMetrics() != nil {
-		t.Error("CacheMetrics with the cache off is not nil")
+	if v.cache != nil || v.CacheEntries() != 0 || v.CacheBytes() != 0 {
+		t.Error("the cache is off, yet there is one")
 	}
-	v.Wait() // no cache: must not block or panic
+	v.wait() // no cache: must not block or panic
 }
 
 func TestResults(t *testing.T) {
@@ -218,7 +219,7 @@ func TestHitAfterMiss(t *testing.T) {
 		if n := f.calls.Load(); n != 1 {
 			t.Fatalf("after call %d the loader ran %d times, want 1", i, n)
 		}
-		v.Wait()
+		v.wait()
 	}
 	if h, m := v.Stats.Hits.Load(), v.Stats.Misses.Load(); h != 2 || m != 1 {
 		t.Errorf("hits %d misses %d, want 2 and 1", h, m)
@@ -242,7 +243,7 @@ func TestNegativeCaching(t *testing.T) {
 				if c, r := verify(t, v, tok); r != token.Unknown || c.TokenID != "" {
 					t.Fatalf("Verify(unknown) = %v %+v", r, c)
 				}
-				v.Wait()
+				v.wait()
 			}
 			if n := f.calls.Load(); n != tc.wantCalls {
 				t.Errorf("loader ran %d times, want %d", n, tc.wantCalls)
@@ -254,13 +255,21 @@ func TestNegativeCaching(t *testing.T) {
 func TestNegativeTTLBound(t *testing.T) {
 	f := newFake()
 	v := newVerifier(t, Config{TTL: time.Hour, NegativeTTL: 10 * time.Second, MaxEntries: 100}, f)
+	t0 := time.Now()
+	v.now = func() time.Time { return t0 }
 	tok := genToken(t)
 	verify(t, v, tok)
-	v.Wait()
-	h := token.Sum(tok)
-	ttl, ok := v.cache.GetTTL(cacheKey(h[:]))
-	if !ok || ttl <= 0 || ttl > 10*time.Second {
-		t.Errorf("negative entry ttl = %v (found %v), want in (0, 10s]", ttl, ok)
+	for _, tc := range []struct {
+		at    time.Duration
+		loads int64
+	}{{0, 1}, {10*time.Second - time.Nanosecond, 1}, {10 * time.Second, 2}} {
+		v.now = func() time.Time { return t0.Add(tc.at) }
+		if _, r := verify(t, v, tok); r != token.Unknown {
+			t.Fatalf("at +%v: %v", tc.at, r)
+		}
+		if n := f.calls.Load(); n != tc.loads {
+			t.Errorf("at +%v: %d loads, want %d", tc.at, n, tc.loads)
+		}
 	}
 }
 
@@ -310,7 +319,7 @@ func TestExpiredWhileCached(t *testing.T) {
 	if _, r := verify(t, v, tok); r != token.Active {
 		t.Fatalf("before expiry: %v", r)
 	}
-	v.Wait()
+	v.wait()
 	for _, tc := range []struct {
 		at   time.Time
 		want token.Status
@@ -329,42 +338,43 @@ func TestExpiredWhileCached(t *testing.T) {
 	}
 }
 
-func TestPositiveTTLCappedAtExpiry(t *testing.T) {
+// ttlStep is a Verify at t0+at and what it must give.
+type ttlStep struct {
+	at    time.Duration
+	want  token.Status
+	loads int64 // loader calls so far
+}
+
+// TestPositiveTTL: a known token's entry lives the cache ttl, and a token
+// that expires within it is refused as expired from the entry right at its
+// expiry; a token loaded already expired is not cached.
+func TestPositiveTTL(t *testing.T) {
+	t0 := time.Now()
 	for _, tc := range []struct {
 		name      string
 		expiresIn time.Duration
-		cached    bool
-		maxTTL    time.Duration
-		minTTL    time.Duration
+		steps     []ttlStep
 	}{
-		{"far expiry: cache ttl", 48 * time.Hour, true, time.Hour, 50 * time.Minute},
-		{"near expiry: capped", 5 * time.Minute, true, 5 * time.Minute, time.Second},
-		{"already expired: not cached", -time.Minute, false, 0, 0},
+		{"far expiry: cache ttl", 48 * time.Hour, []ttlStep{{0, token.Active, 1}, {time.Hour - time.Nanosecond, token.Active, 1}, {time.Hour, token.Active, 2}, {2*time.Hour - 1, token.Active, 2}}},
+		{"expiry within the ttl", 5 * time.Minute, []ttlStep{{0, token.Active, 1}, {5*time.Minute - time.Nanosecond, token.Active, 1}, {5 * time.Minute, token.Expired, 1}, {59 * time.Minute, token.Expired, 1}}},
+		{"already expired: not cached", -time.Minute, []ttlStep{{0, token.Expired, 1}, {time.Second, token.Expired, 2}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFake()
 			v := newVerifier(t, defaultCfg, f)
 			tok := genToken(t)
 			c := liveCred("t")
-			c.ExpiresAt = time.Now().Add(tc.expiresIn)
+			c.ExpiresAt = t0.Add(tc.expiresIn)
 			f.set(tok, c)
-			verify(t, v, tok)
-			v.Wait()
-			h := token.Sum(tok)
-			ttl, ok := v.cache.GetTTL(cacheKey(h[:]))
-			if ok != tc.cached {
-				t.Fatalf("cached = %v, want %v", ok, tc.cached)
-			}
-			if ok && (ttl > tc.maxTTL || ttl < tc.minTTL) {
-				t.Errorf("ttl = %v, want in [%v, %v]", ttl, tc.minTTL, tc.maxTTL)
-			}
-			verify(t, v, tok)
-			want := int64(1)
-			if !tc.cached {
-				want = 2
-			}
-			if n := f.calls.Load(); n != want {
-				t.Errorf("loader ran %d times, want %d", n, want)
+			for _, st := range tc.steps {
+				v.now = func() time.Time { return t0.Add(st.at) }
+				if _, r := verify(t, v, tok); r != st.want {
+					t.Fatalf("at +%v: %v, want %v", st.at, r, st.want)
+				}
+				if n := f.calls.Load(); n != st.loads {
+					t.Fatalf("at +%v: loader ran %d times, want %d", st.at, n, st.loads)
+				}
+				v.wait()
 			}
 		})
 	}
@@ -382,7 +392,7 @@ func TestLoaderErrorNotCached(t *testing.T) {
 		if !errors.Is(err, dbDown) || r != token.Unknown || c.TokenID != "" {
 			t.Fatalf("call %d with the database down: %v %+v %v", i, r, c, err)
 		}
-		v.Wait()
+		v.wait()
 	}
 	f.setErr(nil)
 	if _, r := verify(t, v, tok); r != token.Active {
@@ -400,7 +410,7 @@ func TestLoaderErrorNotCached(t *testing.T) {
 	if _, _, err := v.Verify(context.Background(), unknown); err == nil {
 		t.Fatal("no error with the database down")
 	}
-	v.Wait()
+	v.wait()
 	f.setErr(nil)
 	before := f.calls.Load()
 	if _, r := verify(t, v, unknown); r != token.Unknown || f.calls.Load() != before+1 {
@@ -479,7 +489,7 @@ func TestGenerationGuard(t *testing.T) {
 			if r := <-done; r != token.Active {
 				t.Fatalf("first Verify = %v", r)
 			}
-			v.Wait()
+			v.wait()
 			verify(t, v, tok)
 			// Any invalidation bumps the generation, so even a Drop of
 			// another hash keeps the stale-prone result out: conservative.
@@ -544,7 +554,7 @@ func TestDropAndDropAll(t *testing.T) {
 	warm := func() {
 		verify(t, v, a)
 		verify(t, v, b)
-		v.Wait()
+		v.wait()
 	}
 	warm()
 	warm()
@@ -567,7 +577,7 @@ func TestDropAndDropAll(t *testing.T) {
 	if n := f.calls.Load(); n != 3 {
 		t.Errorf("after Drop(a): loader ran %d times, want 3", n)
 	}
-	v.Wait()
+	v.wait()
 
 	// DropAll: both reload.
 	v.DropAll()
@@ -597,7 +607,7 @@ func TestCacheDisabled(t *testing.T) {
 		if _, r := verify(t, v, unknown); r != token.Unknown {
 			t.Fatalf("Verify(unknown) = %v", r)
 		}
-		v.Wait()
+		v.wait()
 	}
 	v.Drop([][]byte{{1}})
 	v.DropAll()
@@ -651,7 +661,7 @@ func TestCallerCancelled(t *testing.T) {
 	if len(ctxErrs) != 1 || ctxErrs[0] != nil {
 		t.Errorf("loader context errors %v: the caller's cancellation reached the shared load", ctxErrs)
 	}
-	v.Wait()
+	v.wait()
 	if _, r := verify(t, v, tok); r != token.Active {
 		t.Fatalf("after: %v", r)
 	}
@@ -694,7 +704,7 @@ func TestMarkUsed(t *testing.T) {
 		verify(t, v, a)
 		verify(t, v, rev)
 		verify(t, v, unknown)
-		v.Wait()
+		v.wait()
 	}
 	u := v.TakeUsed()
 	if len(u) != 1 || !u["a"].Equal(t0) {
@@ -714,7 +724,7 @@ func TestMarkUsed(t *testing.T) {
 	now = t0.Add(1500 * time.Millisecond)
 	verify(t, v, a)
 	verify(t, v, b)
-	v.Wait()
+	v.wait()
 	now = t0.Add(2 * time.Second)
 	verify(t, v, a)
 	u = v.TakeUsed()
@@ -794,7 +804,7 @@ func warmHit(b *testing.B, v *Verifier, tok string, want token.Status) {
 		if _, r, err := v.Verify(context.Background(), tok); err != nil || r != want {
 			b.Fatalf("warm-up: %v %v", r, err)
 		}
-		v.Wait()
+		v.wait()
 	}
 }
 
@@ -841,7 +851,7 @@ func TestVerifyHitAllocs(t *testing.T) {
 	f.set(tok, liveCred("t1"))
 	for range 3 {
 		verify(t, v, tok)
-		v.Wait()
+		v.wait()
 	}
 	ctx := context.Background()
 	n := testing.AllocsPerRun(200, func() {
@@ -867,8 +877,8 @@ func TestCacheKeyCollision(t *testing.T) {
 	h := token.Sum(tok)
 	other := h
 	other[31] ^= 1
-	v.cache.SetWithTTL(cacheKey(h[:]), &entry{hash: other, found: true, cred: liveCred("other")}, 1, time.Hour)
-	v.Wait()
+	v.cache.Set(cacheKey(h[:]), newEntry(other, liveCred("other"), time.Now().Add(time.Hour)), 1)
+	v.wait()
 	if _, r := verify(t, v, tok); r != token.Unknown {
 		t.Fatalf("Verify = %v, want unknown (the colliding entry must not count)", r)
 	}
@@ -910,10 +920,171 @@ func TestCloseWithLoadsInFlight(t *testing.T) {
 		wg.Wait()
 		v.Drop([][]byte{{1}})
 		v.DropAll()
-		v.Wait()
+		v.wait()
 		if _, r := verify(t, v, tok); r != token.Active {
 			t.Fatalf("Verify after Close = %v", r)
 		}
 		v.Close() // idempotent
+	}
+}
+
+// wait blocks until buffered cache writes are applied.
+func (v *Verifier) wait() {
+	if v.cache != nil && !v.closed.Load() {
+		v.cache.Wait()
+	}
+}
+
+// TestUnknownFloodKeepsKnown: a flood of distinct unknown tokens, many more
+// than the cache holds, does not evict cached known tokens: unknown tokens
+// are remembered apart from known ones.
+func TestUnknownFloodKeepsKnown(t *testing.T) {
+	const live, flood, cacheSize = 1000, 100_000, 2000
+	f := newFake()
+	v := newVerifier(t, Config{TTL: time.Hour, NegativeTTL: time.Hour, MaxEntries: cacheSize}, f)
+	toks := make([]string, live)
+	for i := range toks {
+		toks[i] = genToken(t)
+		f.set(toks[i], liveCred(fmt.Sprint(i)))
+	}
+	// Cache every known token (ristretto may drop a Set under load: retry).
+	for _, tok := range toks {
+		waitFor(t, "a known token to be cached", func() bool {
+			loads := f.calls.Load()
+			verify(t, v, tok)
+			v.wait()
+			return f.calls.Load() == loads
+		})
+	}
+	liveLoads := func(round int) int64 {
+		loads := f.calls.Load()
+		for i := range 100 {
+			if _, r := verify(t, v, toks[(round*100+i)%live]); r != token.Active {
+				t.Fatalf("known token refused: %v", r)
+			}
+		}
+		return f.calls.Load() - loads
+	}
+	var during, checked int64
+	for i := range flood {
+		if _, r := verify(t, v, genToken(t)); r != token.Unknown {
+			t.Fatalf("unknown token: %v", r)
+		}
+		if i%1000 == 999 {
+			during += liveLoads(i / 1000)
+			checked += 100
+		}
+	}
+	after := int64(0)
+	for round := range live / 100 {
+		after += liveLoads(round)
+	}
+	t.Logf("known-token hit rate during the flood %.2f%% (%d loads of %d), after it %.2f%% (%d loads of %d)",
+		100*float64(checked-during)/float64(checked), during, checked, 100*float64(live-after)/float64(live), after, live)
+	if during != 0 || after != 0 {
+		t.Errorf("a flood of %d unknown tokens made %d known-token lookups miss during it and %d after it",
+			flood, during, after)
+	}
+	if n := v.CacheEntries(); n != live {
+		t.Errorf("cache holds %d entries after the flood, want the %d known tokens", n, live)
+	}
+}
+
+// TestNegativeTableDrop: Drop and DropAll forget unknown tokens too, so a
+// token created after its hash was remembered as unknown is found.
+func TestNegativeTableDrop(t *testing.T) {
+	for _, all := range []bool{false, true} {
+		f := newFake()
+		v := newVerifier(t, defaultCfg, f)
+		tok := genToken(t)
+		verify(t, v, tok)
+		if _, r := verify(t, v, tok); r != token.Unknown || f.calls.Load() != 1 {
+			t.Fatalf("not remembered as unknown: %v, %d loads", r, f.calls.Load())
+		}
+		f.set(tok, liveCred("new"))
+		if all {
+			v.DropAll()
+		} else {
+			h := token.Sum(tok)
+			v.Drop([][]byte{h[:]})
+		}
+		if _, r := verify(t, v, tok); r != token.Active {
+			t.Errorf("DropAll=%v: after the drop %v, want active", all, r)
+		}
+	}
+}
+
+// TestNegativeTableBounded: more unknown hashes than the table holds only
+// push out other unknown hashes; the newest are remembered until their time.
+func TestNegativeTableBounded(t *testing.T) {
+	tab := newNegTable(minNegSlots)
+	if got := len(tab.buckets) * negWays; got != minNegSlots {
+		t.Fatalf("slots = %d, want %d", got, minNegSlots)
+	}
+	hashes := make([]token.Hash, 4*minNegSlots)
+	for i := range hashes {
+		hashes[i] = token.Sum(genToken(t))
+		tab.add(&hashes[i], int64(i+1000))
+	}
+	kept := 0
+	for i := range hashes {
+		if tab.has(&hashes[i], 0) {
+			kept++
+		}
+	}
+	if kept > minNegSlots || kept < minNegSlots/2 {
+		t.Errorf("%d of %d unknown hashes kept in %d slots", kept, len(hashes), minNegSlots)
+	}
+	last := hashes[len(hashes)-1]
+	if !tab.has(&last, 0) || tab.has(&last, int64(len(hashes)+1000)) {
+		t.Error("the newest hash is not kept until its time")
+	}
+}
+
+// TestCacheSize: CacheEntries counts cached known tokens only, and
+// CacheBytes grows with them from the fixed part.
+func TestCacheSize(t *testing.T) {
+	f := newFake()
+	v := newVerifier(t, defaultCfg, f)
+	fixed := v.CacheBytes()
+	if v.CacheEntries() != 0 || fixed <= 0 {
+		t.Fatalf("empty cache: %d entries, %d bytes", v.CacheEntries(), fixed)
+	}
+	a, b := genToken(t), genToken(t)
+	f.set(a, liveCred("a"))
+	f.set(b, liveCred("b"))
+	for _, tok := range []string{a, b, genToken(t)} {
+		verify(t, v, tok)
+	}
+	v.wait()
+	if n, by := v.CacheEntries(), v.CacheBytes(); n != 2 || by != fixed+2*bytesPerEntry {
+		t.Errorf("2 known and 1 unknown token cached: %d entries, %d bytes (fixed %d)", n, by, fixed)
+	}
+	v.DropAll()
+	v.wait()
+	if n := v.CacheEntries(); n != 0 {
+		t.Errorf("after DropAll: %d entries", n)
+	}
+}
+
+// TestEntryLayout pins the cache entry's size (a Go size class): a field
+// added carelessly would cost every cached token 16 bytes or more.
+func TestEntryLayout(t *testing.T) {
+	if n := unsafe.Sizeof(entry{}); n != 80 {
+		t.Errorf("entry is %d bytes, want 80", n)
+	}
+	h := token.Sum(genToken(t))
+	c := liveCred("0190b6b8-6b7e-7c1a-9f3e-2d5c8a1b4e6f")
+	c.Scopes = []string{token.ScopeAdmin, token.ScopeAPI}
+	c.UserDeactivated = true
+	e := newEntry(h, c, time.Now())
+	got := e.credential()
+	if got.TokenID != c.TokenID || got.UserID != c.UserID || got.Name != c.Name ||
+		!got.CreatedAt.Equal(c.CreatedAt) || !got.ExpiresAt.Equal(c.ExpiresAt) ||
+		got.Revoked || !got.UserDeactivated || !got.HasScope(token.ScopeAPI) || !got.HasScope(token.ScopeAdmin) {
+		t.Errorf("credential() = %+v, want %+v", got, c)
+	}
+	if !e.matches(&h) {
+		t.Error("entry does not match its own hash")
 	}
 }

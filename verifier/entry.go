@@ -1,0 +1,224 @@
+package verifier
+
+import (
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/armgate/armgate/token"
+)
+
+// scopeSet is a credential's scopes as bits; the only scopes a token can
+// carry are api and admin (token.NormalizeScopes refuses any other).
+type scopeSet uint8
+
+const (
+	scopeAPI scopeSet = 1 << iota
+	scopeAdmin
+)
+
+// scopeSlices are the Scopes of a credential rebuilt from a cache entry,
+// one shared slice per set so that a hit allocates nothing. Their capacity
+// equals their length: an append by a caller copies.
+var scopeSlices = [4][]string{
+	0:                     {},
+	scopeAPI:              {token.ScopeAPI},
+	scopeAdmin:            {token.ScopeAdmin},
+	scopeAPI | scopeAdmin: {token.ScopeAPI, token.ScopeAdmin},
+}
+
+func scopesOf(names []string) scopeSet {
+	var s scopeSet
+	for _, n := range names {
+		switch n {
+		case token.ScopeAPI:
+			s |= scopeAPI
+		case token.ScopeAdmin:
+			s |= scopeAdmin
+		}
+	}
+	return s
+}
+
+const (
+	flagRevoked uint8 = 1 << iota
+	flagUserDeactivated
+)
+
+// entry is a cached known token, packed: about 80 bytes plus one string.
+type entry struct {
+	// tail is the hash after its first eight bytes, which are the cache
+	// key: a hit counts only when the whole hash matches.
+	tail [len(token.Hash{}) - 8]byte
+	// strs holds the token id, the user id and the name back to back,
+	// one allocation for all three.
+	strs string
+	// createdAt and expiresAt are the credential's times, staleAt the end
+	// of the entry's life (loaded + cache ttl); unix nanoseconds, 0 for
+	// the zero time.
+	createdAt, expiresAt, staleAt int64
+	userAt, nameAt                uint32 // offsets into strs
+	scopes                        scopeSet
+	flags                         uint8
+	// usedSec is the last second (since usedEpoch) in which a request used
+	// the token, so that its last use is queued at most once a second.
+	usedSec atomic.Uint32
+}
+
+func newEntry(h token.Hash, c token.Credential, staleAt time.Time) *entry {
+	e := &entry{
+		strs:      c.TokenID + c.UserID + c.Name,
+		createdAt: nanos(c.CreatedAt),
+		expiresAt: nanos(c.ExpiresAt),
+		staleAt:   nanos(staleAt),
+		userAt:    uint32(len(c.TokenID)),
+		nameAt:    uint32(len(c.TokenID) + len(c.UserID)),
+		scopes:    scopesOf(c.Scopes),
+	}
+	copy(e.tail[:], h[8:])
+	if c.Revoked {
+		e.flags |= flagRevoked
+	}
+	if c.UserDeactivated {
+		e.flags |= flagUserDeactivated
+	}
+	return e
+}
+
+// matches reports whether e is the entry of h (whose key it is stored under).
+func (e *entry) matches(h *token.Hash) bool {
+	return e.tail == [len(e.tail)]byte(h[8:])
+}
+
+func (e *entry) tokenID() string { return e.strs[:e.userAt] }
+
+// credential rebuilds the credential without allocating.
+func (e *entry) credential() token.Credential {
+	return token.Credential{
+		TokenID:         e.strs[:e.userAt],
+		UserID:          e.strs[e.userAt:e.nameAt],
+		Name:            e.strs[e.nameAt:],
+		Scopes:          scopeSlices[e.scopes&3],
+		CreatedAt:       fromNanos(e.createdAt),
+		ExpiresAt:       fromNanos(e.expiresAt),
+		Revoked:         e.flags&flagRevoked != 0,
+		UserDeactivated: e.flags&flagUserDeactivated != 0,
+	}
+}
+
+var (
+	minNanos = time.Unix(0, math.MinInt64+1)
+	maxNanos = time.Unix(0, math.MaxInt64)
+)
+
+// nanos is t in unix nanoseconds, clamped to what an int64 holds (years
+// 1678 to 2262), 0 for the zero time.
+func nanos(t time.Time) int64 {
+	switch {
+	case t.IsZero():
+		return 0
+	case t.Before(minNanos):
+		return math.MinInt64 + 1
+	case t.After(maxNanos):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+// negSlot remembers one unknown hash until a time (unix nanoseconds).
+type negSlot struct {
+	h     token.Hash
+	until int64
+}
+
+// negWays is the number of slots a hash may occupy in the negative table.
+const negWays = 4
+
+// negTable remembers unknown hashes in a fixed, preallocated table apart
+// from the cache of known tokens, so that a flood of unknown tokens can
+// only displace other unknown tokens, never evict a known one. A hash goes
+// to one bucket of negWays slots, replacing the slot that expires first.
+type negTable struct {
+	buckets [][negWays]negSlot
+	locks   [64]sync.Mutex // striped by bucket
+}
+
+// newNegTable returns a table of at least n slots (a power of two).
+func newNegTable(n int) *negTable {
+	b := 1
+	for b*negWays < n {
+		b *= 2
+	}
+	return &negTable{buckets: make([][negWays]negSlot, b)}
+}
+
+func (t *negTable) bucket(h *token.Hash) (*[negWays]negSlot, *sync.Mutex) {
+	i := cacheKey(h[:]) & uint64(len(t.buckets)-1)
+	return &t.buckets[i], &t.locks[i%uint64(len(t.locks))]
+}
+
+// has reports whether h is remembered as unknown at now.
+func (t *negTable) has(h *token.Hash, now int64) bool {
+	b, mu := t.bucket(h)
+	mu.Lock()
+	defer mu.Unlock()
+	for i := range b {
+		if b[i].h == *h {
+			return now < b[i].until
+		}
+	}
+	return false
+}
+
+// add remembers h as unknown until until.
+func (t *negTable) add(h *token.Hash, until int64) {
+	b, mu := t.bucket(h)
+	mu.Lock()
+	defer mu.Unlock()
+	victim := 0
+	for i := range b {
+		if b[i].h == *h {
+			victim = i
+			break
+		}
+		if b[i].until < b[victim].until {
+			victim = i
+		}
+	}
+	b[victim] = negSlot{h: *h, until: until}
+}
+
+// del forgets h.
+func (t *negTable) del(h []byte) {
+	var hh token.Hash
+	if copy(hh[:], h) != len(hh) {
+		return // not a hash, never stored
+	}
+	b, mu := t.bucket(&hh)
+	mu.Lock()
+	defer mu.Unlock()
+	for i := range b {
+		if b[i].h == hh {
+			b[i] = negSlot{}
+		}
+	}
+}
+
+// clear forgets every hash.
+func (t *negTable) clear() {
+	for i := range t.locks {
+		t.locks[i].Lock()
+	}
+	clear(t.buckets)
+	for i := range t.locks {
+		t.locks[i].Unlock()
+	}
+}
