@@ -118,6 +118,7 @@ func tallySamples(samples []loadSample) string {
 // a token revoked while it was disconnected is refused, and a cached token
 // is read again), and revocations made afterwards propagate.
 func TestListenerReconnects(t *testing.T) {
+	t.Parallel()
 	dsn := testpg.NewDatabase(t)
 	pool, store := openStore(t, dsn)
 	ctx := context.Background()
@@ -189,6 +190,7 @@ func TestListenerReconnects(t *testing.T) {
 // token never gets 200; once it is back, everything recovers without
 // restarting Caddy, and revocations propagate again.
 func TestDatabaseDownUnderLoad(t *testing.T) {
+	t.Parallel()
 	srv := testpg.StartPrivate(t)
 	dsn := srv.CreateDatabase(t)
 	pool, store := openStore(t, dsn)
@@ -326,6 +328,7 @@ func TestDatabaseDownUnderLoad(t *testing.T) {
 // destroys the old one, so the old connections go away and the count stays
 // bounded (one listener, at most pool_max_conns in the pool).
 func TestReloadUnderLoad(t *testing.T) {
+	t.Parallel()
 	const maxConns = 4
 	dsn := testpg.NewDatabase(t)
 	dsn += "&pool_max_conns=" + strconv.Itoa(maxConns)

@@ -137,6 +137,7 @@ func (p *caddyProc) waitVerdict(tok string, want verdict) (time.Duration, verdic
 // cache ttl is 10 minutes, so B's refusal can only come from the
 // invalidation.
 func TestInstancesPropagateChanges(t *testing.T) {
+	t.Parallel()
 	dsn := testpg.NewDatabase(t)
 	openStore(t, dsn)
 	pc := procConfig{DSN: dsn, ExtraApp: longTTL}
@@ -203,6 +204,7 @@ func TestInstancesPropagateChanges(t *testing.T) {
 // armgate's metrics are there and move with the traffic, and that nothing
 // is labelled by token or user.
 func TestMetricsMove(t *testing.T) {
+	t.Parallel()
 	dsn := testpg.NewDatabase(t)
 	openStore(t, dsn)
 	p := startCaddy(t, "metrics", procConfig{DSN: dsn})
@@ -313,6 +315,7 @@ func TestMetricsMove(t *testing.T) {
 // pg_stat_user_tables, whose counters PostgreSQL 15 publishes up to seconds
 // late and so could hide writes.
 func TestLastUsedBatched(t *testing.T) {
+	t.Parallel()
 	dsn := testpg.NewDatabase(t)
 	pool, _ := openStore(t, dsn)
 	ctx := context.Background()
