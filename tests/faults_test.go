@@ -146,18 +146,18 @@ func TestListenerReconnects(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		now = listenerPIDs(armgateBackends(t, pool))
-		if len(now) == 1 && now[0] != old[0] && p.metrics().value("caddy_armgate_listener_connected") == 1 {
+		if len(now) == 1 && now[0] != old[0] && p.metrics().Value("caddy_armgate_listener_connected") == 1 {
 			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("listener not back 10s after pg_terminate_backend: backends %v (old %d), listener_connected %v",
-				now, old[0], p.metrics().value("caddy_armgate_listener_connected"))
+				now, old[0], p.metrics().Value("caddy_armgate_listener_connected"))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	m1 := p.metrics()
 	t.Logf("listener backend %d replaced by %d; invalidations received meanwhile: %v",
-		old[0], now[0], m1.value("caddy_armgate_invalidations_received_total")-m0.value("caddy_armgate_invalidations_received_total"))
+		old[0], now[0], m1.Value("caddy_armgate_invalidations_received_total")-m0.Value("caddy_armgate_invalidations_received_total"))
 	if n := p.countLog("token cache cleared"); n != 2 {
 		t.Errorf("%d log lines say the cache was cleared on connect, want 2 (start and reconnect)", n)
 	}
@@ -170,7 +170,7 @@ func TestListenerReconnects(t *testing.T) {
 	if got := p.verdictOf(keep); got != answerLive {
 		t.Errorf("live token after the reconnect: %v", got)
 	}
-	if d := p.metrics().value("caddy_armgate_db_lookups_total") - m1.value("caddy_armgate_db_lookups_total"); d < 2 {
+	if d := p.metrics().Value("caddy_armgate_db_lookups_total") - m1.Value("caddy_armgate_db_lookups_total"); d < 2 {
 		t.Errorf("%v database lookups for two previously cached tokens after the reconnect, want 2", d)
 	}
 

@@ -1,13 +1,14 @@
 package tests
 
 import (
+	"bytes"
 	"context"
 	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/armgate/armgate/internal/promtext"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
 )
@@ -217,17 +218,14 @@ func TestFailureLimit(t *testing.T) {
 	}
 	lookups := func() int64 {
 		r := g.get("/metrics", "")
-		for _, line := range strings.Split(string(r.Body), "\n") {
-			if v, ok := strings.CutPrefix(line, "caddy_armgate_db_lookups_total "); ok {
-				n, err := strconv.ParseFloat(v, 64)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return int64(n)
-			}
+		m, err := promtext.Parse(bytes.NewReader(r.Body))
+		if err != nil {
+			t.Fatal(err)
 		}
-		t.Fatalf("no caddy_armgate_db_lookups_total in /metrics: %.300s", r.Body)
-		return 0
+		if !m.Has("caddy_armgate_db_lookups_total") {
+			t.Fatalf("no caddy_armgate_db_lookups_total in /metrics: %.300s", r.Body)
+		}
+		return int64(m.Value("caddy_armgate_db_lookups_total"))
 	}
 	before, hits := lookups(), g.Upstream.hits.Load()
 	if before < 3 {

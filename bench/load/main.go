@@ -31,7 +31,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -52,6 +51,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/armgate/armgate/internal/promtext"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
 )
@@ -544,9 +544,9 @@ func (b *bench) measure(s *server, d time.Duration) (sample, error) {
 	if err != nil {
 		return sample{}, err
 	}
-	sm.queries = (m1[lookupsMetric] - m0[lookupsMetric]) / float64(w.Requests)
-	sm.gcPer1k = (m1[gcMetric] - m0[gcMetric]) / float64(w.Requests) * 1000
-	sm.heapMB = m1[heapMetric] / (1 << 20)
+	sm.queries = (m1.Value(lookupsMetric) - m0.Value(lookupsMetric)) / float64(w.Requests)
+	sm.gcPer1k = (m1.Value(gcMetric) - m0.Value(gcMetric)) / float64(w.Requests) * 1000
+	sm.heapMB = m1.Value(heapMetric) / (1 << 20)
 	switch {
 	case s.extra != nil:
 		sm.extra = perReq(e1 - e0)
@@ -700,28 +700,14 @@ func verdict(ok bool) string {
 	return "**missed**"
 }
 
-// scrape reads armgate's counters from a Caddy metrics endpoint.
-func scrape(mport int) (map[string]float64, error) {
+// scrape reads the series of a Caddy metrics endpoint.
+func scrape(mport int) (promtext.Samples, error) {
 	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", mport))
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	m := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, "caddy_armgate_") && !strings.HasPrefix(line, gcMetric) && !strings.HasPrefix(line, heapMetric) {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err == nil {
-			m[line[:i]] = v
-		}
-	}
-	return m, sc.Err()
+	return promtext.Parse(resp.Body)
 }
 
 const (
@@ -822,11 +808,11 @@ func (b *bench) floodRuns(ctx context.Context, limited *server) error {
 			r.p99 = append(r.p99, ms(p99))
 			r.valid += int64(n)
 			r.validBad += valid.bad.Load() + skipped
-			r.lookups += m1[lookupsMetric] - m0[lookupsMetric]
+			r.lookups += m1.Value(lookupsMetric) - m0.Value(lookupsMetric)
 			for k := range use {
 				r.cores[k] = append(r.cores[k], use[k])
 			}
-			r.limited += m1[`caddy_armgate_auth_decisions_total{result="rate_limited"}`] - m0[`caddy_armgate_auth_decisions_total{result="rate_limited"}`]
+			r.limited += m1.Value(`caddy_armgate_auth_decisions_total{result="rate_limited"}`) - m0.Value(`caddy_armgate_auth_decisions_total{result="rate_limited"}`)
 			line := fmt.Sprintf("round %d %-9s flood from %4d addresses: valid p50 %6.2f ms p99 %6.2f ms (%d ok, %d bad); cores: caddy %.2f PostgreSQL %.2f clients %.2f+%.2f other %.2f",
 				round+1, ph.srv.name, ph.addrs, ms(p50), ms(p99), n, valid.bad.Load()+skipped, use[0], use[1], use[2], use[3], use[4])
 			if floodCmd != nil {
@@ -834,7 +820,7 @@ func (b *bench) floodRuns(ctx context.Context, limited *server) error {
 				r.sent += refused + fc.Unavailable + fc.Other + fc.Errors + fc.Skipped
 				r.refused += refused
 				r.unavailable += fc.Unavailable
-				line += fmt.Sprintf("; flood %s; db lookups %.0f", fc, m1[lookupsMetric]-m0[lookupsMetric])
+				line += fmt.Sprintf("; flood %s; db lookups %.0f", fc, m1.Value(lookupsMetric)-m0.Value(lookupsMetric))
 			}
 			b.logf("%s", line)
 		}
