@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -26,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	_ "github.com/armgate/armgate/caddymodule"
+	"github.com/armgate/armgate/internal/freeport"
 	"github.com/armgate/armgate/internal/testpg"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
@@ -100,12 +100,11 @@ type gateway struct {
 
 // freePort returns a loopback port that was free a moment ago.
 func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Loopback()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // eventually polls cond every 20 ms until it returns true, for at most
