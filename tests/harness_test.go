@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -32,6 +33,13 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	// When the whole package runs, build the Caddy of the process tests
+	// while the in-process tests run (those run first: the process tests
+	// are parallel).
+	if f := flag.Lookup("test.run"); f != nil && f.Value.String() == "" {
+		go caddyBin.once.Do(buildCaddyBinary)
+	}
 	testpg.Main(m)
 }
 

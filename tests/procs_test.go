@@ -43,35 +43,39 @@ var caddyBin struct {
 // are gone are removed first, since a test binary has no exit hook here.
 func caddyBinary(t testing.TB) string {
 	t.Helper()
-	caddyBin.once.Do(func() {
-		if p := os.Getenv(envCaddyBin); p != "" {
-			caddyBin.path = p
-			return
-		}
-		base := filepath.Join(os.TempDir(), "armgate-caddybin")
-		if err := os.MkdirAll(base, 0o755); err != nil {
-			caddyBin.err = err
-			return
-		}
-		sweepCaddyBins(base)
-		dir, err := os.MkdirTemp(base, strconv.Itoa(os.Getpid())+"-")
-		if err != nil {
-			caddyBin.err = err
-			return
-		}
-		path := filepath.Join(dir, "caddy")
-		cmd := exec.Command("go", "build", "-o", path, "./internal/caddybin")
-		cmd.Dir = ".." // the module root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			caddyBin.err = fmt.Errorf("go build ./internal/caddybin: %v\n%s", err, out)
-			return
-		}
-		caddyBin.path = path
-	})
+	caddyBin.once.Do(buildCaddyBinary)
 	if caddyBin.err != nil {
 		t.Fatal(caddyBin.err)
 	}
 	return caddyBin.path
+}
+
+// buildCaddyBinary sets caddyBin; TestMain starts it in the background, so
+// that the build overlaps the tests that run Caddy in process.
+func buildCaddyBinary() {
+	if p := os.Getenv(envCaddyBin); p != "" {
+		caddyBin.path = p
+		return
+	}
+	base := filepath.Join(os.TempDir(), "armgate-caddybin")
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		caddyBin.err = err
+		return
+	}
+	sweepCaddyBins(base)
+	dir, err := os.MkdirTemp(base, strconv.Itoa(os.Getpid())+"-")
+	if err != nil {
+		caddyBin.err = err
+		return
+	}
+	path := filepath.Join(dir, "caddy")
+	cmd := exec.Command("go", "build", "-o", path, "./internal/caddybin")
+	cmd.Dir = ".." // the module root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		caddyBin.err = fmt.Errorf("go build ./internal/caddybin: %v\n%s", err, out)
+		return
+	}
+	caddyBin.path = path
 }
 
 // sweepCaddyBins removes the build directories ("<pid>-<random>") of test
