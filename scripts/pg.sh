@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# pg.sh — manage a private, throwaway PostgreSQL server for development and tests.
+# pg.sh — manage a private, throwaway PostgreSQL server for development and tests: the one
+# implementation of it (scripts/test.sh, scripts/run.sh, bench/load and internal/testpg use it).
 #
 # Usage:
 #   scripts/pg.sh start DIR PORT   initialise DIR if needed, start the server on 127.0.0.1:PORT,
@@ -7,6 +8,7 @@
 #   scripts/pg.sh stop DIR         stop the server running on DIR (pg_ctl stop -m fast)
 #   scripts/pg.sh status DIR       exit 0 if a server is running on DIR
 #   scripts/pg.sh bindir           print the PostgreSQL server binary directory (installs if missing)
+#   scripts/pg.sh found-bindir     the same without installing: fails if there is none
 #   scripts/pg.sh install          install the PostgreSQL server binaries if missing
 #
 # Sourcing this file (". scripts/pg.sh") defines the pg_* functions without running anything.
@@ -267,6 +269,7 @@ pg_main() {
 	stop) (($# == 1)) || pg_die "usage: pg.sh stop DIR" || return 2; pg_stop "$@" ;;
 	status) (($# == 1)) || pg_die "usage: pg.sh status DIR" || return 2; pg_is_running "$1" ;;
 	bindir) pg_bindir ;;
+	found-bindir) pg_bindir_candidate ;;
 	install) pg_install ;;
 	*)
 		sed -n '2,/^$/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2

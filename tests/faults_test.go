@@ -34,20 +34,22 @@ type loadSample struct {
 // loadMaxDuration bounds every load run, whatever the test does.
 const loadMaxDuration = 60 * time.Second
 
+// loadRun is a running load: workers sending requests until stop.
+type loadRun struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	all    []loadSample
+}
+
 // startLoad runs workers goroutines that send GET / to p with the tokens
 // that next picks (next must be safe for concurrent use), pausing briefly
-// between requests. The returned function stops them and returns every
-// request made.
-func startLoad(p *caddyProc, workers int, next func() (kind, tok string)) (stop func() []loadSample) {
+// between requests.
+func startLoad(p *caddyProc, workers int, next func() (kind, tok string)) *loadRun {
 	ctx, cancel := context.WithTimeout(context.Background(), loadMaxDuration)
-	var (
-		wg  sync.WaitGroup
-		mu  sync.Mutex
-		all []loadSample
-	)
+	l := &loadRun{cancel: cancel}
 	for range workers {
-		wg.Go(func() {
-			var mine []loadSample
+		l.wg.Go(func() {
 			for ctx.Err() == nil {
 				kind, tok := next()
 				s := loadSample{kind: kind, start: time.Now()}
@@ -56,18 +58,40 @@ func startLoad(p *caddyProc, workers int, next func() (kind, tok string)) (stop 
 				if err == nil {
 					s.retryAfter = r.Header.Get("Retry-After")
 				}
-				mine = append(mine, s)
+				l.mu.Lock()
+				l.all = append(l.all, s)
+				l.mu.Unlock()
 				time.Sleep(2 * time.Millisecond)
 			}
-			mu.Lock()
-			all = append(all, mine...)
-			mu.Unlock()
 		})
 	}
-	return func() []loadSample {
-		cancel()
-		wg.Wait()
-		return all
+	return l
+}
+
+// stop stops the workers and returns every request made.
+func (l *loadRun) stop() []loadSample {
+	l.cancel()
+	l.wg.Wait()
+	return l.all
+}
+
+// waitSamples waits until at least n finished requests satisfy ok, for at
+// most timeout; the test fails if they do not come.
+func (l *loadRun) waitSamples(t testing.TB, n int, timeout time.Duration, what string, ok func(loadSample) bool) {
+	t.Helper()
+	count := func() int {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		c := 0
+		for _, s := range l.all {
+			if ok(s) {
+				c++
+			}
+		}
+		return c
+	}
+	if !eventually(t, timeout, func() bool { return count() >= n }) {
+		t.Fatalf("only %d of %d requests %s after %v", count(), n, what, timeout)
 	}
 }
 
@@ -94,6 +118,7 @@ func tallySamples(samples []loadSample) string {
 // a token revoked while it was disconnected is refused, and a cached token
 // is read again), and revocations made afterwards propagate.
 func TestListenerReconnects(t *testing.T) {
+	t.Parallel()
 	dsn := testpg.NewDatabase(t)
 	pool, store := openStore(t, dsn)
 	ctx := context.Background()
@@ -121,18 +146,18 @@ func TestListenerReconnects(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		now = listenerPIDs(armgateBackends(t, pool))
-		if len(now) == 1 && now[0] != old[0] && p.metrics().value("caddy_armgate_listener_connected") == 1 {
+		if len(now) == 1 && now[0] != old[0] && p.metrics().Value("caddy_armgate_listener_connected") == 1 {
 			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("listener not back 10s after pg_terminate_backend: backends %v (old %d), listener_connected %v",
-				now, old[0], p.metrics().value("caddy_armgate_listener_connected"))
+				now, old[0], p.metrics().Value("caddy_armgate_listener_connected"))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	m1 := p.metrics()
 	t.Logf("listener backend %d replaced by %d; invalidations received meanwhile: %v",
-		old[0], now[0], m1.value("caddy_armgate_invalidations_received_total")-m0.value("caddy_armgate_invalidations_received_total"))
+		old[0], now[0], m1.Value("caddy_armgate_invalidations_received_total")-m0.Value("caddy_armgate_invalidations_received_total"))
 	if n := p.countLog("token cache cleared"); n != 2 {
 		t.Errorf("%d log lines say the cache was cleared on connect, want 2 (start and reconnect)", n)
 	}
@@ -145,7 +170,7 @@ func TestListenerReconnects(t *testing.T) {
 	if got := p.verdictOf(keep); got != answerLive {
 		t.Errorf("live token after the reconnect: %v", got)
 	}
-	if d := p.metrics().value("caddy_armgate_db_lookups_total") - m1.value("caddy_armgate_db_lookups_total"); d < 2 {
+	if d := p.metrics().Value("caddy_armgate_db_lookups_total") - m1.Value("caddy_armgate_db_lookups_total"); d < 2 {
 		t.Errorf("%v database lookups for two previously cached tokens after the reconnect, want 2", d)
 	}
 
@@ -165,6 +190,7 @@ func TestListenerReconnects(t *testing.T) {
 // token never gets 200; once it is back, everything recovers without
 // restarting Caddy, and revocations propagate again.
 func TestDatabaseDownUnderLoad(t *testing.T) {
+	t.Parallel()
 	srv := testpg.StartPrivate(t)
 	dsn := srv.CreateDatabase(t)
 	pool, store := openStore(t, dsn)
@@ -187,7 +213,7 @@ func TestDatabaseDownUnderLoad(t *testing.T) {
 		n           atomic.Uint64
 		useUncached atomic.Bool // only once the server is down: a 200 would cache them
 	)
-	stopLoad := startLoad(p, 4, func() (string, string) {
+	load := startLoad(p, 4, func() (string, string) {
 		i := n.Add(1)
 		switch {
 		case i%3 == 0:
@@ -202,39 +228,48 @@ func TestDatabaseDownUnderLoad(t *testing.T) {
 	loadRunning := true
 	defer func() {
 		if loadRunning {
-			stopLoad()
+			load.stop()
 		}
 	}()
 
-	time.Sleep(500 * time.Millisecond)
+	load.waitSamples(t, 20, 20*time.Second, "before the outage", func(loadSample) bool { return true })
 	pool.Reset()
 	srv.Stop(t)
 	down := time.Now()
 	useUncached.Store(true)
-	time.Sleep(2 * time.Second)
+	// Keep the server down until every kind of token was tried a number of
+	// times while it was down.
+	for _, kind := range []string{"cached", "uncached", "unknown"} {
+		load.waitSamples(t, 20, 30*time.Second, kind+" during the outage", func(s loadSample) bool {
+			return s.kind == kind && !s.start.Before(down)
+		})
+	}
 	up := time.Now()
 	srv.Start(t)
 
 	// Recovery: a valid token never seen before gets 200 and the listener
 	// is back, within bounded waits; then the load runs a while longer.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		r, err := p.try(http.MethodGet, "/", fresh)
-		if err == nil && r.Status == http.StatusOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no recovery 20s after the restart: %v %v", r.Status, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var (
+		r   response
+		err error
+	)
+	if !eventually(t, 20*time.Second, func() bool {
+		r, err = p.try(http.MethodGet, "/", fresh)
+		return err == nil && r.Status == http.StatusOK
+	}) {
+		t.Fatalf("no recovery 20s after the restart: %v %v", r.Status, err)
 	}
 	if !p.waitMetric("caddy_armgate_listener_connected", 10*time.Second, func(v float64) bool { return v == 1 }) {
 		t.Fatal("listener not reconnected 10s after the restart")
 	}
 	recovered := time.Now()
-	time.Sleep(time.Second)
+	for _, kind := range []string{"cached", "uncached", "unknown"} {
+		load.waitSamples(t, 20, 30*time.Second, kind+" after recovery", func(s loadSample) bool {
+			return s.kind == kind && s.start.After(recovered)
+		})
+	}
 	loadRunning = false
-	samples := stopLoad()
+	samples := load.stop()
 	t.Logf("down %v, recovered %v after the restart; requests: %s",
 		up.Sub(down).Round(time.Millisecond), recovered.Sub(up).Round(time.Millisecond), tallySamples(samples))
 
@@ -293,6 +328,7 @@ func TestDatabaseDownUnderLoad(t *testing.T) {
 // destroys the old one, so the old connections go away and the count stays
 // bounded (one listener, at most pool_max_conns in the pool).
 func TestReloadUnderLoad(t *testing.T) {
+	t.Parallel()
 	const maxConns = 4
 	dsn := testpg.NewDatabase(t)
 	dsn += "&pool_max_conns=" + strconv.Itoa(maxConns)
@@ -336,16 +372,22 @@ func TestReloadUnderLoad(t *testing.T) {
 	p.client = &http.Client{Timeout: 15 * time.Second, Transport: retry}
 	defer func() { t.Logf("connection-level retries across the reloads: %d", retry.retried.Load()) }()
 	var n atomic.Uint64
-	stopLoad := startLoad(p, 4, func() (string, string) {
+	load := startLoad(p, 4, func() (string, string) {
 		return "cached", toks[n.Add(1)%uint64(len(toks))]
 	})
 	loadRunning := true
 	defer func() {
 		if loadRunning {
-			stopLoad()
+			load.stop()
 		}
 	}()
-	time.Sleep(300 * time.Millisecond)
+	// moreRequests waits until the load has sent n requests from now on.
+	moreRequests := func(t testing.TB, n int) {
+		t.Helper()
+		from := time.Now()
+		load.waitSamples(t, n, 20*time.Second, "sent", func(s loadSample) bool { return s.start.After(from) })
+	}
+	moreRequests(t, 20)
 
 	changed := base
 	changed.Realm = "ARM API v2"
@@ -359,7 +401,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		if r := p.get("/", ""); r.Header.Get("WWW-Authenticate") != `Bearer realm="ARM API v2"` {
 			t.Errorf("challenge after the reload: %q", r.Header.Get("WWW-Authenticate"))
 		}
-		time.Sleep(300 * time.Millisecond)
+		moreRequests(t, 20)
 		if got := stableBackends(); !maps.Equal(got, before) {
 			t.Errorf("armgate backends changed across a reload that keeps the shared state:\nbefore %v\nafter  %v", before, got)
 		}
@@ -398,9 +440,9 @@ func TestReloadUnderLoad(t *testing.T) {
 		})
 	}
 
-	time.Sleep(300 * time.Millisecond)
+	moreRequests(t, 20)
 	loadRunning = false
-	samples := stopLoad()
+	samples := load.stop()
 	t.Logf("requests during the reloads: %s", tallySamples(samples))
 	failed := 0
 	for _, s := range samples {

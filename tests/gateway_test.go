@@ -1,13 +1,15 @@
 package tests
 
 import (
+	"bytes"
 	"context"
 	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/armgate/armgate/internal/promtext"
+	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
 )
 
@@ -167,14 +169,39 @@ func TestCustomScope(t *testing.T) {
 // refused from the first request after its expiry.
 func TestExpiredWhileCached(t *testing.T) {
 	g := startGateway(t, gatewayConfig{})
-	_, plain := g.createToken("frank", "short", nil, 2*time.Second)
-	if r := g.get("/x", plain); r.Status != 200 {
-		t.Fatalf("fresh token: %d %s", r.Status, r.Body)
+	// A short lifetime, doubled when a slow machine let the token expire
+	// before its first request was answered.
+	var (
+		tok   storage.Token
+		plain string
+	)
+	for lifetime := time.Second; ; lifetime *= 2 {
+		tok, plain = g.createToken("frank", "short "+lifetime.String(), nil, lifetime)
+		r := g.get("/x", plain)
+		if r.Status == 200 {
+			break
+		}
+		if r.Status != 401 || !time.Now().After(tok.ExpiresAt) || lifetime > 30*time.Second {
+			t.Fatalf("fresh token: %d %s", r.Status, r.Body)
+		}
 	}
-	time.Sleep(2100 * time.Millisecond)
-	r := g.get("/x", plain)
-	if r.Status != 401 {
-		t.Fatalf("expired token: %d %s", r.Status, r.Body)
+	// Poll until it is refused; a request sent after the expiry must never
+	// be served.
+	refused := eventually(t, 10*time.Second, func() bool {
+		sent := time.Now()
+		r := g.get("/x", plain)
+		switch {
+		case r.Status == 401:
+			return true
+		case r.Status != 200:
+			t.Fatalf("token near its expiry: %d %s", r.Status, r.Body)
+		case sent.After(tok.ExpiresAt):
+			t.Fatalf("a request sent %v after the expiry got 200", sent.Sub(tok.ExpiresAt))
+		}
+		return false
+	})
+	if !refused {
+		t.Fatal("the expired token is still served 10s later")
 	}
 }
 
@@ -191,17 +218,14 @@ func TestFailureLimit(t *testing.T) {
 	}
 	lookups := func() int64 {
 		r := g.get("/metrics", "")
-		for _, line := range strings.Split(string(r.Body), "\n") {
-			if v, ok := strings.CutPrefix(line, "caddy_armgate_db_lookups_total "); ok {
-				n, err := strconv.ParseFloat(v, 64)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return int64(n)
-			}
+		m, err := promtext.Parse(bytes.NewReader(r.Body))
+		if err != nil {
+			t.Fatal(err)
 		}
-		t.Fatalf("no caddy_armgate_db_lookups_total in /metrics: %.300s", r.Body)
-		return 0
+		if !m.Has("caddy_armgate_db_lookups_total") {
+			t.Fatalf("no caddy_armgate_db_lookups_total in /metrics: %.300s", r.Body)
+		}
+		return int64(m.Value("caddy_armgate_db_lookups_total"))
 	}
 	before, hits := lookups(), g.Upstream.hits.Load()
 	if before < 3 {

@@ -7,9 +7,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -26,12 +26,20 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	_ "github.com/armgate/armgate/caddymodule"
+	"github.com/armgate/armgate/internal/freeport"
 	"github.com/armgate/armgate/internal/testpg"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
 )
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	// When the whole package runs, build the Caddy of the process tests
+	// while the in-process tests run (those run first: the process tests
+	// are parallel).
+	if f := flag.Lookup("test.run"); f != nil && f.Value.String() == "" {
+		go caddyBin.once.Do(buildCaddyBinary)
+	}
 	testpg.Main(m)
 }
 
@@ -100,12 +108,26 @@ type gateway struct {
 
 // freePort returns a loopback port that was free a moment ago.
 func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Loopback()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
+}
+
+// eventually polls cond every 20 ms until it returns true, for at most
+// timeout; it reports whether cond returned true. Tests wait with it for a
+// condition instead of sleeping for a fixed time.
+func eventually(t testing.TB, timeout time.Duration, cond func() bool) bool {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); ; time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
 }
 
 // startGateway loads a config into the in-process Caddy (a reload when one

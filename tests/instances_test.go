@@ -99,13 +99,13 @@ func (p *caddyProc) verdictOf(tok string) verdict {
 func (p *caddyProc) ensureCachedAs(want verdict, toks ...string) {
 	p.t.Helper()
 	for range 50 {
-		before := p.metrics().value("caddy_armgate_db_lookups_total")
+		before := p.metrics().Value("caddy_armgate_db_lookups_total")
 		for _, tok := range toks {
 			if got := p.verdictOf(tok); got != want {
 				p.t.Fatalf("caddy %s before the change: %v, want %v", p.Name, got, want)
 			}
 		}
-		if p.metrics().value("caddy_armgate_db_lookups_total") == before {
+		if p.metrics().Value("caddy_armgate_db_lookups_total") == before {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -137,6 +137,7 @@ func (p *caddyProc) waitVerdict(tok string, want verdict) (time.Duration, verdic
 // cache ttl is 10 minutes, so B's refusal can only come from the
 // invalidation.
 func TestInstancesPropagateChanges(t *testing.T) {
+	t.Parallel()
 	dsn := testpg.NewDatabase(t)
 	openStore(t, dsn)
 	pc := procConfig{DSN: dsn, ExtraApp: longTTL}
@@ -203,6 +204,7 @@ func TestInstancesPropagateChanges(t *testing.T) {
 // armgate's metrics are there and move with the traffic, and that nothing
 // is labelled by token or user.
 func TestMetricsMove(t *testing.T) {
+	t.Parallel()
 	dsn := testpg.NewDatabase(t)
 	openStore(t, dsn)
 	p := startCaddy(t, "metrics", procConfig{DSN: dsn})
@@ -227,7 +229,7 @@ func TestMetricsMove(t *testing.T) {
 	p.get("/", revokeTok) // revoked
 	// The instance's own NOTIFY comes back over LISTEN.
 	const invalidations = "caddy_armgate_invalidations_received_total"
-	if !p.waitMetric(invalidations, propagationWait, func(v float64) bool { return v > before.value(invalidations) }) {
+	if !p.waitMetric(invalidations, propagationWait, func(v float64) bool { return v > before.Value(invalidations) }) {
 		t.Errorf("%s did not move after a revoke", invalidations)
 	}
 	after := p.metrics()
@@ -249,9 +251,9 @@ func TestMetricsMove(t *testing.T) {
 		invalidations:                                    1,
 	}
 	for series, least := range grew {
-		if !after.has(series) {
+		if !after.Has(series) {
 			t.Errorf("%s is missing", series)
-		} else if d := after.value(series) - before.value(series); d < least {
+		} else if d := after.Value(series) - before.Value(series); d < least {
 			t.Errorf("%s grew by %v, want at least %v", series, d, least)
 		}
 	}
@@ -260,8 +262,8 @@ func TestMetricsMove(t *testing.T) {
 		"caddy_armgate_listener_connected": 1,
 	}
 	for series, want := range exact {
-		if got := after.value(series); !after.has(series) || got != want {
-			t.Errorf("%s = %v (present: %v), want %v", series, got, after.has(series), want)
+		if got := after.Value(series); !after.Has(series) || got != want {
+			t.Errorf("%s = %v (present: %v), want %v", series, got, after.Has(series), want)
 		}
 	}
 	for _, series := range []string{
@@ -270,12 +272,12 @@ func TestMetricsMove(t *testing.T) {
 		`caddy_armgate_db_lookup_duration_seconds_bucket{le="+Inf"}`, "caddy_armgate_db_lookup_duration_seconds_sum",
 		"caddy_armgate_cache_entries", "caddy_armgate_cache_bytes_estimated",
 	} {
-		if !after.has(series) {
+		if !after.Has(series) {
 			t.Errorf("%s is missing", series)
 		}
 	}
-	if after.value("caddy_armgate_pool_total_conns") < 1 {
-		t.Errorf("pool_total_conns = %v after lookups", after.value("caddy_armgate_pool_total_conns"))
+	if after.Value("caddy_armgate_pool_total_conns") < 1 {
+		t.Errorf("pool_total_conns = %v after lookups", after.Value("caddy_armgate_pool_total_conns"))
 	}
 
 	// No series of armgate's carries a token or user label, and no secret
@@ -293,7 +295,7 @@ func TestMetricsMove(t *testing.T) {
 		if !strings.HasPrefix(series, "caddy_armgate_") {
 			continue
 		}
-		for _, l := range labelNames(series) {
+		for l := range after[series].Labels {
 			if l != "result" && l != "le" {
 				t.Errorf("%s has label %q; armgate's metrics are labelled by result (and le) only", series, l)
 			}
@@ -314,6 +316,7 @@ func TestMetricsMove(t *testing.T) {
 // pg_stat_user_tables, whose counters PostgreSQL 15 publishes up to seconds
 // late and so could hide writes.
 func TestLastUsedBatched(t *testing.T) {
+	t.Parallel()
 	dsn := testpg.NewDatabase(t)
 	pool, _ := openStore(t, dsn)
 	ctx := context.Background()

@@ -6,6 +6,7 @@ package tests
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/armgate/armgate/internal/promtext"
 	"github.com/armgate/armgate/storage"
 )
 
@@ -41,35 +43,39 @@ var caddyBin struct {
 // are gone are removed first, since a test binary has no exit hook here.
 func caddyBinary(t testing.TB) string {
 	t.Helper()
-	caddyBin.once.Do(func() {
-		if p := os.Getenv(envCaddyBin); p != "" {
-			caddyBin.path = p
-			return
-		}
-		base := filepath.Join(os.TempDir(), "armgate-caddybin")
-		if err := os.MkdirAll(base, 0o755); err != nil {
-			caddyBin.err = err
-			return
-		}
-		sweepCaddyBins(base)
-		dir, err := os.MkdirTemp(base, strconv.Itoa(os.Getpid())+"-")
-		if err != nil {
-			caddyBin.err = err
-			return
-		}
-		path := filepath.Join(dir, "caddy")
-		cmd := exec.Command("go", "build", "-o", path, "./internal/caddybin")
-		cmd.Dir = ".." // the module root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			caddyBin.err = fmt.Errorf("go build ./internal/caddybin: %v\n%s", err, out)
-			return
-		}
-		caddyBin.path = path
-	})
+	caddyBin.once.Do(buildCaddyBinary)
 	if caddyBin.err != nil {
 		t.Fatal(caddyBin.err)
 	}
 	return caddyBin.path
+}
+
+// buildCaddyBinary sets caddyBin; TestMain starts it in the background, so
+// that the build overlaps the tests that run Caddy in process.
+func buildCaddyBinary() {
+	if p := os.Getenv(envCaddyBin); p != "" {
+		caddyBin.path = p
+		return
+	}
+	base := filepath.Join(os.TempDir(), "armgate-caddybin")
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		caddyBin.err = err
+		return
+	}
+	sweepCaddyBins(base)
+	dir, err := os.MkdirTemp(base, strconv.Itoa(os.Getpid())+"-")
+	if err != nil {
+		caddyBin.err = err
+		return
+	}
+	path := filepath.Join(dir, "caddy")
+	cmd := exec.Command("go", "build", "-o", path, "./internal/caddybin")
+	cmd.Dir = ".." // the module root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		caddyBin.err = fmt.Errorf("go build ./internal/caddybin: %v\n%s", err, out)
+		return
+	}
+	caddyBin.path = path
 }
 
 // sweepCaddyBins removes the build directories ("<pid>-<random>") of test
@@ -246,7 +252,7 @@ func (p *caddyProc) waitReady() error {
 		}
 		r, err := p.try(http.MethodGet, "/", "")
 		if err == nil && r.Status == http.StatusUnauthorized {
-			if m, err := p.scrape(); err == nil && m.value("caddy_armgate_listener_connected") == 1 {
+			if m, err := p.scrape(); err == nil && m.Value("caddy_armgate_listener_connected") == 1 {
 				return nil
 			}
 		}
@@ -399,7 +405,7 @@ func (p *caddyProc) scrape() (metricSet, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET /metrics: %d %s", resp.StatusCode, b)
 	}
-	return parseMetrics(string(b))
+	return promtext.Parse(bytes.NewReader(b))
 }
 
 // metrics is scrape that fails the test on error.
@@ -418,7 +424,7 @@ func (p *caddyProc) waitMetric(series string, d time.Duration, ok func(float64) 
 	p.t.Helper()
 	deadline := time.Now().Add(d)
 	for {
-		if m, err := p.scrape(); err == nil && ok(m.value(series)) {
+		if m, err := p.scrape(); err == nil && ok(m.Value(series)) {
 			return true
 		}
 		if time.Now().After(deadline) {
@@ -435,13 +441,13 @@ func (p *caddyProc) waitMetric(series string, d time.Duration, ok func(float64) 
 func (p *caddyProc) ensureCached(toks ...string) {
 	p.t.Helper()
 	for range 50 {
-		before := p.metrics().value("caddy_armgate_db_lookups_total")
+		before := p.metrics().Value("caddy_armgate_db_lookups_total")
 		for _, tok := range toks {
 			if r := p.get("/", tok); r.Status != http.StatusOK {
 				p.t.Fatalf("caddy %s: a live token got %d %s", p.Name, r.Status, r.Body)
 			}
 		}
-		if p.metrics().value("caddy_armgate_db_lookups_total") == before {
+		if p.metrics().Value("caddy_armgate_db_lookups_total") == before {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -472,72 +478,5 @@ func openStore(t testing.TB, dsn string) (*pgxpool.Pool, *storage.Store) {
 }
 
 // metricSet maps a series as written in the exposition format
-// (`name{label="value",...}`) to its value.
-type metricSet map[string]float64
-
-// value returns the value of series, 0 when absent (has tells the
-// difference).
-func (m metricSet) value(series string) float64 { return m[series] }
-
-func (m metricSet) has(series string) bool {
-	_, ok := m[series]
-	return ok
-}
-
-// parseMetrics reads the Prometheus text format: comments are skipped, each
-// loadSample line is "series value [timestamp]".
-func parseMetrics(text string) (metricSet, error) {
-	m := metricSet{}
-	for line := range strings.SplitSeq(text, "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		// The series ends at the last '}' if there are labels, else at
-		// the first space.
-		end := strings.IndexByte(line, ' ')
-		if i := strings.LastIndexByte(line, '}'); i >= 0 {
-			end = i + 1
-		}
-		if end <= 0 || end >= len(line) {
-			return nil, fmt.Errorf("metrics: cannot parse %q", line)
-		}
-		fields := strings.Fields(line[end:])
-		if len(fields) == 0 {
-			return nil, fmt.Errorf("metrics: no value in %q", line)
-		}
-		v, err := strconv.ParseFloat(fields[0], 64)
-		if err != nil {
-			return nil, fmt.Errorf("metrics: %q: %v", line, err)
-		}
-		m[line[:end]] = v
-	}
-	return m, nil
-}
-
-// labelNames returns the label names of a series.
-func labelNames(series string) []string {
-	open := strings.IndexByte(series, '{')
-	if open < 0 {
-		return nil
-	}
-	var names []string
-	s := series[open+1 : len(series)-1]
-	for s != "" {
-		eq := strings.IndexByte(s, '=')
-		if eq < 0 {
-			break
-		}
-		names = append(names, strings.TrimSpace(strings.TrimPrefix(s[:eq], ",")))
-		// Skip the quoted value, honouring backslash escapes.
-		i := eq + 2
-		for i < len(s) && s[i] != '"' {
-			if s[i] == '\\' {
-				i++
-			}
-			i++
-		}
-		s = s[min(i+1, len(s)):]
-	}
-	return names
-}
+// (`name{label="value",...}`, labels sorted) to its sample.
+type metricSet = promtext.Samples

@@ -127,8 +127,8 @@ func TestPropagationBenchmark(t *testing.T) {
 	t.Logf("  A answered the revoke -> B refuses: %s", formatPercentiles(sinceAnswer))
 	t.Logf("  B polled every %v on average; B: %v invalidations received, %v database lookups",
 		(pollTime / time.Duration(max(polls, 1))).Round(time.Microsecond),
-		m1.value("caddy_armgate_invalidations_received_total")-m0.value("caddy_armgate_invalidations_received_total"),
-		m1.value("caddy_armgate_db_lookups_total")-m0.value("caddy_armgate_db_lookups_total"))
+		m1.Value("caddy_armgate_invalidations_received_total")-m0.Value("caddy_armgate_invalidations_received_total"),
+		m1.Value("caddy_armgate_db_lookups_total")-m0.Value("caddy_armgate_db_lookups_total"))
 	if p99 := durationQuantile(sinceSend, 0.99); p99 <= 100*time.Millisecond {
 		t.Logf("  target p99 <= 100ms: met (%v)", p99.Round(time.Microsecond))
 	} else {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/armgate/armgate/internal/freeport"
 )
 
 // proc is a child process the benchmark started and must stop.
@@ -165,18 +165,14 @@ var clkTck = func() float64 {
 	return 100
 }()
 
-// freePort returns a loopback port that was free a moment ago, below
-// Linux's ephemeral range (32768–60999), so that no outgoing connection
-// takes it before the server binds it.
+// freePort returns a loopback port that was free a moment ago; the
+// benchmark cannot go on without one.
 func freePort() int {
-	for {
-		p := 20000 + rand.IntN(12000)
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err == nil {
-			l.Close()
-			return p
-		}
+	p, err := freeport.Loopback()
+	if err != nil {
+		panic(err)
 	}
+	return p
 }
 
 // waitHTTP waits until url answers with want (any status when want is 0).

@@ -3,8 +3,12 @@
 //
 // The shared server is the one named by ARMGATE_TEST_DATABASE_URL (scripts/test.sh starts one and
 // sets it). When that variable is unset, the first test that asks starts a throwaway server for
-// the test process, from the binaries in ARMGATE_PG_BINDIR, /usr/lib/postgresql/*/bin or PATH;
-// when there are none, such tests are skipped. Packages that use the package should declare
+// the test process, from the binaries in ARMGATE_PG_BINDIR or /usr/lib/postgresql/*/bin; when
+// there are none, such tests are skipped.
+//
+// Servers are initialised, started and stopped by scripts/pg.sh, the one implementation of the
+// project's throwaway PostgreSQL (scripts/test.sh and scripts/run.sh use it too); this package
+// picks the directory and port and runs it. Packages that use the package should declare
 //
 //	func TestMain(m *testing.M) { testpg.Main(m) }
 //
@@ -12,9 +16,9 @@
 // also stopped, and its directory removed, by a small watchdog process when the test process
 // exits in any way (even on a panic, a -timeout or Ctrl-C).
 //
-// PostgreSQL refuses to run as root: as root, the servers run as the "postgres" user (via
-// runuser). Servers listen on 127.0.0.1 only, with trust authentication, no Unix socket and
-// fsync off; they are for tests only.
+// PostgreSQL refuses to run as root: as root, the servers run as the "postgres" user (pg.sh sees
+// to it). Servers listen on 127.0.0.1 only, with trust authentication and fsync off; they are
+// for tests only.
 package testpg
 
 import (
@@ -24,12 +28,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,6 +40,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/armgate/armgate/internal/freeport"
 )
 
 // Environment variables read by this package.
@@ -48,8 +53,8 @@ const (
 )
 
 // errNoBinaries means that no PostgreSQL server binaries were found: tests skip.
-var errNoBinaries = errors.New("testpg: PostgreSQL server binaries (initdb, pg_ctl, postgres) not found in $" +
-	EnvBinDir + ", /usr/lib/postgresql/*/bin or PATH, and $" + EnvURL +
+var errNoBinaries = errors.New("testpg: PostgreSQL server binaries not found in $" +
+	EnvBinDir + " or /usr/lib/postgresql/*/bin, and $" + EnvURL +
 	" is unset; run scripts/test.sh, or install PostgreSQL")
 
 var (
@@ -126,11 +131,11 @@ func NewDatabase(t testing.TB) string {
 
 // Server is a private PostgreSQL server with its own data directory and port.
 type Server struct {
+	script  string // scripts/pg.sh
 	binDir  string
 	base    string // temporary directory holding data; removed when the server is closed
 	dataDir string
 	port    int
-	runAs   []string // command prefix that runs a program as the server user; empty if not root
 
 	mu        sync.Mutex // serialises Start and Stop
 	closeOnce sync.Once
@@ -172,9 +177,11 @@ func (s *Server) Stop(t testing.TB) {
 	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out, err := s.command(context.Background(), "pg_ctl", "stop", "-D", s.dataDir, "-m", "fast", "-w", "-t", "60").CombinedOutput()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	out, err := s.pgsh(ctx, "stop", s.dataDir).CombinedOutput()
 	if err != nil {
-		t.Fatalf("testpg: pg_ctl stop: %v\n%s%s", err, out, s.logTail())
+		t.Fatalf("testpg: pg.sh stop: %v\n%s%s", err, out, s.logTail())
 	}
 }
 
@@ -183,7 +190,7 @@ func (s *Server) Start(t testing.TB) {
 	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.start(); err != nil {
+	if _, err := s.start(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -201,45 +208,44 @@ func (s *Server) CreateDatabase(t testing.TB) string {
 
 // startServer initialises and starts a server in a new temporary directory.
 func startServer() (*Server, error) {
-	binDir, err := findBinDir()
+	script, err := pgScript()
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{binDir: binDir}
-	uid, gid := -1, -1
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			return nil, fmt.Errorf("testpg: running as root, but PostgreSQL refuses to run as root and there is no user \"postgres\" to run it (create one with useradd --system postgres): %w", err)
-		}
-		uid, _ = strconv.Atoi(u.Uid)
-		gid, _ = strconv.Atoi(u.Gid)
-		runuser, err := findRunuser()
-		if err != nil {
-			return nil, err
-		}
-		s.runAs = []string{runuser, "-u", "postgres", "--"}
+	s := &Server{script: script}
+	if s.binDir, err = s.findBinDir(); err != nil {
+		return nil, err
 	}
-
 	tmp := os.TempDir()
-	if uid >= 0 && !traversable(tmp) {
+	if os.Geteuid() == 0 && !traversable(tmp) {
 		tmp = "/tmp" // the server user could not reach a directory under $TMPDIR
 	}
 	if s.base, err = os.MkdirTemp(tmp, "armgate-testpg-"); err != nil {
 		return nil, fmt.Errorf("testpg: %w", err)
 	}
-	if uid >= 0 {
-		if err := os.Chown(s.base, uid, gid); err != nil {
-			os.RemoveAll(s.base)
-			return nil, fmt.Errorf("testpg: %w", err)
-		}
+	// pg.sh creates the data directory for the server user, who must reach it.
+	if err := os.Chmod(s.base, 0o755); err != nil {
+		os.RemoveAll(s.base)
+		return nil, fmt.Errorf("testpg: %w", err)
 	}
 	s.dataDir = filepath.Join(s.base, "data")
 	if err := s.startWatchdog(); err != nil {
 		os.RemoveAll(s.base)
 		return nil, err
 	}
-	if err := s.initAndStart(); err != nil {
+	// The port is picked by binding and closing; another process may take it before the
+	// server binds it, so retry a few times with a new port.
+	for attempt := 0; ; attempt++ {
+		if s.port, err = freeport.Loopback(); err != nil {
+			break
+		}
+		var out string
+		out, err = s.start()
+		if err == nil || attempt == 4 || !strings.Contains(out, "already in use") {
+			break
+		}
+	}
+	if err != nil {
 		if cerr := s.close(); cerr != nil {
 			err = fmt.Errorf("%w (and cleaning up: %v)", err, cerr)
 		}
@@ -248,77 +254,51 @@ func startServer() (*Server, error) {
 	return s, nil
 }
 
-func (s *Server) initAndStart() error {
+// pgScript returns the path of scripts/pg.sh, found from this source file.
+func pgScript() (string, error) {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return "", errors.New("testpg: cannot locate scripts/pg.sh")
+	}
+	p := filepath.Join(filepath.Dir(file), "..", "..", "scripts", "pg.sh")
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("testpg: %w", err)
+	}
+	return p, nil
+}
+
+// findBinDir asks pg.sh for the server binaries, without installing any.
+func (s *Server) findBinDir() (string, error) {
+	out, err := s.pgsh(context.Background(), "found-bindir").Output()
+	if err != nil {
+		return "", errNoBinaries
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// start runs pg.sh start (initialising the data directory the first time) and waits until
+// the server accepts connections; it returns pg.sh's messages too.
+func (s *Server) start() (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	out, err := s.command(ctx, "initdb", "-D", s.dataDir, "-U", "postgres", "-A", "trust",
-		"-E", "UTF8", "--no-locale", "--no-sync").CombinedOutput()
+	out, err := s.pgsh(ctx, "start", s.dataDir, strconv.Itoa(s.port)).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("testpg: initdb %s: %v\n%s", s.dataDir, err, out)
+		return string(out), fmt.Errorf("testpg: starting PostgreSQL (%s, port %d): %v\n%s%s", s.dataDir, s.port, err, out, s.logTail())
 	}
-	// Our settings live in armgate.conf, rewritten before each start (the port may change).
-	f, err := os.OpenFile(filepath.Join(s.dataDir, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		return fmt.Errorf("testpg: %w", err)
+	if err := execOn(ctx, s.DSN("postgres"), "SELECT 1"); err != nil {
+		return string(out), fmt.Errorf("testpg: PostgreSQL (%s, port %d) started but does not accept connections: %v%s", s.dataDir, s.port, err, s.logTail())
 	}
-	_, err = f.WriteString("\ninclude_if_exists = 'armgate.conf'\n")
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("testpg: %w", err)
-	}
-	// The port is picked by binding :0 and closing; another process may take it before the
-	// server binds it, so retry a few times with a new port.
-	for attempt := 0; ; attempt++ {
-		if s.port, err = freePort(); err != nil {
-			return err
-		}
-		if err = s.writeConf(); err != nil {
-			return err
-		}
-		err = s.start()
-		if err == nil || attempt == 4 || !strings.Contains(s.logTail(), "already in use") {
-			return err
-		}
-	}
+	return string(out), nil
 }
 
-func (s *Server) writeConf() error {
-	conf := fmt.Sprintf(`# Written by internal/testpg; throwaway settings.
-listen_addresses = '127.0.0.1'
-port = %d
-unix_socket_directories = ''
-max_connections = 200
-fsync = off
-synchronous_commit = off
-full_page_writes = off
-`, s.port)
-	if err := os.WriteFile(filepath.Join(s.dataDir, "armgate.conf"), []byte(conf), 0o644); err != nil {
-		return fmt.Errorf("testpg: %w", err)
+// pgsh returns a command running scripts/pg.sh with args.
+func (s *Server) pgsh(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "bash", append([]string{s.script}, args...)...)
+	if s.binDir != "" {
+		cmd.Env = append(os.Environ(), EnvBinDir+"="+s.binDir)
 	}
-	return nil
-}
-
-// start runs pg_ctl start and waits until the server accepts connections.
-func (s *Server) start() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	out, err := s.command(ctx, "pg_ctl", "start", "-D", s.dataDir, "-l", s.logFile(), "-w", "-t", "60").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("testpg: starting PostgreSQL (%s, port %d): %v\n%s%s", s.dataDir, s.port, err, out, s.logTail())
-	}
-	for {
-		err := execOn(ctx, s.DSN("postgres"), "SELECT 1")
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("testpg: PostgreSQL (%s, port %d) started but does not accept connections: %v%s", s.dataDir, s.port, err, s.logTail())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	cmd.WaitDelay = time.Second // never hang on output pipes inherited by the server
+	return cmd
 }
 
 // startWatchdog starts a shell that waits for EOF on a pipe whose write end only this process
@@ -336,9 +316,8 @@ base=$1; shift
 "$@" >/dev/null 2>&1
 rm -rf -- "$base"
 `
-	args := append([]string{"-c", script, "testpg-watchdog", s.base}, s.runAs...)
-	args = append(args, filepath.Join(s.binDir, "pg_ctl"), "stop", "-D", s.dataDir, "-m", "fast", "-w", "-t", "60")
-	cmd := exec.Command("/bin/sh", args...)
+	cmd := exec.Command("/bin/sh", "-c", script, "testpg-watchdog", s.base, "bash", s.script, "stop", s.dataDir)
+	cmd.Env = append(os.Environ(), EnvBinDir+"="+s.binDir)
 	cmd.Stdin = r
 	cmd.Dir = "/"
 	err = cmd.Start()
@@ -364,15 +343,6 @@ func (s *Server) close() error {
 	return s.closeErr
 }
 
-// command returns a command running the PostgreSQL program name as the server user.
-func (s *Server) command(ctx context.Context, name string, args ...string) *exec.Cmd {
-	argv := append(append(append([]string(nil), s.runAs...), filepath.Join(s.binDir, name)), args...)
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Dir = "/"               // the server user may not be able to enter the current directory
-	cmd.WaitDelay = time.Second // never hang on output pipes inherited by the server
-	return cmd
-}
-
 func (s *Server) logFile() string { return filepath.Join(s.dataDir, "log") }
 
 // logTail returns the last lines of the server log, formatted for an error message.
@@ -386,76 +356,6 @@ func (s *Server) logTail() string {
 		lines = lines[len(lines)-30:]
 	}
 	return "\nlast lines of " + s.logFile() + ":\n" + strings.Join(lines, "\n")
-}
-
-// findBinDir returns the directory of the newest PostgreSQL server binaries.
-func findBinDir() (string, error) {
-	if d := os.Getenv(EnvBinDir); d != "" {
-		if !hasServerBinaries(d) {
-			return "", fmt.Errorf("testpg: $%s=%s does not hold initdb, pg_ctl and postgres", EnvBinDir, d)
-		}
-		return d, nil
-	}
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	best, bestVersion := "", []int(nil)
-	for _, d := range dirs {
-		v := parseVersion(filepath.Base(filepath.Dir(d)))
-		if hasServerBinaries(d) && (best == "" || versionLess(bestVersion, v)) {
-			best, bestVersion = d, v
-		}
-	}
-	if best != "" {
-		return best, nil
-	}
-	if p, err := exec.LookPath("pg_ctl"); err == nil {
-		if p, err = filepath.EvalSymlinks(p); err == nil && hasServerBinaries(filepath.Dir(p)) {
-			return filepath.Dir(p), nil
-		}
-	}
-	return "", errNoBinaries
-}
-
-func hasServerBinaries(dir string) bool {
-	for _, name := range []string{"initdb", "pg_ctl", "postgres"} {
-		fi, err := os.Stat(filepath.Join(dir, name))
-		if err != nil || fi.IsDir() || fi.Mode().Perm()&0o111 == 0 {
-			return false
-		}
-	}
-	return true
-}
-
-func parseVersion(s string) []int {
-	var v []int
-	for _, part := range strings.Split(s, ".") {
-		n, err := strconv.Atoi(part)
-		if err != nil {
-			return nil
-		}
-		v = append(v, n)
-	}
-	return v
-}
-
-func versionLess(a, b []int) bool {
-	for i := 0; i < len(a) && i < len(b); i++ {
-		if a[i] != b[i] {
-			return a[i] < b[i]
-		}
-	}
-	return len(a) < len(b)
-}
-
-func findRunuser() (string, error) {
-	if p, err := exec.LookPath("runuser"); err == nil {
-		return p, nil
-	}
-	for _, p := range []string{"/usr/sbin/runuser", "/sbin/runuser", "/usr/bin/runuser"} {
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	return "", errors.New("testpg: running as root needs runuser (util-linux) to run PostgreSQL as user \"postgres\"")
 }
 
 // traversable reports whether every directory from dir up to / can be searched by any user.
@@ -475,16 +375,6 @@ func traversable(dir string) bool {
 		}
 		dir = parent
 	}
-}
-
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("testpg: finding a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // createDatabase creates a uniquely named database through the server at dsn and returns its name.

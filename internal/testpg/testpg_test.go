@@ -129,6 +129,7 @@ func TestTestPGPrivateIsSeparate(t *testing.T) {
 }
 
 func TestTestPGWithDatabase(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ in, want string }{
 		{"postgres://postgres@127.0.0.1:5432/armgate?sslmode=disable", "postgres://postgres@127.0.0.1:5432/x?sslmode=disable"},
 		{"postgresql://u:p%40ss@h1:1,h2:2?connect_timeout=5", "postgresql://u:p%40ss@h1:1,h2:2/x?connect_timeout=5"},
