@@ -7,10 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // PgBouncer is a PgBouncer process in front of a Server, in transaction pooling mode.
@@ -81,6 +84,7 @@ listen_port = %d
 unix_socket_dir =
 auth_type = trust
 auth_file = %s
+admin_users = postgres
 pool_mode = transaction
 max_client_conn = 500
 default_pool_size = 20
@@ -163,12 +167,16 @@ func (b *PgBouncer) stop() {
 // Port returns the port PgBouncer listens on (on 127.0.0.1).
 func (b *PgBouncer) Port() int { return b.port }
 
-// DSN returns the DSN of database db through PgBouncer. pgx must not use named prepared
-// statements through a transaction-mode pool (PgBouncer before 1.21 does not track them), so
-// the DSN sets default_query_exec_mode=exec: the extended protocol with the unnamed
-// statement, one round trip, no server-side state between transactions.
+// DSN returns the DSN of database db through PgBouncer. pgx's default mode prepares named
+// statements, which PgBouncer before 1.21 (Debian 12 ships 1.18) cannot follow across the
+// server connections of a transaction-mode pool, so the DSN sets
+// default_query_exec_mode=cache_describe: pgx describes a statement once (with the unnamed
+// statement, in a round trip of its own) and then executes it with the unnamed statement and
+// the known parameter types, each message sequence complete in itself. ("exec" would also
+// avoid server-side state, but sends parameters untyped, and pgx cannot encode a map as JSON
+// without the type.)
 func (b *PgBouncer) DSN(db string) string {
-	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable&default_query_exec_mode=exec", b.port, db)
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable&default_query_exec_mode=cache_describe", b.port, db)
 }
 
 // Log returns PgBouncer's log so far.
@@ -186,6 +194,50 @@ func (b *PgBouncer) logTail() string {
 		lines = lines[len(lines)-30:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// Queries returns how many queries PgBouncer has passed to database db (its SHOW STATS), so a
+// test can show that traffic went through it.
+func (b *PgBouncer) Queries(t testing.TB, db string) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// The admin console speaks only the simple protocol.
+	dsn := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/pgbouncer?sslmode=disable&default_query_exec_mode=simple_protocol", b.port)
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("testpg: pgbouncer admin console: %v", err)
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(ctx, "SHOW STATS")
+	if err != nil {
+		t.Fatalf("testpg: SHOW STATS: %v", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		vals := rows.RawValues() // text: the simple protocol
+		var name string
+		var queries int64 = -1
+		for i, fd := range rows.FieldDescriptions() {
+			switch fd.Name {
+			case "database":
+				name = string(vals[i])
+			case "total_query_count":
+				var err error
+				queries, err = strconv.ParseInt(string(vals[i]), 10, 64)
+				if err != nil {
+					t.Fatalf("testpg: SHOW STATS total_query_count %q: %v", vals[i], err)
+				}
+			}
+		}
+		if name == db {
+			return queries
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return 0
 }
 
 // DatabaseName returns the database name of a DSN made by Server.DSN or CreateDatabase.
