@@ -66,11 +66,20 @@ func TestFailover(t *testing.T) {
 		}
 	})
 
+	t.Cleanup(func() { stopLoad() }) // on an early failure; stopping twice is harmless
+
 	stopAt := time.Now()
 	primary.StopImmediate(t)
 	stoppedAt := time.Now()
 	probes := make(chan []loadSample, 1)
-	go func() { probes <- probeUntilOK(a, probe, 60*time.Second) }()
+	unavailable := make(chan struct{})
+	go func() { probes <- probeUntilOK(a, probe, 60*time.Second, unavailable) }()
+	// Promote only once the gap is visible: the uncached token got a 503.
+	select {
+	case <-unavailable:
+	case p := <-probes:
+		t.Fatalf("the uncached token got no 503 with the primary down: %s", tallySamples(p))
+	}
 	promoteAt := time.Now()
 	standby.Promote(t)
 	promotedAt := time.Now()
@@ -124,6 +133,9 @@ func TestFailover(t *testing.T) {
 			t.Errorf("uncached valid token got %d during the gap, want 503", s.status)
 		}
 	}
+	if gapStatuses[http.StatusServiceUnavailable] == 0 {
+		t.Error("the uncached valid token never got 503 during the gap")
+	}
 	if firstOK.IsZero() {
 		t.Fatalf("the uncached valid token never got 200 after the promotion (%v)", gapStatuses)
 	}
@@ -153,7 +165,7 @@ func TestFailover(t *testing.T) {
 	}
 	// B's pool may still hold connections to the old primary: each costs one
 	// 503 (never a 401) before the pool dials the new primary.
-	if warm := probeUntilOK(b, forB, 30*time.Second); warm[len(warm)-1].status != http.StatusOK {
+	if warm := probeUntilOK(b, forB, 30*time.Second, nil); warm[len(warm)-1].status != http.StatusOK {
 		t.Fatalf("B never answered 200 for a live token after the failover: %s", tallySamples(warm))
 	} else {
 		for _, s := range warm {
@@ -192,8 +204,10 @@ func migrateOnce(t testing.TB, dsn string) {
 
 // probeUntilOK requests tok on p until it gets a 200 (or max passes),
 // pausing briefly between requests; it returns every request made.
-func probeUntilOK(p *caddyProc, tok string, max time.Duration) []loadSample {
+// It closes unavailable at the first 503.
+func probeUntilOK(p *caddyProc, tok string, max time.Duration, unavailable chan struct{}) []loadSample {
 	var out []loadSample
+	seen503 := false
 	deadline := time.Now().Add(max)
 	for time.Now().Before(deadline) {
 		s := loadSample{kind: "probe", start: time.Now()}
@@ -202,6 +216,10 @@ func probeUntilOK(p *caddyProc, tok string, max time.Duration) []loadSample {
 		out = append(out, s)
 		if err == nil && r.Status == http.StatusOK {
 			break
+		}
+		if err == nil && r.Status == http.StatusServiceUnavailable && !seen503 && unavailable != nil {
+			seen503 = true
+			close(unavailable)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
