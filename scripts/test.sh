@@ -42,6 +42,14 @@ if [[ -z "${ARMGATE_SKIP_BROWSER:-}" && ! -x /usr/bin/chromium ]] && command -v 
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-liberation >&2
 fi
 
+# The PgBouncer test runs Debian's pgbouncer; install it when missing (the test skips itself
+# without it).
+if ! command -v pgbouncer >/dev/null 2>&1 && [[ ! -x /usr/sbin/pgbouncer ]] && command -v apt-get >/dev/null 2>&1 && [[ $EUID -eq 0 ]]; then
+	log "installing pgbouncer for the PgBouncer test"
+	DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends pgbouncer >&2
+fi
+
 bindir=$(pg_bindir)
 user=$(pg_user)
 

@@ -24,6 +24,9 @@ const migrateLock = 0x61726d67617465 // "armgate"
 // Migrate creates the armgate schema if needed and applies all embedded
 // migrations. It is safe to run from several instances at once.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	if schemaCurrent(ctx, pool) {
+		return nil
+	}
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
