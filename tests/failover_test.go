@@ -53,7 +53,7 @@ func TestFailover(t *testing.T) {
 
 	var n int
 	var nMu sync.Mutex
-	stopLoad := startLoad(a, 4, func() (string, string) {
+	load := startLoad(a, 4, func() (string, string) {
 		nMu.Lock()
 		defer nMu.Unlock()
 		n++
@@ -71,7 +71,7 @@ func TestFailover(t *testing.T) {
 		}
 	})
 
-	t.Cleanup(func() { stopLoad() }) // on an early failure; stopping twice is harmless
+	t.Cleanup(func() { load.stop() }) // on an early failure; stopping twice is harmless
 
 	stopAt := time.Now()
 	primary.StopImmediate(t)
@@ -89,7 +89,7 @@ func TestFailover(t *testing.T) {
 	standby.Promote(t)
 	promotedAt := time.Now()
 	probed := <-probes
-	samples := stopLoad()
+	samples := load.stop()
 	t.Logf("load on A: %s", tallySamples(samples))
 
 	errs := 0
@@ -182,13 +182,13 @@ func TestFailover(t *testing.T) {
 		}
 	}
 	b.ensureCached(forB)
-	before := b.metrics().value("caddy_armgate_invalidations_received_total")
+	before := b.metrics().Value("caddy_armgate_invalidations_received_total")
 	a.adminOK(http.StatusOK, http.MethodPost, "/tokens/"+forBID+"/revoke", `{}`)
 	took, got, ok := b.waitVerdict(forB, answerRevoked)
 	if !ok {
 		t.Fatalf("B still answers %v for a token revoked through A after the failover", got)
 	}
-	if after := b.metrics().value("caddy_armgate_invalidations_received_total"); after <= before {
+	if after := b.metrics().Value("caddy_armgate_invalidations_received_total"); after <= before {
 		t.Errorf("B received no invalidation (%v → %v)", before, after)
 	}
 	t.Logf("revocation through A refused by B %v later", took.Round(time.Millisecond))

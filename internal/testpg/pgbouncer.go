@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/armgate/armgate/internal/freeport"
 )
 
 // PgBouncer is a PgBouncer process in front of a Server, in transaction pooling mode.
@@ -71,7 +73,7 @@ func (s *Server) StartPgBouncer(t testing.TB) *PgBouncer {
 	}
 	for attempt := 0; ; attempt++ {
 		b := &PgBouncer{logPath: filepath.Join(dir, fmt.Sprintf("pgbouncer-%d.log", attempt)), exited: make(chan struct{})}
-		if b.port, err = freePort(); err != nil {
+		if b.port, err = freeport.Loopback(); err != nil {
 			t.Fatal(err)
 		}
 		ini := fmt.Sprintf(`; Written by internal/testpg; throwaway settings.

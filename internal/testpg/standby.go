@@ -3,8 +3,8 @@ package testpg
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -13,13 +13,15 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/armgate/armgate/internal/freeport"
 )
 
 // StartStandby makes a streaming hot standby of s with pg_basebackup -R and starts it on its
 // own port. It is stopped and removed when the test ends. s must be running.
 func (s *Server) StartStandby(t testing.TB) *Server {
 	t.Helper()
-	st, err := newEmptyServer(s.binDir)
+	st, err := newServerDir()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,28 +30,35 @@ func (s *Server) StartStandby(t testing.TB) *Server {
 			t.Errorf("testpg: %v", err)
 		}
 	})
+	if err := os.Mkdir(st.dataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if uid, gid, err := serverUser(); err != nil {
+		t.Fatal(err)
+	} else if err := os.Chown(st.dataDir, uid, gid); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	// initdb's pg_hba.conf trusts replication connections from 127.0.0.1, and PostgreSQL's
 	// defaults (wal_level replica, max_wal_senders 10) allow a base backup.
-	out, err := st.command(ctx, "pg_basebackup", "-h", "127.0.0.1", "-p", strconv.Itoa(s.port),
+	out, err := st.serverCmd(ctx, "pg_basebackup", "-h", "127.0.0.1", "-p", strconv.Itoa(s.port),
 		"-U", "postgres", "-D", st.dataDir, "-R", "-X", "stream", "--no-sync", "-c", "fast").CombinedOutput()
 	if err != nil {
 		t.Fatalf("testpg: pg_basebackup: %v\n%s", err, out)
 	}
-	// The copy carries the primary's armgate.conf and postmaster files; give it its own port.
+	// The copy carries the primary's armgate.conf and postmaster files; pg.sh start rewrites
+	// armgate.conf with the standby's own port.
 	_ = os.Remove(filepath.Join(st.dataDir, "postmaster.opts"))
 	for attempt := 0; ; attempt++ {
-		if st.port, err = freePort(); err != nil {
+		if st.port, err = freeport.Loopback(); err != nil {
 			t.Fatal(err)
 		}
-		if err = st.writeConf(); err != nil {
-			t.Fatal(err)
-		}
-		if err = st.start(); err == nil {
+		out, err := st.start()
+		if err == nil {
 			return st
 		}
-		if attempt == 4 || !strings.Contains(st.logTail(), "already in use") {
+		if attempt == 4 || !strings.Contains(out, "already in use") {
 			t.Fatal(err)
 		}
 	}
@@ -61,7 +70,7 @@ func (s *Server) StopImmediate(t testing.TB) {
 	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out, err := s.command(context.Background(), "pg_ctl", "stop", "-D", s.dataDir, "-m", "immediate", "-w", "-t", "60").CombinedOutput()
+	out, err := s.serverCmd(context.Background(), "pg_ctl", "stop", "-D", s.dataDir, "-m", "immediate", "-w", "-t", "60").CombinedOutput()
 	if err != nil {
 		t.Fatalf("testpg: pg_ctl stop -m immediate: %v\n%s%s", err, out, s.logTail())
 	}
@@ -72,50 +81,25 @@ func (s *Server) Promote(t testing.TB) {
 	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out, err := s.command(context.Background(), "pg_ctl", "promote", "-D", s.dataDir, "-w", "-t", "60").CombinedOutput()
+	out, err := s.serverCmd(context.Background(), "pg_ctl", "promote", "-D", s.dataDir, "-w", "-t", "60").CombinedOutput()
 	if err != nil {
 		t.Fatalf("testpg: pg_ctl promote: %v\n%s%s", err, out, s.logTail())
 	}
 }
 
-// newEmptyServer prepares a Server with a new temporary directory and its watchdog, but no
-// data directory yet.
-func newEmptyServer(binDir string) (*Server, error) {
-	s := &Server{binDir: binDir}
-	uid, gid := -1, -1
+// serverCmd returns a command running one of the server binaries as the server user (the
+// "postgres" user when running as root), from "/".
+func (s *Server) serverCmd(ctx context.Context, bin string, args ...string) *exec.Cmd {
+	path := filepath.Join(s.binDir, bin)
+	var cmd *exec.Cmd
 	if os.Geteuid() == 0 {
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			return nil, fmt.Errorf("testpg: running as root, but there is no user \"postgres\" to run PostgreSQL: %w", err)
-		}
-		uid, _ = strconv.Atoi(u.Uid)
-		gid, _ = strconv.Atoi(u.Gid)
-		runuser, err := findRunuser()
-		if err != nil {
-			return nil, err
-		}
-		s.runAs = []string{runuser, "-u", "postgres", "--"}
+		cmd = exec.CommandContext(ctx, "runuser", append([]string{"-u", "postgres", "--", path}, args...)...)
+	} else {
+		cmd = exec.CommandContext(ctx, path, args...)
 	}
-	tmp := os.TempDir()
-	if uid >= 0 && !traversable(tmp) {
-		tmp = "/tmp"
-	}
-	var err error
-	if s.base, err = os.MkdirTemp(tmp, "armgate-testpg-"); err != nil {
-		return nil, fmt.Errorf("testpg: %w", err)
-	}
-	if uid >= 0 {
-		if err := os.Chown(s.base, uid, gid); err != nil {
-			os.RemoveAll(s.base)
-			return nil, fmt.Errorf("testpg: %w", err)
-		}
-	}
-	s.dataDir = filepath.Join(s.base, "data")
-	if err := s.startWatchdog(); err != nil {
-		os.RemoveAll(s.base)
-		return nil, err
-	}
-	return s, nil
+	cmd.Dir = "/"
+	cmd.WaitDelay = time.Second
+	return cmd
 }
 
 // serverUser returns the uid and gid that run servers: the "postgres" user when running as

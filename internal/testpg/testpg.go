@@ -208,6 +208,34 @@ func (s *Server) CreateDatabase(t testing.TB) string {
 
 // startServer initialises and starts a server in a new temporary directory.
 func startServer() (*Server, error) {
+	s, err := newServerDir()
+	if err != nil {
+		return nil, err
+	}
+	// The port is picked by binding and closing; another process may take it before the
+	// server binds it, so retry a few times with a new port.
+	for attempt := 0; ; attempt++ {
+		if s.port, err = freeport.Loopback(); err != nil {
+			break
+		}
+		var out string
+		out, err = s.start()
+		if err == nil || attempt == 4 || !strings.Contains(out, "already in use") {
+			break
+		}
+	}
+	if err != nil {
+		if cerr := s.close(); cerr != nil {
+			err = fmt.Errorf("%w (and cleaning up: %v)", err, cerr)
+		}
+		return nil, err
+	}
+	return s, nil
+}
+
+// newServerDir prepares a Server with a new temporary directory and its watchdog, but no
+// data directory yet.
+func newServerDir() (*Server, error) {
 	script, err := pgScript()
 	if err != nil {
 		return nil, err
@@ -231,24 +259,6 @@ func startServer() (*Server, error) {
 	s.dataDir = filepath.Join(s.base, "data")
 	if err := s.startWatchdog(); err != nil {
 		os.RemoveAll(s.base)
-		return nil, err
-	}
-	// The port is picked by binding and closing; another process may take it before the
-	// server binds it, so retry a few times with a new port.
-	for attempt := 0; ; attempt++ {
-		if s.port, err = freeport.Loopback(); err != nil {
-			break
-		}
-		var out string
-		out, err = s.start()
-		if err == nil || attempt == 4 || !strings.Contains(out, "already in use") {
-			break
-		}
-	}
-	if err != nil {
-		if cerr := s.close(); cerr != nil {
-			err = fmt.Errorf("%w (and cleaning up: %v)", err, cerr)
-		}
 		return nil, err
 	}
 	return s, nil
