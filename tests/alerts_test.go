@@ -51,7 +51,7 @@ func exportedMetrics(t testing.TB) (names map[string]bool, results []string) {
 		}
 		delete(names, prefix+m[1])
 	}
-	for _, m := range regexp.MustCompile(`\bresult\w+\s*=\s*"(\w+)"`).FindAllStringSubmatch(s, -1) {
+	for _, m := range regexp.MustCompile(`\boutcome\w+:\s*"(\w+)"`).FindAllStringSubmatch(s, -1) {
 		results = append(results, m[1])
 	}
 	if len(names) < 5 || len(results) < 5 {
