@@ -574,7 +574,7 @@ func TestReapprove(t *testing.T) {
 		}
 	})
 	t.Run("revoked token of deactivated user", func(t *testing.T) {
-		// DESIGN §5: re-approving "a token of a deactivated user" is 409
+		// The rule: re-approving "a token of a deactivated user" is 409
 		// user_deactivated, whether or not the token is also revoked.
 		tk, _ := e.mustCreate(t, "gone", "revoked-live")
 		e.revoke(t, tk.ID, "")

@@ -1,7 +1,7 @@
 package tests
 
 // End-to-end tests of the token lifecycle through the admin endpoint
-// (DESIGN §1 and §5, issue 3): the per-user limit, changes seen by the
+// (token semantics and the admin API, as the README states them): the per-user limit, changes seen by the
 // gateway on the very next request, re-approval, lifetimes, audit,
 // introspection, and the show-once rule.
 

@@ -1,6 +1,6 @@
 package tests
 
-// End-to-end tests of the admin endpoint (DESIGN §5, issue 3): credentials,
+// End-to-end tests of the admin endpoint (see the README's admin API section): credentials,
 // users, token creation, bad input and routing. The token lifecycle, limits,
 // audit, introspection and the show-once rule are in
 // admin_lifecycle_test.go. TestAdmin runs them all against one gateway.
@@ -32,9 +32,9 @@ const (
 // lifetimes are not the defaults, so that the test sees that the
 // configuration is used. Its invalidation listener can never connect (port 1
 // refuses), so that a change seen on the very next request can only have
-// been applied by the admin handler itself, before it answered, as DESIGN
-// §4 requires (with a listener, a fast NOTIFY could hide a missing local
-// invalidation).
+// been applied by the admin handler itself, before it answered, as the
+// cache rules require (with a listener, a fast NOTIFY could hide a missing
+// local invalidation).
 const adminApp = "token_lifetime 48h\n\t\tmax_token_lifetime 720h\n\t\t" +
 	`listen_database "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=1"`
 
@@ -350,7 +350,7 @@ func adminCredentials(t *testing.T, g *gateway) {
 }
 
 // TestAdminWithoutAdminKey: with no admin_key configured, only admin-scope
-// tokens are admin credentials (the bootstrap of DESIGN §5).
+// tokens are admin credentials (the bootstrap the README describes).
 func TestAdminWithoutAdminKey(t *testing.T) {
 	g := startGateway(t, gatewayConfig{NoAdminKey: true})
 	_, apiTok := g.createToken("boot-api", "api", nil, time.Hour)
@@ -402,7 +402,7 @@ func adminPutUser(t *testing.T, g *gateway) {
 	t0 := time.Now()
 	r := g.admin(http.MethodPut, "/users/user.42@arm", map[string]any{"email": "alice@example.com", "display_name": "  Alice  "})
 	m := want(t, r, http.StatusCreated, "")
-	// DESIGN's user JSON plus the handler's max_tokens_per_user (the
+	// The documented user JSON plus the handler's max_tokens_per_user (the
 	// configured limit, for "3 of 10 tokens").
 	if got, want := keys(m), []string{"created_at", "display_name", "email", "id", "max_tokens_per_user", "status", "token_count"}; !slices.Equal(got, want) {
 		t.Errorf("user JSON fields = %v, want %v", got, want)

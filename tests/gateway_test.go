@@ -39,7 +39,7 @@ func badChecksum(tok string) string {
 	return tok[:len(tok)-1] + string(repl)
 }
 
-// TestRequestPath covers every row of DESIGN §3's table through a running
+// TestRequestPath covers every row of the README's table of answers through a running
 // Caddy: status, WWW-Authenticate, JSON body, and that refusals never reach
 // the upstream.
 func TestRequestPath(t *testing.T) {

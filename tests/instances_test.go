@@ -1,6 +1,6 @@
 package tests
 
-// Several gateway instances on one database (DESIGN §4, §7): a change made
+// Several gateway instances on one database (see the README on cache, invalidation and scale): a change made
 // through one instance's admin API reaches the others' caches; last use is
 // written in batches; metrics move without per-token labels.
 

@@ -10,12 +10,12 @@ import (
 	"github.com/armgate/armgate/token"
 )
 
-// alphabet is DESIGN §2's base62 alphabet, written out independently of the
+// alphabet is the token format's base62 alphabet, written out independently of the
 // package under test.
 const alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 // base62x6 writes n in base62, most significant digit first, left-padded
-// with '0' to 6 characters, as DESIGN §2 specifies for the checksum.
+// with '0' to 6 characters, as the token format specifies for the checksum.
 func base62x6(n uint32) string {
 	var b [6]byte
 	for i := range b {
@@ -28,7 +28,7 @@ func base62x6(n uint32) string {
 	return string(b[:])
 }
 
-// withChecksum appends the checksum of DESIGN §2 to the 36-character body.
+// withChecksum appends the format's checksum to the 36-character body.
 func withChecksum(body string) string {
 	return body + base62x6(crc32.ChecksumIEEE([]byte(body)))
 }

@@ -1,5 +1,5 @@
 // armgate admin screen: users, their API tokens, and the audit log, on top of
-// the admin API (DESIGN.md §5). Plain JavaScript, no build step, no
+// the admin API (see the README). Plain JavaScript, no build step, no
 // dependencies; it runs under a strict Content-Security-Policy, so it never
 // uses inline scripts, inline styles or innerHTML with data.
 //
@@ -10,7 +10,7 @@
 
 (() => {
   const STORAGE_KEY = "armgate.admin.credential";
-  const DEFAULT_MAX_TOKENS = 10; // DESIGN §1: max_tokens_per_user defaults to 10
+  const DEFAULT_MAX_TOKENS = 10; // max_tokens_per_user defaults to 10
   const USER_ID = /^[A-Za-z0-9._@-]{1,128}$/;
   const USERS_PAGE = 200;
   const AUDIT_LIMIT = 200;
