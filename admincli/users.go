@@ -40,15 +40,15 @@ func (r *Runner) UserGet(ctx context.Context, id string) error {
 }
 
 // UserList lists users a page at a time. limit is the raw --limit value,
-// "" for the default.
-func (r *Runner) UserList(ctx context.Context, status, limit, cursor string) error {
+// nil for the default.
+func (r *Runner) UserList(ctx context.Context, status string, limit *string, cursor string) error {
 	status, err := adminapi.ParseUserStatus(status)
 	if err != nil {
 		return usage(err)
 	}
 	q := url.Values{}
-	if limit != "" {
-		q.Set("limit", limit)
+	if limit != nil {
+		q.Set("limit", *limit)
 	}
 	n, err := adminapi.ParseLimit(q)
 	if err != nil {
