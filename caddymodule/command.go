@@ -255,9 +255,12 @@ func userSetActive(active bool) runFunc {
 }
 
 func tokenCreate(ctx context.Context, r *admincli.Runner, f *pflag.FlagSet) error {
-	scopes, _ := f.GetStringSlice("scope")
-	if f.Changed("scope") && scopes == nil {
-		scopes = []string{}
+	var scopes []string // nil: the default
+	if f.Changed("scope") {
+		scopes, _ = f.GetStringSlice("scope")
+		if scopes == nil {
+			scopes = []string{}
+		}
 	}
 	return r.TokenCreate(ctx, admincli.NewToken{
 		UserID: get(f, "user"), Name: get(f, "name"), Scopes: scopes,
