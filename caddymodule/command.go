@@ -5,78 +5,160 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/armgate/armgate/adminapi"
+	"github.com/armgate/armgate/admincli"
 	"github.com/armgate/armgate/gateway"
-	"github.com/armgate/armgate/storage"
-	"github.com/armgate/armgate/token"
 )
+
+// commandTimeout bounds one command's database work, so that an
+// unreachable database is an error rather than a hang.
+const commandTimeout = 30 * time.Second
 
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "armgate",
-		Usage: "token create --config <path> --user <id> --name <name> [--scope admin] [--expires-in <duration>]",
-		Short: "Manages armgate tokens from the command line",
+		Usage: "user|token|migrate <call> --config <path> [--adapter <name>] [--json] ...",
+		Short: "Runs armgate's admin calls from the command line",
 		Long: `
-Creates armgate tokens directly in the database named by the armgate global
-option of a config, without going through the admin endpoint. This is how the
-first admin-scope token is made when no admin_key is configured.
+Runs the admin API's calls directly on the database named by the armgate
+global option of a config, without going through the admin endpoint: for
+scripts, and for when the endpoint is not reachable. Changes are audited with
+actor "cli" and reach running gateways like any other.
 
-'token create' creates the user if missing and prints only the plaintext
-token on stdout: it is shown this once and cannot be read again.`,
+  user put|get|list|deactivate|reactivate
+  token create|list|get|revoke|revoke-all|reapprove|rotate|delete
+  migrate
+
+--json prints exactly the admin API's JSON for the call; without it, a plain
+table or line. 'token create' and 'token rotate' print only the plaintext
+token: it is shown this once and cannot be read again. 'token create' also
+creates the user if missing, which is how the first admin-scope token is
+made when no admin_key is configured.
+
+Exit status: 0 on success, 1 with a one-line message on stderr for a
+failure, 2 for a usage error.`,
 		CobraFunc: func(cmd *cobra.Command) {
-			tokenCmd := &cobra.Command{Use: "token", Short: "Manages tokens"}
-			create := &cobra.Command{
-				Use:   "create --config <path> --user <id> --name <name>",
-				Short: "Creates a token and prints it once",
-				Args:  cobra.NoArgs,
-				RunE:  runTokenCreate,
-			}
-			f := create.Flags()
-			f.StringP("config", "c", "", "Configuration file with the armgate global option (required)")
-			f.StringP("adapter", "a", "", "Name of config adapter to apply")
-			f.String("user", "", "User (ARM account) id (required)")
-			f.String("name", "", "Token name (required)")
-			f.StringSlice("scope", []string{token.ScopeAPI}, "Scopes: api, admin (repeat or comma-separate)")
-			f.String("expires-in", "", "Lifetime as a Go duration, e.g. 720h (default: the config's token_lifetime)")
-			tokenCmd.AddCommand(create)
-			cmd.AddCommand(tokenCmd)
+			cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+				return exit(c, admincli.Usagef("%v", err))
+			})
+			cmd.Args, cmd.RunE = cobra.ArbitraryArgs, needSubcommand
+			users := group("user", "Manages users")
+			users.AddCommand(
+				call("put", "Creates or updates a user", userPut, userFlag, withFlags(
+					strFlag("email", "Email address"), strFlag("display-name", "Display name"))),
+				call("get", "Shows a user", userGet, userFlag),
+				call("list", "Lists users, a page at a time", userList, withFlags(
+					strFlag("status", "Only users in this status: active or deactivated"),
+					strFlag("limit", "Users per page, 1 to 500 (default 50)"),
+					strFlag("cursor", "The next page: the cursor the previous page printed"))),
+				call("deactivate", "Deactivates a user: all their tokens stop working", userSetActive(false), userFlag),
+				call("reactivate", "Reactivates a user", userSetActive(true), userFlag),
+			)
+			tokens := group("token", "Manages tokens")
+			tokens.AddCommand(
+				call("create", "Creates a token and prints it once", tokenCreate, userFlag, withFlags(
+					strFlag("name", "Token name (required)"), expiryFlags,
+					func(f *pflag.FlagSet) {
+						f.StringSlice("scope", nil, "Scopes: api (default), admin; repeat or comma-separate")
+					})),
+				call("list", "Lists a user's tokens", tokenList, userFlag),
+				call("get", "Shows a token", tokenGet, idFlag),
+				call("revoke", "Revokes a token", tokenRevoke, idFlag, reasonFlag),
+				call("revoke-all", "Revokes every token of a user and prints how many", tokenRevokeAll, userFlag, reasonFlag),
+				call("reapprove", "Makes a revoked token active again", tokenReapprove, idFlag),
+				call("rotate", "Replaces a token by a new one and prints the new one once", tokenRotate, idFlag, withFlags(
+					strFlag("grace", "How long the old token keeps working: 0s to 168h (default 24h)"), expiryFlags)),
+				call("delete", "Deletes a token, freeing its slot", tokenDelete, idFlag),
+			)
+			cmd.AddCommand(users, tokens,
+				call("migrate", "Applies the schema migrations and prints the schema version", migrate))
 		},
 	})
 }
 
-func runTokenCreate(cmd *cobra.Command, _ []string) error {
-	f := cmd.Flags()
+// A runFunc runs one call; flags are read with optional, which returns nil
+// for a flag not given.
+type runFunc func(ctx context.Context, r *admincli.Runner, f *pflag.FlagSet) error
+
+func group(name, short string) *cobra.Command {
+	return &cobra.Command{Use: name, Short: short, Args: cobra.ArbitraryArgs, RunE: needSubcommand}
+}
+
+// needSubcommand answers a group called without a known subcommand.
+func needSubcommand(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return exit(cmd, admincli.Usagef("unknown command %q for %q", args[0], cmd.CommandPath()))
+	}
+	return exit(cmd, admincli.Usagef("%q needs a subcommand (see --help)", cmd.CommandPath()))
+}
+
+func strFlag(name, usage string) func(*pflag.FlagSet) {
+	return func(f *pflag.FlagSet) { f.String(name, "", usage) }
+}
+
+func withFlags(fs ...func(*pflag.FlagSet)) func(*pflag.FlagSet) {
+	return func(f *pflag.FlagSet) {
+		for _, add := range fs {
+			add(f)
+		}
+	}
+}
+
+var (
+	userFlag    = strFlag("user", "User (ARM account) id (required)")
+	idFlag      = strFlag("id", "Token id (required)")
+	reasonFlag  = strFlag("reason", "Reason, shown with the token and in the audit log")
+	expiryFlags = withFlags(
+		strFlag("expires-in", "Lifetime as a Go duration, e.g. 720h (default: the config's token_lifetime)"),
+		strFlag("expires-at", "Expiry as an RFC 3339 time, instead of --expires-in"))
+)
+
+// call is a command that runs fn on the database of the config.
+func call(name, short string, fn runFunc, flags ...func(*pflag.FlagSet)) *cobra.Command {
+	c := &cobra.Command{
+		Use:   name + " --config <path>",
+		Short: short,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return exit(c, admincli.Usagef("unexpected argument %q (values are given with flags)", args[0]))
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, _ []string) error { return exit(c, run(c, fn)) },
+	}
+	f := c.Flags()
+	f.StringP("config", "c", "", "Configuration file with the armgate global option (required)")
+	f.StringP("adapter", "a", "", "Name of config adapter to apply")
+	f.Bool("json", false, "Print the admin API's JSON")
+	for _, add := range flags {
+		add(f)
+	}
+	return c
+}
+
+// run loads the config, opens its database and runs fn. The DSN's password
+// never shows in an error.
+func run(c *cobra.Command, fn runFunc) (err error) {
+	f := c.Flags()
 	configFile, _ := f.GetString("config")
 	adapter, _ := f.GetString("adapter")
-	userID, _ := f.GetString("user")
-	name, _ := f.GetString("name")
-	scopes, _ := f.GetStringSlice("scope")
-	expiresIn, _ := f.GetString("expires-in")
-	if configFile == "" || userID == "" || name == "" {
-		return errors.New("--config, --user and --name are required")
-	}
-	if err := adminapi.ValidateUserID(userID); err != nil {
-		return err
-	}
-	name, err := token.NormalizeName(name)
-	if err != nil {
-		return err
-	}
-	if scopes, err = token.NormalizeScopes(scopes); err != nil {
-		return err
+	asJSON, _ := f.GetBool("json")
+	if configFile == "" {
+		return admincli.Usagef("--config is required")
 	}
 	app, err := loadAppConfig(configFile, adapter)
-	if err != nil {
-		return err
-	}
-	expiresAt, err := token.Expiry(time.Now(), expiresIn, "",
-		time.Duration(app.TokenLifetime), time.Duration(app.MaxTokenLifetime))
 	if err != nil {
 		return err
 	}
@@ -84,7 +166,8 @@ func runTokenCreate(cmd *cobra.Command, _ []string) error {
 	if dsn == "" {
 		return errors.New("the armgate option's database resolved to an empty string")
 	}
-	ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+	defer func() { err = hidePassword(err, dsn) }()
+	ctx, cancel := context.WithTimeout(c.Context(), commandTimeout)
 	defer cancel()
 	// The database alone: no cache, listener or background work.
 	db, err := gateway.OpenDatabase(dsn)
@@ -92,33 +175,163 @@ func runTokenCreate(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	defer db.Close()
-	if err := db.Migrate(ctx); err != nil {
+	r := &admincli.Runner{
+		Store: db.Store(),
+		Limits: adminapi.TokenLimits{
+			MaxPerUser:  app.MaxTokensPerUser,
+			Lifetime:    time.Duration(app.TokenLifetime),
+			MaxLifetime: time.Duration(app.MaxTokenLifetime),
+		},
+		Out:     c.OutOrStdout(),
+		JSON:    asJSON,
+		Migrate: db.Migrate,
+	}
+	return fn(ctx, r, f)
+}
+
+// hidePassword replaces the DSN's password in err's message, should a
+// driver error ever quote it.
+func hidePassword(err error, dsn string) error {
+	if err == nil {
+		return nil
+	}
+	cfg, perr := pgconn.ParseConfig(dsn)
+	if perr != nil || cfg.Password == "" || !strings.Contains(err.Error(), cfg.Password) {
 		return err
 	}
-	_, plain, err := db.Store().CreateToken(ctx, "cli", storage.NewToken{
-		UserID: userID, Name: name, Scopes: scopes, ExpiresAt: expiresAt,
-		MaxPerUser: app.MaxTokensPerUser, CreateUser: true,
-	})
-	if err != nil {
-		return fmt.Errorf("creating token: %w", err)
+	msg := strings.ReplaceAll(err.Error(), cfg.Password, "xxxxx")
+	if admincli.IsUsage(err) {
+		return admincli.Usagef("%s", msg)
 	}
-	_, err = fmt.Fprintln(cmd.OutOrStdout(), plain)
+	return errors.New(msg)
+}
+
+// exit prints err as one line on stderr and returns what makes Caddy exit
+// with status 1, or 2 for a usage error.
+func exit(c *cobra.Command, err error) error {
+	if err == nil {
+		return nil
+	}
+	c.SilenceErrors = true
+	fmt.Fprintln(c.ErrOrStderr(), "armgate:", admincli.Message(err))
+	if code := admincli.ExitCode(err); code > 1 {
+		// Only Caddy's wrapper can carry an exit status other than 1.
+		return caddycmd.WrapCommandFuncForCobra(func(caddycmd.Flags) (int, error) { return code, nil })(c, nil)
+	}
 	return err
 }
 
-// loadAppConfig reads the armgate app from a config file (any adapter) and
-// applies its defaults.
+// optional returns the value of a flag that was given, else nil, so that
+// "not given" and "given empty" differ as omitted and "" do in the API.
+func optional(f *pflag.FlagSet, name string) *string {
+	if !f.Changed(name) {
+		return nil
+	}
+	v, _ := f.GetString(name)
+	return &v
+}
+
+func get(f *pflag.FlagSet, name string) string {
+	v, _ := f.GetString(name)
+	return v
+}
+
+func userPut(ctx context.Context, r *admincli.Runner, f *pflag.FlagSet) error {
+	return r.UserPut(ctx, get(f, "user"), optional(f, "email"), optional(f, "display-name"))
+}
+
+func userGet(ctx context.Context, r *admincli.Runner, f *pflag.FlagSet) error {
+	return r.UserGet(ctx, get(f, "user"))
+}
+
+func userList(ctx context.Context, r *admincli.Runner, f *pflag.FlagSet) error {
+	return r.UserList(ctx, get(f, "status"), optional(f, "limit"), get(f, "cursor"))
+}
+
+func userSetActive(active bool) runFunc {
+	return func(ctx context.Context, r *admincli.Runner, f *pflag.FlagSet) error {
+		return r.UserSetActive(ctx, get(f, "user"), active)
+	}
+}
+
+func tokenCreate(ctx context.Context, r *admincli.Runner, f *pflag.FlagSet) error {
+	var scopes []string // nil: the default
+	if f.Changed("scope") {
+		scopes, _ = f.GetStringSlice("scope")
+		if scopes == nil {
+			scopes = []string{}
+		}
+	}
+	return r.TokenCreate(ctx, admincli.NewToken{
+		UserID: get(f, "user"), Name: get(f, "name"), Scopes: scopes,
+		ExpiresIn: optional(f, "expires-in"), ExpiresAt: optional(f, "expires-at"),
+	})
+}
+
+func tokenList(ctx context.Context, r *admincli.Runner, f *pflag.FlagSet) error {
+	return r.TokenList(ctx, get(f, "user"))
+}
+
+func tokenGet(ctx context.Context, r *admincli.Runner, f *pflag.FlagSet) error {
+	return r.TokenGet(ctx, get(f, "id"))
+}
+
+func tokenRevoke(ctx context.Context, r *admincli.Runner, f *pflag.FlagSet) error {
+	return r.TokenRevoke(ctx, get(f, "id"), get(f, "reason"))
+}
+
+func tokenRevokeAll(ctx context.Context, r *admincli.Runner, f *pflag.FlagSet) error {
+	return r.TokenRevokeAll(ctx, get(f, "user"), get(f, "reason"))
+}
+
+func tokenReapprove(ctx context.Context, r *admincli.Runner, f *pflag.FlagSet) error {
+	return r.TokenReapprove(ctx, get(f, "id"))
+}
+
+func tokenRotate(ctx context.Context, r *admincli.Runner, f *pflag.FlagSet) error {
+	return r.TokenRotate(ctx, admincli.Rotation{
+		ID: get(f, "id"), Grace: optional(f, "grace"),
+		ExpiresIn: optional(f, "expires-in"), ExpiresAt: optional(f, "expires-at"),
+	})
+}
+
+func tokenDelete(ctx context.Context, r *admincli.Runner, f *pflag.FlagSet) error {
+	return r.TokenDelete(ctx, get(f, "id"))
+}
+
+func migrate(ctx context.Context, r *admincli.Runner, _ *pflag.FlagSet) error {
+	return r.MigrateSchema(ctx)
+}
+
+// loadAppConfig reads the armgate app from a config file and applies its
+// defaults. The adapter is chosen as caddy run chooses it (caddyfile for a
+// file named Caddyfile* or *.caddyfile); unlike caddycmd.LoadConfig this
+// logs nothing, so that a failure is the one line the command prints.
 func loadAppConfig(configFile, adapter string) (*App, error) {
-	cfgJSON, _, _, err := caddycmd.LoadConfig(configFile, adapter)
+	body, err := os.ReadFile(configFile)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	base := strings.ToLower(filepath.Base(configFile))
+	if adapter == "" && filepath.Ext(base) != ".json" &&
+		(strings.HasPrefix(base, "caddyfile") || strings.HasSuffix(base, ".caddyfile")) {
+		adapter = "caddyfile"
+	}
+	if adapter != "" {
+		a := caddyconfig.GetAdapter(adapter)
+		if a == nil {
+			return nil, admincli.Usagef("unrecognized config adapter: %s", adapter)
+		}
+		if body, _, err = a.Adapt(body, map[string]any{"filename": configFile}); err != nil {
+			return nil, fmt.Errorf("adapting config using %s: %w", adapter, err)
+		}
 	}
 	var cfg struct {
 		Apps struct {
 			Armgate *App `json:"armgate"`
 		} `json:"apps"`
 	}
-	if err := json.Unmarshal(cfgJSON, &cfg); err != nil {
+	if err := json.Unmarshal(body, &cfg); err != nil {
 		return nil, fmt.Errorf("reading %s: %w", configFile, err)
 	}
 	if cfg.Apps.Armgate == nil {

@@ -1,0 +1,262 @@
+package admincli
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/armgate/armgate/adminapi"
+	"github.com/armgate/armgate/storage"
+	"github.com/armgate/armgate/token"
+)
+
+// Rotation grace: how long the old token keeps working.
+const (
+	DefaultGrace = 24 * time.Hour
+	MaxGrace     = 168 * time.Hour
+)
+
+// NewToken is the input of token create. ExpiresIn and ExpiresAt are nil
+// when not given (the config's token_lifetime then applies); Scopes nil
+// means the default, api.
+type NewToken struct {
+	UserID               string
+	Name                 string
+	Scopes               []string
+	ExpiresIn, ExpiresAt *string
+}
+
+// TokenCreate creates a token, creating its user if missing (so that the
+// first admin token can be made with nothing in the database), and prints
+// only the plaintext, or with JSON the create response.
+func (r *Runner) TokenCreate(ctx context.Context, n NewToken) error {
+	if err := userID(n.UserID); err != nil {
+		return err
+	}
+	if n.Name == "" {
+		return Usagef("--name is required")
+	}
+	nt, err := adminapi.CreateTokenRequest{
+		Name: n.Name, ExpiresIn: n.ExpiresIn, ExpiresAt: n.ExpiresAt, Scopes: n.Scopes,
+	}.NewToken(n.UserID, r.now(), r.Limits)
+	if err != nil {
+		return usage(err)
+	}
+	nt.CreateUser = true
+	if r.Migrate != nil {
+		if err := r.Migrate(ctx); err != nil {
+			return err
+		}
+	}
+	t, plain, err := r.Store.CreateToken(ctx, Actor, nt)
+	if err != nil {
+		return fmt.Errorf("creating token: %w", err)
+	}
+	if r.JSON {
+		return r.printJSON(adminapi.CreatedToken{Token: t, Plaintext: plain})
+	}
+	_, err = fmt.Fprintln(r.Out, plain)
+	return err
+}
+
+// TokenList lists a user's tokens that are not deleted.
+func (r *Runner) TokenList(ctx context.Context, user string) error {
+	if err := userID(user); err != nil {
+		return err
+	}
+	tokens, err := r.Store.ListTokens(ctx, user)
+	if err != nil {
+		return storeErr(err, fmt.Sprintf("user %q", user))
+	}
+	if tokens == nil {
+		tokens = []storage.Token{}
+	}
+	if r.JSON {
+		return r.printJSON(adminapi.TokenList{Tokens: tokens})
+	}
+	return r.printTokens(tokens...)
+}
+
+// TokenGet shows a token.
+func (r *Runner) TokenGet(ctx context.Context, id string) error {
+	id, err := tokenID(id)
+	if err != nil {
+		return err
+	}
+	t, err := r.Store.GetToken(ctx, id)
+	if err != nil {
+		return storeErr(err, "token "+id)
+	}
+	return r.printToken(t)
+}
+
+// TokenRevoke revokes a token (idempotent, any status).
+func (r *Runner) TokenRevoke(ctx context.Context, id, reason string) error {
+	id, err := tokenID(id)
+	if err != nil {
+		return err
+	}
+	reason, err = adminapi.RevokeRequest{Reason: reason}.CleanReason()
+	if err != nil {
+		return usage(err)
+	}
+	t, _, err := r.Store.RevokeToken(ctx, Actor, id, reason)
+	if err != nil {
+		return storeErr(err, "token "+id)
+	}
+	return r.printToken(t)
+}
+
+// TokenRevokeAll revokes every token of a user and prints how many it
+// revoked.
+func (r *Runner) TokenRevokeAll(ctx context.Context, user, reason string) error {
+	if err := userID(user); err != nil {
+		return err
+	}
+	reason, err := adminapi.RevokeRequest{Reason: reason}.CleanReason()
+	if err != nil {
+		return usage(err)
+	}
+	n, _, err := r.Store.RevokeAllTokens(ctx, Actor, user, reason)
+	if err != nil {
+		return storeErr(err, fmt.Sprintf("user %q", user))
+	}
+	if r.JSON {
+		return r.printJSON(struct {
+			Revoked int `json:"revoked"`
+		}{n})
+	}
+	_, err = fmt.Fprintln(r.Out, n)
+	return err
+}
+
+// TokenReapprove makes a revoked token active again.
+func (r *Runner) TokenReapprove(ctx context.Context, id string) error {
+	id, err := tokenID(id)
+	if err != nil {
+		return err
+	}
+	t, _, err := r.Store.ReapproveToken(ctx, Actor, id)
+	if err != nil {
+		return storeErr(err, "token "+id)
+	}
+	return r.printToken(t)
+}
+
+// TokenDelete deletes a token, freeing its slot. The API answers 204 with
+// no body, so with JSON nothing is printed.
+func (r *Runner) TokenDelete(ctx context.Context, id string) error {
+	id, err := tokenID(id)
+	if err != nil {
+		return err
+	}
+	if _, err := r.Store.DeleteToken(ctx, Actor, id); err != nil {
+		return storeErr(err, "token "+id)
+	}
+	if r.JSON {
+		return nil
+	}
+	_, err = fmt.Fprintln(r.Out, "deleted", id)
+	return err
+}
+
+// Rotation is the input of token rotate; nil fields take their defaults
+// (grace 24h, lifetime token_lifetime).
+type Rotation struct {
+	ID                   string
+	Grace                *string
+	ExpiresIn, ExpiresAt *string
+}
+
+// RotatedToken is the rotate response: the new token with its plaintext
+// and the id of the token it replaced.
+type RotatedToken struct {
+	adminapi.CreatedToken
+	RotatedFrom string `json:"rotated_from"`
+}
+
+// TokenRotate replaces an active token by a new one and prints only the new
+// plaintext, or with JSON the rotate response.
+func (r *Runner) TokenRotate(ctx context.Context, rot Rotation) error {
+	id, err := tokenID(rot.ID)
+	if err != nil {
+		return err
+	}
+	grace, err := ParseGrace(rot.Grace)
+	if err != nil {
+		return err
+	}
+	var in, at string
+	if rot.ExpiresIn != nil {
+		if in = *rot.ExpiresIn; in == "" {
+			return Usagef("expires_in may not be empty (omit it for the default lifetime)")
+		}
+	}
+	if rot.ExpiresAt != nil {
+		if at = *rot.ExpiresAt; at == "" {
+			return Usagef("expires_at may not be empty (omit it for the default lifetime)")
+		}
+	}
+	exp, err := token.Expiry(r.now(), in, at, r.Limits.Lifetime, r.Limits.MaxLifetime)
+	if err != nil {
+		return usage(err)
+	}
+	t, plain, _, err := r.Store.RotateToken(ctx, Actor, id, grace, exp.UTC())
+	if err != nil {
+		return storeErr(err, "token "+id)
+	}
+	if r.JSON {
+		return r.printJSON(RotatedToken{adminapi.CreatedToken{Token: t, Plaintext: plain}, id})
+	}
+	_, err = fmt.Fprintln(r.Out, plain)
+	return err
+}
+
+// ParseGrace checks a rotation grace: a Go duration from 0s to 168h, 24h
+// when nil.
+func ParseGrace(s *string) (time.Duration, error) {
+	if s == nil {
+		return DefaultGrace, nil
+	}
+	d, err := time.ParseDuration(*s)
+	if err != nil || d < 0 || d > MaxGrace {
+		return 0, Usagef("grace must be a Go duration from 0s to 168h, got %q", *s)
+	}
+	return d, nil
+}
+
+func (r *Runner) printToken(t storage.Token) error {
+	if r.JSON {
+		return r.printJSON(t)
+	}
+	return r.printTokens(t)
+}
+
+// printTokens prints tokens as a table.
+func (r *Runner) printTokens(tokens ...storage.Token) error {
+	t := newTable(r.Out, "ID", "USER", "NAME", "HINT", "SCOPES", "STATUS", "CREATED", "EXPIRES", "LAST USED")
+	for _, k := range tokens {
+		t.row(k.ID, k.UserID, k.Name, k.Hint, strings.Join(k.Scopes, ","), k.Status,
+			stamp(&k.CreatedAt), stamp(&k.ExpiresAt), stamp(k.LastUsedAt))
+	}
+	return t.flush()
+}
+
+// MigrateSchema applies the embedded migrations and prints the schema version.
+func (r *Runner) MigrateSchema(ctx context.Context) error {
+	if err := r.Migrate(ctx); err != nil {
+		return err
+	}
+	v, err := r.Store.SchemaVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if r.JSON {
+		return r.printJSON(struct {
+			SchemaVersion int `json:"schema_version"`
+		}{v})
+	}
+	_, err = fmt.Fprintf(r.Out, "schema version %d\n", v)
+	return err
+}
