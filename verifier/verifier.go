@@ -295,12 +295,13 @@ func (v *Verifier) DropAll() {
 // credentials with a UUID, a 12-byte user id and a short name): within
 // about 15 % of the measured heap from 100 000 to 1 M entries.
 const (
-	// bytesPer10Counters is ristretto's fixed cost for the 10 TinyLFU
-	// counters (sketch and bloom filter) it keeps per max entry.
-	bytesPer10Counters = 44
-	// bytesPerEntry is one cached known token: the entry, its strings and
-	// ristretto's bookkeeping for it.
-	bytesPerEntry = 270
+	// bytesPerCounter is ristretto's fixed cost per TinyLFU counter: two
+	// bytes of count-min sketch and, rounded, two of bloom filter.
+	bytesPerCounter = 4
+	// bytesPerEntry is one cached known token: the entry with its strings
+	// (128) and ristretto's bookkeeping for it (108 to 172 bytes, as its
+	// Go maps grow in steps).
+	bytesPerEntry = 260
 )
 
 // CacheEntries returns the number of known tokens in the cache.
@@ -318,7 +319,7 @@ func (v *Verifier) CacheBytes() int64 {
 	if v.cache == nil {
 		return 0
 	}
-	fixed := v.cfg.MaxEntries*bytesPer10Counters + int64(len(v.neg.buckets))*int64(unsafe.Sizeof([negWays]negSlot{}))
+	fixed := numCounters(v.cfg.MaxEntries)*bytesPerCounter + int64(len(v.neg.buckets))*int64(unsafe.Sizeof([negWays]negSlot{}))
 	return fixed + v.CacheEntries()*bytesPerEntry
 }
 
