@@ -4,7 +4,9 @@
 // database, builds and starts Caddy (internal/caddybin) with armgate_auth,
 // requests each token until the gauge caddy_armgate_cache_entries counts
 // them all, and prints VmRSS (from /proc/<pid>/status) and the Go heap of
-// the process idle and with all tokens cached.
+// the process idle and with all tokens cached. Both readings include what
+// the Go runtime keeps between collections: with GOGC=100 the heap may grow
+// to twice the live heap before the next one.
 //
 // Run from the repository root: go run ./bench/rss [-tokens 100000]
 package main
@@ -81,6 +83,10 @@ func run(n, workers int) error {
 		return err
 	}
 	defer os.RemoveAll(work)
+	// As root, PostgreSQL runs as user postgres, which must reach pg/.
+	if err := os.Chmod(work, 0o711); err != nil {
+		return err
+	}
 
 	caddy := filepath.Join(work, "caddy")
 	build := exec.CommandContext(ctx, "go", "build", "-o", caddy, "./internal/caddybin")
@@ -190,20 +196,31 @@ func run(n, workers int) error {
 	}
 
 	fmt.Printf("caddy pid %d, %d tokens cached (max_entries default)\n", pid, int(cached))
-	fmt.Printf("%-8s %12s %14s %16s\n", "", "VmRSS", "Go heap inuse", "cache estimate")
+	fmt.Printf("%-8s %12s %14s %14s %16s\n", "", "VmRSS", "Go heap inuse", "live heap", "cache estimate")
 	for _, s := range []struct {
 		name string
 		snap
 	}{{"idle", idle}, {"cached", full}} {
-		fmt.Printf("%-8s %9.1f MB %11.1f MB %13.1f MB\n", s.name, mb(s.rss), mb(s.heap), mb(s.est))
+		fmt.Printf("%-8s %9.1f MB %11.1f MB %11.1f MB %13.1f MB\n", s.name, mb(s.rss), mb(s.heap), mb(s.live), mb(s.est))
 	}
 	per := func(a, b float64) float64 { return (b - a) / cached }
-	fmt.Printf("%-8s %10.0f B %12.0f B %14.0f B  per cached token\n", "delta",
-		per(idle.rss, full.rss), per(idle.heap, full.heap), per(idle.est, full.est))
+	fmt.Printf("%-8s %10.0f B %12.0f B %12.0f B %14.0f B  per cached token\n", "delta",
+		per(idle.rss, full.rss), per(idle.heap, full.heap), per(idle.live, full.live), per(idle.est, full.est))
 	return nil
 }
 
-type snap struct{ rss, heap, est float64 }
+// snap is one reading: VmRSS, the Go heap in use (live objects and garbage
+// not yet collected), the live heap at the last collection (the GC goal
+// divided by 1+GOGC/100) and armgate's estimate of its cache.
+type snap struct{ rss, heap, live, est float64 }
+
+// gogc is the GOGC of the Caddy process, which inherits this environment.
+func gogc() float64 {
+	if v, err := strconv.ParseFloat(os.Getenv("GOGC"), 64); err == nil && v > 0 {
+		return v
+	}
+	return 100
+}
 
 func mb(b float64) float64 { return b / 1e6 }
 
@@ -217,6 +234,7 @@ func snapshot(client *http.Client, metricsURL string, pid int) (snap, error) {
 		return snap{}, err
 	}
 	return snap{rss: rss, heap: m.Value("go_memstats_heap_inuse_bytes"),
+		live: m.Value("go_memstats_next_gc_bytes") / (1 + gogc()/100),
 		est: m.Value("caddy_armgate_cache_bytes_estimated")}, nil
 }
 
