@@ -235,7 +235,7 @@ func snapshot(client *http.Client, metricsURL string, pid int) (snap, error) {
 	}
 	return snap{rss: rss, heap: m.Value("go_memstats_heap_inuse_bytes"),
 		live: m.Value("go_memstats_next_gc_bytes") / (1 + gogc()/100),
-		est: m.Value("caddy_armgate_cache_bytes_estimated")}, nil
+		est:  m.Value("caddy_armgate_cache_bytes_estimated")}, nil
 }
 
 func metrics(client *http.Client, url string) (promtext.Samples, error) {
