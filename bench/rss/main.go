@@ -265,9 +265,15 @@ func vmRSS(pid int) (float64, error) {
 	return 0, errors.New("no VmRSS in /proc status")
 }
 
-// requestAll sends one request per token; every one must pass.
+// requestAll sends one request per token. Each must pass, or be answered
+// 503 (a lookup that failed under load: the next round asks again).
 func requestAll(client *http.Client, url string, tokens []string, workers int) error {
-	var next atomic.Int64
+	var next, unavailable atomic.Int64
+	defer func() {
+		if n := unavailable.Load(); n > 0 {
+			log.Printf("%d requests answered 503", n)
+		}
+	}()
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
 	for range workers {
@@ -292,7 +298,9 @@ func requestAll(client *http.Client, url string, tokens []string, workers int) e
 				}
 				_, _ = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
+				if resp.StatusCode == http.StatusServiceUnavailable {
+					unavailable.Add(1)
+				} else if resp.StatusCode != http.StatusOK {
 					errs <- fmt.Errorf("token %d: %s", i, resp.Status)
 					return
 				}
