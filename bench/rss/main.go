@@ -8,7 +8,13 @@
 // the Go runtime keeps between collections: with GOGC=100 the heap may grow
 // to twice the live heap before the next one.
 //
-// Run from the repository root: go run ./bench/rss [-tokens 100000]
+// Run from the repository root:
+//
+//	go run ./bench/rss [-tokens 100000] [-max-entries 200000] [-passes 3]
+//
+// The first pass requests every token until all are cached (a 503 under
+// load is asked again); the later passes are hits only. The cache ttl is
+// 600 s, so that nothing goes stale during the run.
 package main
 
 import (
@@ -44,6 +50,10 @@ const caddyfile = `{
 	grace_period 1s
 	armgate {
 		database {$ARMGATE_DATABASE_URL}
+		cache {
+			ttl 600s
+			max_entries {$MAX_ENTRIES}
+		}
 	}
 }
 
@@ -62,13 +72,15 @@ http://127.0.0.1:{$METRICS_PORT} {
 func main() {
 	n := flag.Int("tokens", 100_000, "distinct live tokens to cache")
 	workers := flag.Int("workers", 8, "concurrent requests")
+	maxEntries := flag.Int("max-entries", 200_000, "the cache's max_entries")
+	passes := flag.Int("passes", 3, "passes over all tokens (from the second on, hits only)")
 	flag.Parse()
-	if err := run(*n, *workers); err != nil {
+	if err := run(*n, *workers, *maxEntries, *passes); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(n, workers int) error {
+func run(n, workers, maxEntries, passes int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	root, err := os.Getwd()
@@ -140,7 +152,8 @@ func run(n, workers int) error {
 	defer logf.Close()
 	cmd := exec.Command(caddy, "run", "--adapter", "caddyfile", "--config", conf)
 	cmd.Env = append(os.Environ(), "ARMGATE_DATABASE_URL="+dsn,
-		"LISTEN_PORT="+strconv.Itoa(port), "METRICS_PORT="+strconv.Itoa(mport))
+		"LISTEN_PORT="+strconv.Itoa(port), "METRICS_PORT="+strconv.Itoa(mport),
+		"MAX_ENTRIES="+strconv.Itoa(maxEntries))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return err
@@ -190,22 +203,38 @@ func run(n, workers int) error {
 		}
 	}
 	log.Printf("all cached in %s", time.Since(t).Round(time.Millisecond))
-	full, err := snapshot(client, metricsURL, pid)
+	type row struct {
+		name string
+		snap
+	}
+	rows := []row{{"idle", idle}}
+	for p := 1; p <= passes; p++ {
+		if p > 1 {
+			if err := requestAll(client, url, tokens, workers); err != nil {
+				return err
+			}
+		}
+		s, err := snapshot(client, metricsURL, pid)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, row{fmt.Sprintf("pass %d", p), s})
+	}
+	m, err := metrics(client, metricsURL)
 	if err != nil {
 		return err
 	}
 
-	fmt.Printf("caddy pid %d, %d tokens cached (max_entries default)\n", pid, int(cached))
+	fmt.Printf("caddy pid %d, max_entries %d, %d tokens cached, %.0f database lookups\n",
+		pid, maxEntries, int(cached), m.Value("caddy_armgate_db_lookups_total"))
 	fmt.Printf("%-8s %12s %14s %14s %16s\n", "", "VmRSS", "Go heap inuse", "live heap", "cache estimate")
-	for _, s := range []struct {
-		name string
-		snap
-	}{{"idle", idle}, {"cached", full}} {
-		fmt.Printf("%-8s %9.1f MB %11.1f MB %11.1f MB %13.1f MB\n", s.name, mb(s.rss), mb(s.heap), mb(s.live), mb(s.est))
+	for _, r := range rows {
+		fmt.Printf("%-8s %9.1f MB %11.1f MB %11.1f MB %13.1f MB\n", r.name, mb(r.rss), mb(r.heap), mb(r.live), mb(r.est))
 	}
 	per := func(a, b float64) float64 { return (b - a) / cached }
-	fmt.Printf("%-8s %10.0f B %12.0f B %12.0f B %14.0f B  per cached token\n", "delta",
-		per(idle.rss, full.rss), per(idle.heap, full.heap), per(idle.live, full.live), per(idle.est, full.est))
+	last := rows[len(rows)-1]
+	fmt.Printf("%-8s %10.0f B %12.0f B %12.0f B %14.0f B  per cached token, idle to %s\n", "delta",
+		per(idle.rss, last.rss), per(idle.heap, last.heap), per(idle.live, last.live), per(idle.est, last.est), last.name)
 	return nil
 }
 
