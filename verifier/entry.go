@@ -90,7 +90,9 @@ func newEntry(h token.Hash, c token.Credential, staleAt time.Time) *entry {
 		strsLen:   uint32(len(strs)),
 		scopes:    scopesOf(c.Scopes),
 	}
-	copy(unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(e), entryHeader)), len(strs)), strs)
+	if len(strs) > 0 { // else the address past the header is past the allocation
+		copy(unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(e), entryHeader)), len(strs)), strs)
+	}
 	copy(e.tail[:], h[8:])
 	if c.Revoked {
 		e.flags |= flagRevoked
@@ -104,6 +106,9 @@ func newEntry(h token.Hash, c token.Credential, staleAt time.Time) *entry {
 // strs returns the strings stored after the header; they are never
 // written after newEntry, and point into the entry, keeping it alive.
 func (e *entry) strs() string {
+	if e.strsLen == 0 {
+		return ""
+	}
 	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(e), entryHeader)), e.strsLen)
 }
 

@@ -1089,4 +1089,8 @@ func TestEntryLayout(t *testing.T) {
 	if !e.matches(&h) {
 		t.Error("entry does not match its own hash")
 	}
+	// No strings at all: the entry is its header alone.
+	if got := newEntry(h, token.Credential{}, time.Now()).credential(); got.TokenID != "" || got.UserID != "" || got.Name != "" {
+		t.Errorf("empty credential rebuilt as %+v", got)
+	}
 }
