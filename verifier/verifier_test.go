@@ -1067,11 +1067,13 @@ func TestCacheSize(t *testing.T) {
 	}
 }
 
-// TestEntryLayout pins the cache entry's size (a Go size class): a field
-// added carelessly would cost every cached token 16 bytes or more.
+// TestEntryLayout pins the cache entry's header size: with a UUID token
+// id, a 12-byte user id and a short name the entry fits the 128-byte Go
+// size class, and a field added carelessly would cost every cached token
+// 16 bytes or more.
 func TestEntryLayout(t *testing.T) {
-	if n := unsafe.Sizeof(entry{}); n != 80 {
-		t.Errorf("entry is %d bytes, want 80", n)
+	if n := unsafe.Sizeof(entry{}); n != 72 {
+		t.Errorf("entry header is %d bytes, want 72", n)
 	}
 	h := token.Sum(genToken(t))
 	c := liveCred("0190b6b8-6b7e-7c1a-9f3e-2d5c8a1b4e6f")
@@ -1086,5 +1088,9 @@ func TestEntryLayout(t *testing.T) {
 	}
 	if !e.matches(&h) {
 		t.Error("entry does not match its own hash")
+	}
+	// No strings at all: the entry is its header alone.
+	if got := newEntry(h, token.Credential{}, time.Now()).credential(); got.TokenID != "" || got.UserID != "" || got.Name != "" {
+		t.Errorf("empty credential rebuilt as %+v", got)
 	}
 }
