@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -302,6 +303,46 @@ func TestIntrospectDoesNotMarkUse(t *testing.T) {
 		rec := do(t, h, "POST", "/introspect", testAdminKey, url.Values{"token": {tok}}.Encode(), nil)
 		if rec.Code != 200 || strings.TrimSpace(rec.Body.String()) != `{"active":false}` {
 			t.Errorf("introspect %s: %d %s", token.Hint(tok), rec.Code, rec.Body)
+		}
+	}
+}
+
+func (s *fakeStore) RotateToken(_ context.Context, actor, id string, grace time.Duration, _ time.Time) (storage.Token, string, storage.Invalidation, error) {
+	s.calls = append(s.calls, "rotate "+id+" "+grace.String())
+	s.lastActor = actor
+	return storage.Token{ID: "new"}, "arm_plain", storage.Invalidation{Hashes: [][]byte{[]byte("old")}, Created: [][]byte{[]byte("new")}}, nil
+}
+
+func (s *fakeStore) RevokeAllTokens(_ context.Context, actor, userID, reason string) (int, storage.Invalidation, error) {
+	s.calls = append(s.calls, "revoke all "+userID)
+	s.lastActor, s.lastRevoke = actor, reason
+	return 2, storage.Invalidation{Hashes: [][]byte{[]byte("a"), []byte("b")}}, nil
+}
+
+// TestRotateAndRevokeAllInvalidateFirst: both changes reach the local cache
+// before the answer, the rotation's with the created token too.
+func TestRotateAndRevokeAllInvalidateFirst(t *testing.T) {
+	for _, tt := range []struct{ target, body, call string }{
+		{"/tokens/" + testTokenID + "/rotate", `{"grace":"90m"}`, "rotate " + testTokenID + " 1h30m0s"},
+		{"/users/u1/tokens/revoke", `{"reason":"everywhere"}`, "revoke all u1"},
+	} {
+		var events []string
+		store := &fakeStore{}
+		var got []storage.Invalidation
+		h := New(Options{Store: store, AdminKeys: []string{testAdminKey}, Limits: testLimits,
+			Invalidate: func(inv storage.Invalidation) { events = append(events, "invalidate"); got = append(got, inv) }})
+		r := httptest.NewRequest("POST", tt.target, strings.NewReader(tt.body))
+		r.Header.Set("Authorization", "Bearer "+testAdminKey)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(orderedWriter{rec, &events}, r)
+		if strings.Join(events, ",") != "invalidate,respond" {
+			t.Errorf("%s: events = %v, want invalidate before respond", tt.target, events)
+		}
+		if strings.Join(store.calls, ";") != tt.call || store.lastActor != storage.ActorAdminKey {
+			t.Errorf("%s: calls %v by %q", tt.target, store.calls, store.lastActor)
+		}
+		if strings.HasSuffix(tt.target, "/rotate") && (len(got) != 1 || len(got[0].Created) != 1 || len(got[0].Hashes) != 1) {
+			t.Errorf("rotation invalidation = %+v", got)
 		}
 	}
 }
