@@ -47,8 +47,9 @@ func TestSelfBrowserMyAPITokens(t *testing.T) {
 	}
 	g := startGateway(t, gatewayConfig{
 		ExtraApp: "last_used_flush 200ms",
-		ExtraSite: fmt.Sprintf("handle_path /me/* {\n\t\tbasic_auth {\n\t\t\t%s %s\n\t\t}\n\t\tarmgate_self\n\t}",
-			selfUser, selfPasswordHash),
+		// bob can sign in to the site but is unknown to armgate.
+		ExtraSite: fmt.Sprintf("handle_path /me/* {\n\t\tbasic_auth {\n\t\t\t%s %s\n\t\t\tbob %s\n\t\t}\n\t\tarmgate_self\n\t}",
+			selfUser, selfPasswordHash, selfPasswordHash),
 	})
 	if r := g.admin("PUT", "/users/"+selfUser, map[string]any{"display_name": "Alice Example"}); r.Status != http.StatusCreated {
 		t.Fatalf("adding the user: %d %s", r.Status, r.Body)
@@ -329,4 +330,22 @@ func TestSelfBrowserMyAPITokens(t *testing.T) {
 		t.Error("the narrow window's token is in the DOM after its dialog closed")
 	}
 	usage("10 of 10 tokens")
+
+	// Someone the site signs in but armgate does not know is told whom to
+	// ask, in plain words.
+	if _, err := chromedp.Call(p.ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{
+		Headers: network.Headers{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte("bob:"+selfPassword))},
+	}); err != nil {
+		t.Fatalf("signing in as bob: %v", err)
+	}
+	p.do("opening the screen as bob", chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("banner")))
+	if msg := p.text("#banner"); !strings.Contains(msg, "ask an administrator") {
+		t.Errorf("unknown user's message %q, want one that says to ask an administrator", msg)
+	}
+	if n := run(p, "counting rows", chromedp.Evaluate[int](`document.querySelectorAll("#tokens-body tr").length`)); n != 0 {
+		t.Errorf("bob sees %d token rows", n)
+	}
+	if !run(p, "create button", chromedp.Evaluate[bool](`document.querySelector("#create-token").disabled`)) {
+		t.Error("Create API Token is enabled for an unknown user")
+	}
 }

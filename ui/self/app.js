@@ -89,7 +89,7 @@
       case "unauthorized":
         return "You are not signed in any more. Reload the page to sign in again.";
       case "forbidden":
-        return "You cannot manage API tokens here." + said;
+        return err.apiMessage ? sentence(err.apiMessage) : "You cannot manage API tokens here. Ask an administrator.";
       case "unavailable":
         return "The token database is unreachable right now. Wait a few seconds, then reload and try again.";
     }
