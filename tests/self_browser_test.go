@@ -48,8 +48,10 @@ func TestSelfBrowserMyAPITokens(t *testing.T) {
 	g := startGateway(t, gatewayConfig{
 		ExtraApp: "last_used_flush 200ms",
 		// bob can sign in to the site but is unknown to armgate.
-		ExtraSite: fmt.Sprintf("handle_path /me/* {\n\t\tbasic_auth {\n\t\t\t%s %s\n\t\t\tbob %s\n\t\t}\n\t\tarmgate_self\n\t}",
-			selfUser, selfPasswordHash, selfPasswordHash),
+		// A second, deeper mount: the page must follow it.
+		ExtraSite: fmt.Sprintf("handle_path /me/* {\n\t\tbasic_auth {\n\t\t\t%s %s\n\t\t\tbob %s\n\t\t}\n\t\tarmgate_self\n\t}\n"+
+			"\thandle_path /people/self-service/* {\n\t\tbasic_auth {\n\t\t\t%s %s\n\t\t}\n\t\tarmgate_self\n\t}",
+			selfUser, selfPasswordHash, selfPasswordHash, selfUser, selfPasswordHash),
 	})
 	if r := g.admin("PUT", "/users/"+selfUser, map[string]any{"display_name": "Alice Example"}); r.Status != http.StatusCreated {
 		t.Fatalf("adding the user: %d %s", r.Status, r.Body)
@@ -331,6 +333,14 @@ func TestSelfBrowserMyAPITokens(t *testing.T) {
 	}
 	usage("10 of 10 tokens")
 
+	// Under another mount prefix the page finds its API too.
+	p.do("opening the screen under /people/self-service/",
+		chromedp.EmulateViewport(1280, 800),
+		chromedp.Navigate(g.URL+"/people/self-service/ui/"),
+		chromedp.WaitVisible(chromedp.CSS(byName("laptop"))),
+	)
+	usage("10 of 10 tokens")
+
 	// Someone the site signs in but armgate does not know is told whom to
 	// ask, in plain words.
 	if _, err := chromedp.Call(p.ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{
@@ -338,7 +348,7 @@ func TestSelfBrowserMyAPITokens(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("signing in as bob: %v", err)
 	}
-	p.do("opening the screen as bob", chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("banner")))
+	p.do("opening the screen as bob", chromedp.Navigate(g.URL+"/me/ui/"), chromedp.WaitVisible(chromedp.ID("banner")))
 	if msg := p.text("#banner"); !strings.Contains(msg, "ask an administrator") {
 		t.Errorf("unknown user's message %q, want one that says to ask an administrator", msg)
 	}
