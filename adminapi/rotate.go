@@ -2,6 +2,7 @@ package adminapi
 
 import (
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/armgate/armgate/token"
@@ -72,7 +73,7 @@ func lifetime(expiresIn, expiresAt *string) (in, at string, err error) {
 // shortDuration prints whole hours as "168h" rather than "168h0m0s".
 func shortDuration(d time.Duration) string {
 	if d%time.Hour == 0 {
-		return (d / time.Hour).String() + "h"
+		return strconv.FormatInt(int64(d/time.Hour), 10) + "h"
 	}
 	return d.String()
 }
