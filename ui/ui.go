@@ -1,8 +1,9 @@
 // Package ui serves armgate's screens: static HTML, CSS and JavaScript,
-// embedded so that the gateway needs no internet and no build step. A
-// screen calls a JSON API with a credential it keeps in sessionStorage;
-// loading the files themselves needs none, since they carry no secret and
-// the page has to load before anyone can sign in.
+// embedded so that the gateway needs no internet and no build step. The
+// admin screen calls its JSON API with a credential it keeps in
+// sessionStorage; the self-service screen relies on the site's own sign-in
+// and keeps none. Loading the files needs no credential of armgate's: they
+// carry no secret, and the admin page has to load before anyone can sign in.
 //
 // Each screen lives at Prefix relative to the handler that mounts it (after
 // the mount prefix was stripped), e.g. /admin/ui/ for armgate_admin mounted
