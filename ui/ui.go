@@ -1,8 +1,9 @@
 // Package ui serves armgate's screens: static HTML, CSS and JavaScript,
-// embedded so that the gateway needs no internet and no build step. A
-// screen calls a JSON API with a credential it keeps in sessionStorage;
-// loading the files themselves needs none, since they carry no secret and
-// the page has to load before anyone can sign in.
+// embedded so that the gateway needs no internet and no build step. The
+// admin screen calls its JSON API with a credential it keeps in
+// sessionStorage; the self-service screen relies on the site's own sign-in
+// and keeps none. Loading the files needs no credential of armgate's: they
+// carry no secret, and the admin page has to load before anyone can sign in.
 //
 // Each screen lives at Prefix relative to the handler that mounts it (after
 // the mount prefix was stripped), e.g. /admin/ui/ for armgate_admin mounted
@@ -27,6 +28,12 @@ import (
 //go:embed admin
 var adminFiles embed.FS
 
+// The self-service screen shares the admin screen's stylesheet and icon, so
+// both look alike and the look has one source.
+//
+//go:embed self admin/app.css admin/favicon.svg
+var selfFiles embed.FS
+
 // Prefix is where a screen lives relative to its handler's mount.
 const Prefix = "/ui/"
 
@@ -45,6 +52,14 @@ func Owns(p string) bool {
 // the embedded files once, on the first call.
 var Admin = sync.OnceValue(func() http.Handler { return newScreen(adminFiles, "admin") })
 
+// Self returns the handler of the self-service screen ("My API Tokens"),
+// where a signed-in person manages their own tokens. It calls the JSON API
+// beside it with relative URLs and the site's own sign-in, so it keeps no
+// credential. It reads the embedded files once, on the first call.
+var Self = sync.OnceValue(func() http.Handler {
+	return newScreen(selfFiles, "self", "admin/app.css", "admin/favicon.svg")
+})
+
 type asset struct {
 	body        []byte
 	contentType string
@@ -58,24 +73,34 @@ type screen struct {
 	assets map[string]asset
 }
 
-func newScreen(files fs.FS, dir string) *screen {
+// newScreen serves the files of dir, and each shared file (a path in files
+// outside dir) under its base name beside them.
+func newScreen(files fs.FS, dir string, shared ...string) *screen {
 	assets := map[string]asset{}
-	err := fs.WalkDir(files, dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
+	add := func(p, name string) error {
 		b, err := fs.ReadFile(files, p)
 		if err != nil {
 			return err
 		}
 		sum := sha256.Sum256(b)
-		assets[strings.TrimPrefix(p, dir+"/")] = asset{
+		assets[name] = asset{
 			body:        b,
 			contentType: contentType(p),
 			etag:        `"` + base64.RawURLEncoding.EncodeToString(sum[:16]) + `"`,
 		}
 		return nil
+	}
+	err := fs.WalkDir(files, dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		return add(p, strings.TrimPrefix(p, dir+"/"))
 	})
+	for _, p := range shared {
+		if err == nil {
+			err = add(p, path.Base(p))
+		}
+	}
 	if err != nil {
 		panic("ui: reading embedded " + dir + ": " + err.Error()) // cannot happen with go:embed
 	}
