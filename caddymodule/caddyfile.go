@@ -25,6 +25,7 @@ func init() {
 //		database <dsn>
 //		listen_database <dsn>
 //		admin_key <key>
+//		admin_key <another key>
 //		max_tokens_per_user <n>
 //		token_lifetime <duration>
 //		max_token_lifetime <duration>
@@ -39,7 +40,9 @@ func init() {
 //	}
 //
 // Secrets may be given as {env.*} or {file.*}; they are resolved at
-// provision time, so `caddy adapt` never prints them.
+// provision time, so `caddy adapt` never prints them. admin_key may be
+// repeated: every key given is valid (for rotation), and each must be at
+// least 32 characters.
 func parseApp(d *caddyfile.Dispenser, existing any) (any, error) {
 	app := new(App)
 	if existing != nil {
@@ -70,7 +73,8 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			case "listen_database":
 				a.ListenDatabase = v
 			default:
-				a.AdminKey = v
+				// Repeatable: every key given is valid.
+				a.AdminKeys = append(a.AdminKeys, v)
 			}
 		case "max_tokens_per_user":
 			n, err := intArg(d)

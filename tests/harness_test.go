@@ -92,7 +92,7 @@ type gatewayConfig struct {
 	LogDir string
 }
 
-const testAdminKey = "test-admin-key-0123456789"
+const testAdminKey = "test-admin-key-0123456789abcdefghijklmn"
 
 // gateway is a running Caddy with armgate in front of an upstream.
 type gateway struct {
