@@ -176,6 +176,7 @@ func intArg(d *caddyfile.Dispenser) (int64, error) {
 //	armgate_auth [<matcher>] {
 //		realm <realm>
 //		scope <scope>
+//		expires_header <name> | off
 //		failure_limit off
 //		failure_limit <max> <window> {
 //			max_clients <n>
@@ -183,6 +184,8 @@ func intArg(d *caddyfile.Dispenser) (int64, error) {
 //	}
 //
 // failure_limit defaults to 50 refused tokens per client address per 1m.
+// expires_header renames the ARM-Token-Expires response header (the
+// token's expiry, RFC 3339 in UTC) or, with off, drops it.
 func parseAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	var m AuthHandler
 	err := m.UnmarshalCaddyfile(h.Dispenser)
@@ -203,6 +206,10 @@ func (h *AuthHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "scope":
 			if !d.AllArgs(&h.Scope) {
+				return d.ArgErr()
+			}
+		case "expires_header":
+			if !d.AllArgs(&h.ExpiresHeader) {
 				return d.ArgErr()
 			}
 		case "failure_limit":
