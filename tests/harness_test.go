@@ -92,6 +92,7 @@ type gatewayConfig struct {
 	AdminFailureLimit bool
 	ExtraApp          string // more lines inside the armgate global option
 	ExtraSite         string // more lines inside the site block
+	ExtraGlobal       string // more lines in the global options block
 	// LogDir, when set, gets Caddy's log (level DEBUG) in caddy.log and the
 	// site's access log in access.log.
 	LogDir string
@@ -168,6 +169,7 @@ func startGateway(t testing.TB, gc gatewayConfig) *gateway {
 	auto_https off
 	grace_period 1ns
 	%s
+	%s
 	armgate {
 		database %q
 		%s
@@ -196,7 +198,7 @@ http://127.0.0.1:%d {
 		}
 	}
 }
-`, globalLog, gc.DSN, adminKey, gc.ExtraApp, port, siteLog, gc.AdminExtra, gc.ExtraSite, gc.Scope, gc.AuthExtra,
+`, globalLog, gc.ExtraGlobal, gc.DSN, adminKey, gc.ExtraApp, port, siteLog, gc.AdminExtra, gc.ExtraSite, gc.Scope, gc.AuthExtra,
 			strings.TrimPrefix(up.srv.URL, "http://"))
 	})
 
