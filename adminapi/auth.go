@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"net/http"
+	"net/netip"
+	"strconv"
 
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
@@ -28,7 +30,7 @@ var tokenRefusals = map[token.Status]string{
 func (h *handler) authenticate(w http.ResponseWriter, r *http.Request) (string, bool) {
 	tok, parsed := token.ParseAuthorization(r.Header.Values("Authorization"))
 	if parsed != token.HeaderOK {
-		h.refuse(w, http.StatusUnauthorized, Challenge, "unauthorized",
+		h.refuse(w, r, http.StatusUnauthorized, Challenge, "unauthorized",
 			"An admin credential is required: send Authorization: Bearer with the admin key or a token with the admin scope")
 		return "", false
 	}
@@ -40,7 +42,7 @@ func (h *handler) authenticate(w http.ResponseWriter, r *http.Request) (string, 
 		return "", false
 	}
 	if !cred.HasScope(token.ScopeAdmin) {
-		h.refuse(w, http.StatusForbidden,
+		h.refuse(w, r, http.StatusForbidden,
 			Challenge+`, error="insufficient_scope", scope="admin"`,
 			"forbidden", "The token lacks the admin scope")
 		return "", false
@@ -78,15 +80,38 @@ func (h *handler) liveToken(w http.ResponseWriter, r *http.Request, tok string) 
 		if !ok {
 			msg = invalidCredential
 		}
-		h.refuse(w, http.StatusUnauthorized, Challenge, "unauthorized", msg)
+		h.refuse(w, r, http.StatusUnauthorized, Challenge, "unauthorized", msg)
 		return cred, false
 	}
 	return cred, true
 }
 
+// FailureLimiter counts refused credentials per client address and blocks
+// an address that refuses too many; *limiter.Limiter is one.
+type FailureLimiter interface {
+	// Blocked reports whether addr is blocked, and for how many more
+	// whole seconds.
+	Blocked(addr netip.Addr) (retryAfter int, ok bool)
+	// Fail counts a refusal from addr.
+	Fail(addr netip.Addr)
+}
+
 // refuse answers a request whose credential is missing, invalid or lacks
-// the scope. Every refusal of a credential passes here.
-func (h *handler) refuse(w http.ResponseWriter, status int, challenge, code, msg string) {
+// the scope. Every refusal of a credential passes here, and only refusals
+// do: so a blocked client address gets 429 instead of its 401 or 403, and
+// a valid credential, which never gets here, is never answered 429.
+func (h *handler) refuse(w http.ResponseWriter, r *http.Request, status int, challenge, code, msg string) {
+	if h.limiter != nil {
+		if a, ok := h.clientAddr(r); ok {
+			if secs, blocked := h.limiter.Blocked(a); blocked {
+				w.Header().Set("Retry-After", strconv.Itoa(secs))
+				WriteJSON(w, http.StatusTooManyRequests, ErrorBody{Error: "too_many_requests",
+					Message: "Too many refused credentials from this address; retry after the time in Retry-After"})
+				return
+			}
+			h.limiter.Fail(a)
+		}
+	}
 	w.Header().Set("WWW-Authenticate", challenge)
 	WriteJSON(w, status, ErrorBody{Error: code, Message: msg})
 }

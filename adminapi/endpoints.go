@@ -267,7 +267,7 @@ func (h *handler) audit(w http.ResponseWriter, r *http.Request) error {
 func (h *handler) logout(w http.ResponseWriter, r *http.Request) error {
 	tok, parsed := token.ParseAuthorization(r.Header.Values("Authorization"))
 	if parsed != token.HeaderOK {
-		h.refuse(w, http.StatusUnauthorized, Challenge, "unauthorized",
+		h.refuse(w, r, http.StatusUnauthorized, Challenge, "unauthorized",
 			"Logout needs the token to revoke: send it as Authorization: Bearer")
 		return nil
 	}
@@ -278,7 +278,7 @@ func (h *handler) logout(w http.ResponseWriter, r *http.Request) error {
 	_, inv, err := h.store.Logout(r.Context(), cred.TokenID)
 	if errors.Is(err, storage.ErrNotFound) {
 		// Deleted since the (cached) check: it is not live any more.
-		h.refuse(w, http.StatusUnauthorized, Challenge, "unauthorized", invalidCredential)
+		h.refuse(w, r, http.StatusUnauthorized, Challenge, "unauthorized", invalidCredential)
 		return nil
 	} else if err != nil {
 		return err

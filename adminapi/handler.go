@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"net"
 	"net/http"
+	"net/netip"
 	"path"
 	"strconv"
 	"strings"
@@ -69,6 +71,15 @@ type Options struct {
 	AdminKeys []string
 	// Limits bound what a token may be created with.
 	Limits TokenLimits
+	// Limiter, if set, counts every refused credential (401, 403) against
+	// the client's address; a blocked address then gets 429
+	// too_many_requests with Retry-After instead of the refusal. A valid
+	// credential is never refused, so never answered 429.
+	Limiter FailureLimiter
+	// ClientAddr returns the address a request is counted under; nil
+	// means the connection's peer (r.RemoteAddr). Behind a proxy, pass
+	// the address the proxy vouches for.
+	ClientAddr func(r *http.Request) (netip.Addr, bool)
 	// Timeout bounds one call's database work; it is raised to MinTimeout.
 	Timeout time.Duration
 	// Authenticated, if set, is called once a live admin-scope token was
@@ -90,6 +101,8 @@ type handler struct {
 	// constant-time comparison does not leak a key's length either.
 	adminKeys     [][sha256.Size]byte
 	limits        TokenLimits
+	limiter       FailureLimiter
+	clientAddr    func(*http.Request) (netip.Addr, bool)
 	timeout       time.Duration
 	authenticated func(*http.Request, token.Credential)
 	now           func() time.Time
@@ -112,6 +125,8 @@ func New(o Options) http.Handler {
 		verifier:      o.Verifier,
 		invalidate:    o.Invalidate,
 		limits:        o.Limits,
+		limiter:       o.Limiter,
+		clientAddr:    o.ClientAddr,
 		timeout:       max(o.Timeout, MinTimeout),
 		authenticated: o.Authenticated,
 		now:           o.Now,
@@ -127,6 +142,9 @@ func New(o Options) http.Handler {
 	}
 	if h.now == nil {
 		h.now = time.Now
+	}
+	if h.clientAddr == nil {
+		h.clientAddr = peerAddr
 	}
 	if h.logger == nil {
 		h.logger = zap.NewNop()
@@ -215,6 +233,16 @@ func (h *handler) notRouted(w http.ResponseWriter, r *http.Request, p string) {
 	w.Header().Set("Allow", strings.Join(allow, ", "))
 	WriteError(w, &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
 		Message: r.Method + " is not allowed here; allowed: " + strings.Join(allow, ", ")})
+}
+
+// peerAddr is the address of the connection's peer.
+func peerAddr(r *http.Request) (netip.Addr, bool) {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	a, err := netip.ParseAddr(host)
+	return a, err == nil
 }
 
 type actorKey struct{}

@@ -18,6 +18,10 @@ func TestAdminUnmarshalCaddyfile(t *testing.T) {
 		{input: "armgate_admin {\n}"},
 		{input: `armgate_admin foo`, err: "wrong argument count"},
 		{input: "armgate_admin {\n\tadmin_key x\n}", err: "unrecognized subdirective: admin_key"},
+		{input: "armgate_admin {\n\tfailure_limit 5 1m\n}"},
+		{input: "armgate_admin {\n\tfailure_limit off\n}"},
+		{input: "armgate_admin {\n\tfailure_limit 5\n}", err: "failure_limit takes <max> <window>, or off"},
+		{input: "armgate_admin {\n\tfailure_limit 5 1m\n\tfailure_limit off\n}", err: "only once"},
 	} {
 		var h AdminHandler
 		err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tt.input))

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -45,8 +46,15 @@ type App struct {
 	// LISTEN connection, for when Database goes through a
 	// transaction-pooling proxy such as PgBouncer. Defaults to Database.
 	ListenDatabase string `json:"listen_database,omitempty"`
-	// AdminKey is the static admin credential for armgate_admin. When
-	// empty, only tokens with the admin scope are accepted there.
+	// AdminKeys are the static admin credentials for armgate_admin; any
+	// one of them is accepted, so that a key can be rotated without a gap
+	// (add the new key, move the clients, drop the old key). Each must be
+	// at least 32 characters once its placeholders ({env.*}, {file.*}) are
+	// resolved. When there are none, only tokens with the admin scope are
+	// accepted there.
+	AdminKeys []string `json:"admin_keys,omitempty"`
+	// AdminKey is one more admin key, kept so that configs written for
+	// a single key still load; it counts as the first of AdminKeys.
 	AdminKey string `json:"admin_key,omitempty"`
 	// MaxTokensPerUser limits the tokens of a user that are neither
 	// deleted nor expired. Default 10.
@@ -65,10 +73,10 @@ type App struct {
 	// Cache configures the token cache.
 	Cache *CacheConfig `json:"cache,omitempty"`
 
-	adminKey string
-	runtime  *gateway.Runtime
-	poolKey  string
-	ctx      caddy.Context
+	adminKeys []string
+	runtime   *gateway.Runtime
+	poolKey   string
+	ctx       caddy.Context
 }
 
 // CacheConfig configures the token cache.
@@ -100,7 +108,7 @@ var resources = caddy.NewUsagePool()
 
 // Provision resolves secrets, applies defaults and loads (or reuses) the
 // process's runtime: pool, cache and listener. It does not dial the database.
-func (a *App) Provision(ctx caddy.Context) error {
+func (a *App) Provision(ctx caddy.Context) (err error) {
 	a.ctx = ctx
 	a.setDefaults()
 	repl := caddy.NewReplacer()
@@ -112,7 +120,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if listenDSN == "" {
 		listenDSN = dsn
 	}
-	a.adminKey = repl.ReplaceAll(a.AdminKey, "")
+	if a.adminKeys, err = resolveAdminKeys(repl, a.AdminKey, a.AdminKeys); err != nil {
+		return err
+	}
 
 	vcfg := verifier.Config{
 		TTL:          time.Duration(a.Cache.TTL),
@@ -151,6 +161,31 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.poolKey = key
 	a.runtime = val.(pooledRuntime).Runtime
 	return a.registerMetrics(ctx.GetMetricsRegistry())
+}
+
+// minAdminKeyLen is the least number of characters of an admin key: 32
+// random characters are beyond guessing even without the failure limit.
+const minAdminKeyLen = 32
+
+// resolveAdminKeys resolves the admin keys' placeholders and checks their
+// length. The error names a key by its position and length, never by its
+// value: the value is a secret, and a resolved {env.*} or {file.*} one
+// must not end up in a log.
+func resolveAdminKeys(repl *caddy.Replacer, single string, list []string) ([]string, error) {
+	keys := list
+	if single != "" {
+		keys = append([]string{single}, list...)
+	}
+	resolved := make([]string, 0, len(keys))
+	for i, k := range keys {
+		v := repl.ReplaceAll(k, "")
+		if n := utf8.RuneCountInString(v); n < minAdminKeyLen {
+			return nil, fmt.Errorf("armgate: admin_key #%d is %d characters; at least %d are required (generate one with: openssl rand -base64 33)",
+				i+1, n, minAdminKeyLen)
+		}
+		resolved = append(resolved, v)
+	}
+	return resolved, nil
 }
 
 func (a *App) setDefaults() {

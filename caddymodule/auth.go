@@ -7,11 +7,14 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
+	"unsafe"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/armgate/armgate/adminapi"
 	"github.com/armgate/armgate/limiter"
@@ -47,6 +50,10 @@ type AuthHandler struct {
 	// FailureLimit limits refused tokens per client address. Default: on,
 	// 50 per minute.
 	FailureLimit *FailureLimit `json:"failure_limit,omitempty"`
+	// ExpiresHeader names the response header that tells the client when
+	// its token expires (RFC 3339, UTC), so that scripts can warn before
+	// their token lapses. Default "ARM-Token-Expires"; "off" drops it.
+	ExpiresHeader string `json:"expires_header,omitempty"`
 
 	verifier tokenVerifier
 	limiter  *limiter.Limiter
@@ -56,7 +63,14 @@ type AuthHandler struct {
 	logger     *zap.Logger
 	// challenge is the precomputed `Bearer realm="…"`.
 	challenge string
+	// expiresKey is ExpiresHeader in canonical form; "" means the default.
+	expiresKey string
+	// expiresOff drops the expiry header.
+	expiresOff bool
 }
+
+// defaultExpiresHeader is the default ExpiresHeader, in canonical form.
+const defaultExpiresHeader = "Arm-Token-Expires"
 
 // CaddyModule returns the Caddy module information.
 func (AuthHandler) CaddyModule() caddy.ModuleInfo {
@@ -85,7 +99,20 @@ func (h *AuthHandler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.challenge = `Bearer realm="` + h.Realm + `"`
+	h.configureExpiresHeader()
 	return nil
+}
+
+// configureExpiresHeader sets the expiry header's key from ExpiresHeader.
+func (h *AuthHandler) configureExpiresHeader() {
+	switch h.ExpiresHeader {
+	case "off":
+		h.expiresOff = true
+	case "":
+		h.expiresKey = defaultExpiresHeader
+	default:
+		h.expiresKey = http.CanonicalHeaderKey(h.ExpiresHeader)
+	}
 }
 
 // provisionLimiter takes the shared failure limiter for the handler's
@@ -132,6 +159,9 @@ func (h *AuthHandler) Validate() error {
 		if strings.ContainsAny(s, "\"\\\r\n") {
 			return fmt.Errorf("armgate_auth: realm and scope may not contain quotes, backslashes or newlines: %q", s)
 		}
+	}
+	if h.ExpiresHeader != "" && h.ExpiresHeader != "off" && !httpguts.ValidHeaderFieldName(h.ExpiresHeader) {
+		return fmt.Errorf("armgate_auth: expires_header %q is not a valid header name", h.ExpiresHeader)
 	}
 	return h.FailureLimit.validate()
 }
@@ -203,7 +233,40 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 	countDecision(outcomeAllowed)
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	setUserPlaceholders(repl, cred.UserID, cred.TokenID, cred.Name)
+	if !h.expiresOff && !cred.ExpiresAt.IsZero() {
+		key := h.expiresKey
+		if key == "" {
+			key = defaultExpiresHeader
+		}
+		// Set before next, so that it is in every response, the
+		// upstream's included: reverse_proxy adds the upstream's headers
+		// to these.
+		w.Header()[key] = expiresValue(cred.ExpiresAt)
+	}
 	return next.ServeHTTP(w, r)
+}
+
+// rfc3339Len is the length of an RFC 3339 time in UTC with whole seconds
+// and a four-digit year.
+const rfc3339Len = len("2006-01-02T15:04:05Z")
+
+// expiresHeader is a header value and the bytes of its one string, so that
+// both take a single allocation.
+type expiresHeader struct {
+	v   [1]string
+	buf [rfc3339Len]byte
+}
+
+// expiresValue returns t as a one-value header, RFC 3339 in UTC, in one
+// allocation: the string points into the same object as the slice that
+// holds it. The bytes are never written after the string is made. Each
+// request gets its own value, since handlers such as `header` edit
+// response header values in place.
+func expiresValue(t time.Time) []string {
+	e := new(expiresHeader)
+	b := t.UTC().AppendFormat(e.buf[:0], time.RFC3339)
+	e.v[0] = unsafe.String(unsafe.SliceData(b), len(b))
+	return e.v[:]
 }
 
 // setUserPlaceholders provides {http.auth.user.id}, {http.auth.user.token_id}

@@ -27,6 +27,7 @@ func init() {
 //		database <dsn>
 //		listen_database <dsn>
 //		admin_key <key>
+//		admin_key <another key>
 //		max_tokens_per_user <n>
 //		token_lifetime <duration>
 //		max_token_lifetime <duration>
@@ -41,7 +42,9 @@ func init() {
 //	}
 //
 // Secrets may be given as {env.*} or {file.*}; they are resolved at
-// provision time, so `caddy adapt` never prints them.
+// provision time, so `caddy adapt` never prints them. admin_key may be
+// repeated: every key given is valid (for rotation), and each must be at
+// least 32 characters.
 func parseApp(d *caddyfile.Dispenser, existing any) (any, error) {
 	app := new(App)
 	if existing != nil {
@@ -72,7 +75,8 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			case "listen_database":
 				a.ListenDatabase = v
 			default:
-				a.AdminKey = v
+				// Repeatable: every key given is valid.
+				a.AdminKeys = append(a.AdminKeys, v)
 			}
 		case "max_tokens_per_user":
 			n, err := intArg(d)
@@ -174,6 +178,7 @@ func intArg(d *caddyfile.Dispenser) (int64, error) {
 //	armgate_auth [<matcher>] {
 //		realm <realm>
 //		scope <scope>
+//		expires_header <name> | off
 //		failure_limit off
 //		failure_limit <max> <window> {
 //			max_clients <n>
@@ -181,6 +186,8 @@ func intArg(d *caddyfile.Dispenser) (int64, error) {
 //	}
 //
 // failure_limit defaults to 50 refused tokens per client address per 1m.
+// expires_header renames the ARM-Token-Expires response header (the
+// token's expiry, RFC 3339 in UTC) or, with off, drops it.
 func parseAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	var m AuthHandler
 	err := m.UnmarshalCaddyfile(h.Dispenser)
@@ -201,6 +208,10 @@ func (h *AuthHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "scope":
 			if !d.AllArgs(&h.Scope) {
+				return d.ArgErr()
+			}
+		case "expires_header":
+			if !d.AllArgs(&h.ExpiresHeader) {
 				return d.ArgErr()
 			}
 		case "failure_limit":

@@ -85,14 +85,20 @@ type gatewayConfig struct {
 	NoAdminKey bool   // configure no admin_key: only admin-scope tokens administer
 	Scope      string // armgate_auth scope; default api
 	AuthExtra  string // more lines inside the armgate_auth block
-	ExtraApp   string // more lines inside the armgate global option
-	ExtraSite  string // more lines inside the site block
+	AdminExtra string // lines inside the armgate_admin block
+	// AdminFailureLimit keeps armgate_admin's default failure limit; else,
+	// unless AdminExtra sets one, the harness turns it off, since tests
+	// refuse many credentials from one address on purpose.
+	AdminFailureLimit bool
+	ExtraApp          string // more lines inside the armgate global option
+	ExtraSite         string // more lines inside the site block
+	ExtraGlobal       string // more lines in the global options block
 	// LogDir, when set, gets Caddy's log (level DEBUG) in caddy.log and the
 	// site's access log in access.log.
 	LogDir string
 }
 
-const testAdminKey = "test-admin-key-0123456789"
+const testAdminKey = "test-admin-key-0123456789abcdefghijklmn"
 
 // gateway is a running Caddy with armgate in front of an upstream.
 type gateway struct {
@@ -143,6 +149,9 @@ func startGateway(t testing.TB, gc gatewayConfig) *gateway {
 	if gc.Scope == "" {
 		gc.Scope = "api"
 	}
+	if gc.AdminExtra == "" && !gc.AdminFailureLimit {
+		gc.AdminExtra = "failure_limit off"
+	}
 	up := newUpstream(t)
 	adminKey := ""
 	if !gc.NoAdminKey {
@@ -160,6 +169,7 @@ func startGateway(t testing.TB, gc gatewayConfig) *gateway {
 	auto_https off
 	grace_period 1ns
 	%s
+	%s
 	armgate {
 		database %q
 		%s
@@ -169,7 +179,9 @@ func startGateway(t testing.TB, gc gatewayConfig) *gateway {
 http://127.0.0.1:%d {
 	%s
 	handle_path /admin/* {
-		armgate_admin
+		armgate_admin {
+			%s
+		}
 	}
 	%s
 	handle {
@@ -186,7 +198,7 @@ http://127.0.0.1:%d {
 		}
 	}
 }
-`, globalLog, gc.DSN, adminKey, gc.ExtraApp, port, siteLog, gc.ExtraSite, gc.Scope, gc.AuthExtra,
+`, globalLog, gc.ExtraGlobal, gc.DSN, adminKey, gc.ExtraApp, port, siteLog, gc.AdminExtra, gc.ExtraSite, gc.Scope, gc.AuthExtra,
 			strings.TrimPrefix(up.srv.URL, "http://"))
 	})
 
