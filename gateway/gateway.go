@@ -59,6 +59,12 @@ type KnownTokens struct {
 	ReloadJitter time.Duration
 }
 
+// absentWait is how long a token absent from the known set, with the lookup
+// budget spent, waits for a notification of its creation before it is
+// refused. Notifications arrive a few milliseconds after the commit; the
+// client that got the token from another instance can be as fast.
+const absentWait = 20 * time.Millisecond
+
 func (k KnownTokens) withDefaults() KnownTokens {
 	if k.LookupsPerSecond == 0 {
 		k.LookupsPerSecond = knownset.DefaultRate
@@ -143,6 +149,7 @@ func Open(cfg Config) (*Runtime, error) {
 	vcfg := cfg.Verifier
 	vcfg.Known = r.known
 	vcfg.Budget = knownset.NewBudget(kt.LookupsPerSecond, kt.Burst)
+	vcfg.AbsentWait = absentWait
 	r.verifier, err = verifier.New(vcfg, r.loadCredential)
 	if err != nil {
 		r.loader.Stop()

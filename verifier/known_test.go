@@ -3,6 +3,7 @@ package verifier
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/armgate/armgate/knownset"
 	"github.com/armgate/armgate/token"
@@ -106,5 +107,32 @@ func TestNeedsBlindLookupCached(t *testing.T) {
 		if v.NeedsBlindLookup(tok) {
 			t.Errorf("NeedsBlindLookup(%.8s…) = true for a cached answer", tok)
 		}
+	}
+}
+
+// TestAbsentWait: a token absent from the set with the budget spent waits
+// for the set to learn of it (a notification on its way) and is then looked
+// up; one that stays absent is refused after the wait.
+func TestAbsentWait(t *testing.T) {
+	f := newFake()
+	set := knownset.New()
+	cfg := defaultCfg
+	cfg.Known, cfg.Budget, cfg.AbsentWait = set, nil, time.Minute
+	v := newVerifier(t, cfg, f)
+	loadSet(t, set)
+	created := genToken(t)
+	f.set(created, liveCred("c"))
+	go func() {
+		time.Sleep(10 * time.Millisecond)
+		set.Add(knownset.Prefix(token.Sum(created)))
+	}()
+	if _, st := verify(t, v, created); st != token.Active {
+		t.Fatalf("token notified while waiting: status %v, want Active", st)
+	}
+	v2 := newVerifier(t, Config{TTL: time.Hour, NegativeTTL: time.Hour, MaxEntries: 100,
+		Known: set, AbsentWait: 5 * time.Millisecond}, f)
+	calls := f.calls.Load()
+	if _, st := verify(t, v2, genToken(t)); st != token.Unknown || f.calls.Load() != calls {
+		t.Errorf("absent token: status %v, %d lookups, want Unknown without a lookup", st, f.calls.Load()-calls)
 	}
 }

@@ -51,6 +51,13 @@ type Config struct {
 	// Budget is the lookups allowed for tokens absent from Known; nil
 	// allows none.
 	Budget *knownset.Budget
+	// AbsentWait is how long a token absent from Known, with no lookup
+	// left in Budget, waits for Known to learn of it before it is refused:
+	// the notification of a token created on another instance arrives
+	// milliseconds after its commit, and its client may be faster. The
+	// wait costs no query; it also slows a flood down. Zero refuses at
+	// once.
+	AbsentWait time.Duration
 }
 
 // Stats counts what the Verifier did, for metrics.
@@ -180,11 +187,38 @@ func (v *Verifier) lookup(ctx context.Context, h *token.Hash, now time.Time) (*e
 		}
 	}
 	v.Stats.Misses.Add(1)
-	if v.cfg.Known != nil && v.cfg.Known.Refuse(*h, v.cfg.Budget) {
+	if v.cfg.Known != nil && v.cfg.Known.Refuse(*h, v.cfg.Budget) && !v.awaitKnown(ctx, h) {
 		v.Stats.AbsentRefused.Add(1)
 		return nil, nil
 	}
 	return v.loadShared(ctx, *h)
+}
+
+// absentPoll is how often awaitKnown looks at the set again.
+const absentPoll = 2 * time.Millisecond
+
+// awaitKnown waits up to AbsentWait for h to stop being absent from the
+// known set (its creation was notified, or the set went stale); it reports
+// whether that happened, so that h is to be looked up after all.
+func (v *Verifier) awaitKnown(ctx context.Context, h *token.Hash) bool {
+	if v.cfg.AbsentWait <= 0 {
+		return false
+	}
+	p := knownset.Prefix(*h)
+	t := time.NewTicker(absentPoll)
+	defer t.Stop()
+	deadline := time.Now().Add(v.cfg.AbsentWait)
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+		if !v.cfg.Known.Absent(p) {
+			return true
+		}
+	}
+	return false
 }
 
 // NeedsBlindLookup reports whether deciding on tok needs a database lookup
