@@ -123,6 +123,9 @@ func (h *handler) createToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// This instance knows the new token before the client does.
+	sum := token.Sum(plain)
+	h.invalidate(storage.Invalidation{Created: [][]byte{sum[:]}})
 	WriteJSON(w, http.StatusCreated, CreatedToken{Token: t, Plaintext: plain})
 	return nil
 }

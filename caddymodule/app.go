@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/armgate/armgate/gateway"
+	"github.com/armgate/armgate/knownset"
 	"github.com/armgate/armgate/verifier"
 )
 
@@ -72,6 +73,9 @@ type App struct {
 	QueryTimeout caddy.Duration `json:"query_timeout,omitempty"`
 	// Cache configures the token cache.
 	Cache *CacheConfig `json:"cache,omitempty"`
+	// KnownTokens configures the set of existing tokens that refuses
+	// unknown tokens without a database query.
+	KnownTokens *KnownTokensConfig `json:"known_tokens,omitempty"`
 
 	adminKeys []string
 	runtime   *gateway.Runtime
@@ -92,6 +96,26 @@ type CacheConfig struct {
 	// Disabled turns the cache off: every request queries PostgreSQL.
 	// Meant for measurements, not production.
 	Disabled bool `json:"disabled,omitempty"`
+}
+
+// KnownTokensConfig configures the set of the tokens that exist, which
+// every instance loads at start and after every reconnect of its
+// invalidation listener. While the set is current, a well-formed token
+// absent from it is refused 401 without a query, except for a small budget
+// of lookups that lets a token created on another instance a moment ago
+// pass before its notification arrives.
+type KnownTokensConfig struct {
+	// LookupsPerSecond is the rate of database lookups allowed for tokens
+	// absent from the set, per instance. Default 5.
+	LookupsPerSecond float64 `json:"lookups_per_second,omitempty"`
+	// Burst is how many such lookups may run at once after a quiet
+	// period. Default 20.
+	Burst int `json:"burst,omitempty"`
+	// ReloadJitter bounds the random delay before a reload after the
+	// listener reconnects, so that instances that lost the same server do
+	// not all scan the token table in the same second. The first load at
+	// start runs at once. Default 10s.
+	ReloadJitter caddy.Duration `json:"reload_jitter,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -139,6 +163,11 @@ func (a *App) Provision(ctx caddy.Context) (err error) {
 		ListenDSN:     listenDSN,
 		Verifier:      vcfg,
 		LastUsedFlush: time.Duration(a.LastUsedFlush),
+		KnownTokens: gateway.KnownTokens{
+			LookupsPerSecond: a.KnownTokens.LookupsPerSecond,
+			Burst:            a.KnownTokens.Burst,
+			ReloadJitter:     time.Duration(a.KnownTokens.ReloadJitter),
+		},
 		// The runtime outlives this config: it logs through the
 		// process's logger, not this config's.
 		Logger: caddy.Log().Named("armgate"),
@@ -216,6 +245,18 @@ func (a *App) setDefaults() {
 	if a.Cache.MaxEntries == 0 {
 		a.Cache.MaxEntries = defaultMaxEntries
 	}
+	if a.KnownTokens == nil {
+		a.KnownTokens = new(KnownTokensConfig)
+	}
+	if a.KnownTokens.LookupsPerSecond == 0 {
+		a.KnownTokens.LookupsPerSecond = knownset.DefaultRate
+	}
+	if a.KnownTokens.Burst == 0 {
+		a.KnownTokens.Burst = knownset.DefaultBurst
+	}
+	if a.KnownTokens.ReloadJitter == 0 {
+		a.KnownTokens.ReloadJitter = caddy.Duration(knownset.DefaultJitter)
+	}
 }
 
 // Validate checks the configuration.
@@ -230,6 +271,8 @@ func (a *App) Validate() error {
 			time.Duration(a.TokenLifetime), time.Duration(a.MaxTokenLifetime))
 	case a.Cache.TTL < 0 || a.Cache.NegativeTTL < 0 || a.Cache.MaxEntries < 0:
 		return errors.New("armgate: cache ttl, negative_ttl and max_entries must be positive")
+	case a.KnownTokens.LookupsPerSecond < 0 || a.KnownTokens.Burst < 0 || a.KnownTokens.ReloadJitter < 0:
+		return errors.New("armgate: known_tokens lookups_per_second, burst and reload_jitter must be positive")
 	}
 	return nil
 }
@@ -264,7 +307,9 @@ func resourceKey(c gateway.Config) string {
 	h := sha256.New()
 	v := c.Verifier
 	for _, s := range []string{c.DSN, c.ListenDSN, v.TTL.String(), v.NegativeTTL.String(),
-		strconv.FormatInt(v.MaxEntries, 10), v.QueryTimeout.String(), c.LastUsedFlush.String()} {
+		strconv.FormatInt(v.MaxEntries, 10), v.QueryTimeout.String(), c.LastUsedFlush.String(),
+		strconv.FormatFloat(c.KnownTokens.LookupsPerSecond, 'g', -1, 64), strconv.Itoa(c.KnownTokens.Burst),
+		c.KnownTokens.ReloadJitter.String()} {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}

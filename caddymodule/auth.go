@@ -36,6 +36,9 @@ const (
 // tokenVerifier is the part of the app the auth handler needs.
 type tokenVerifier interface {
 	Verify(ctx context.Context, tok string) (token.Credential, token.Status, error)
+	// NeedsBlindLookup reports whether tok is not cached and the set of
+	// known tokens is not current, so that only a query could tell.
+	NeedsBlindLookup(tok string) bool
 }
 
 // AuthHandler lets a request through only with a live bearer token that
@@ -166,17 +169,13 @@ func (h *AuthHandler) Validate() error {
 	return h.FailureLimit.validate()
 }
 
+// ServeHTTP decides on the request's bearer token. The failure limiter
+// answers 429 only for a malformed header or a token that does not exist:
+// a token that exists gets its own answer whatever else came from its
+// client's address. The one exception keeps the limiter's protection of the
+// database while the set of known tokens cannot vouch for a token: a blocked
+// client's cache miss is then refused without a lookup.
 func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if h.limiter != nil {
-		// While nobody is blocked this reads one atomic and nothing else.
-		if secs, isBlocked := blocked(h.limiter, r); isBlocked {
-			countDecision(outcomeRateLimited)
-			w.Header().Set("Retry-After", strconv.Itoa(secs))
-			writeAuthError(w, http.StatusTooManyRequests, "", "too_many_requests",
-				"Too many refused tokens from this address; retry after the time in Retry-After")
-			return nil
-		}
-	}
 	tok, parsed := token.ParseAuthorization(r.Header.Values("Authorization"))
 	switch parsed {
 	case token.HeaderMissing:
@@ -184,10 +183,20 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 		writeAuthError(w, http.StatusUnauthorized, h.challenge, "unauthorized", "A bearer token is required")
 		return nil
 	case token.HeaderMalformed:
+		if secs, isBlocked := h.blocked(r); isBlocked {
+			h.tooMany(w, secs)
+			return nil
+		}
 		h.refused(r)
 		countDecision(outcomeMalformed)
 		writeAuthError(w, http.StatusBadRequest, h.challenge+`, error="invalid_request"`,
 			"invalid_request", "The Authorization header must be a single 'Bearer <token>'")
+		return nil
+	}
+	// While nobody is blocked this reads one atomic and nothing else.
+	secs, isBlocked := h.blocked(r)
+	if isBlocked && h.verifier.NeedsBlindLookup(tok) {
+		h.tooMany(w, secs)
 		return nil
 	}
 	cred, status, err := h.verifier.Verify(r.Context(), tok)
@@ -210,6 +219,10 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 		}
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
 		writeAuthError(w, http.StatusServiceUnavailable, "", "unavailable", "The token store is unavailable; retry shortly")
+		return nil
+	}
+	if status == token.Unknown && isBlocked {
+		h.tooMany(w, secs)
 		return nil
 	}
 	if status != token.Active {
@@ -287,6 +300,23 @@ func setUserPlaceholders(repl *caddy.Replacer, id, tokenID, name string) {
 		}
 		return nil, false
 	})
+}
+
+// blocked reports whether the limiter blocks r's client, and for how many
+// seconds.
+func (h *AuthHandler) blocked(r *http.Request) (retryAfter int, ok bool) {
+	if h.limiter == nil {
+		return 0, false
+	}
+	return blocked(h.limiter, r)
+}
+
+// tooMany answers 429 to a blocked client.
+func (h *AuthHandler) tooMany(w http.ResponseWriter, secs int) {
+	countDecision(outcomeRateLimited)
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	writeAuthError(w, http.StatusTooManyRequests, "", "too_many_requests",
+		"Too many refused tokens from this address; retry after the time in Retry-After")
 }
 
 // refused counts a refused token (401 invalid_token or 400) against the

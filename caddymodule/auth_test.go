@@ -25,6 +25,8 @@ func (f verifyFunc) Verify(ctx context.Context, tok string) (token.Credential, t
 	return f(ctx, tok)
 }
 
+func (verifyFunc) NeedsBlindLookup(string) bool { return true }
+
 // authRequest is a request as Caddy's server hands it to a handler: with a
 // replacer in its context; each value in auth is one Authorization header.
 func authRequest(ctx context.Context, auth ...string) *http.Request {

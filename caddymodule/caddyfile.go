@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"math"
 	"strconv"
 	"time"
 
@@ -38,6 +39,11 @@ func init() {
 //			ttl <duration>
 //			negative_ttl <duration>
 //			max_entries <n>
+//		}
+//		known_tokens {
+//			lookups_per_second <rate>
+//			burst <n>
+//			reload_jitter <duration>
 //		}
 //	}
 //
@@ -107,6 +113,13 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := a.Cache.unmarshalCaddyfile(d); err != nil {
 				return err
 			}
+		case "known_tokens":
+			if a.KnownTokens == nil {
+				a.KnownTokens = new(KnownTokensConfig)
+			}
+			if err := a.KnownTokens.unmarshalCaddyfile(d); err != nil {
+				return err
+			}
 		default:
 			return d.Errf("unrecognized armgate option: %s", key)
 		}
@@ -140,6 +153,39 @@ func (c *CacheConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			c.MaxEntries = n
 		default:
 			return d.Errf("unrecognized cache option: %s", d.Val())
+		}
+	}
+	return nil
+}
+
+func (k *KnownTokensConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "lookups_per_second":
+			var s string
+			if !d.AllArgs(&s) {
+				return d.ArgErr()
+			}
+			v, err := strconv.ParseFloat(s, 64)
+			if err != nil || !(v > 0) || math.IsInf(v, 0) {
+				return d.Errf("lookups_per_second: expected a positive number, got %q", s)
+			}
+			k.LookupsPerSecond = v
+		case "burst":
+			n, err := intArg(d)
+			if err != nil {
+				return err
+			}
+			k.Burst = int(min(n, math.MaxInt32))
+		case "reload_jitter":
+			if err := durationArg(d, &k.ReloadJitter); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unrecognized known_tokens option: %s", d.Val())
 		}
 	}
 	return nil

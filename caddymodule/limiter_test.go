@@ -43,11 +43,18 @@ func newFakeClock() *fakeClock {
 func (c *fakeClock) now() time.Time          { return time.Unix(0, c.t.Load()) }
 func (c *fakeClock) advance(d time.Duration) { c.t.Add(int64(d)) }
 
-// limitVerifier answers from a table and counts calls: a blocked client must
-// not reach it.
+// limitVerifier answers from a table and counts calls. With current set,
+// it plays a verifier whose set of known tokens is current; otherwise only
+// the tokens in cached are answered without a lookup.
 type limitVerifier struct {
 	calls   atomic.Int64
 	verdict map[string]verdict
+	current bool
+	cached  map[string]bool
+}
+
+func (f *limitVerifier) NeedsBlindLookup(tok string) bool {
+	return !f.current && !f.cached[tok]
 }
 
 func (f *limitVerifier) Verify(_ context.Context, tok string) (token.Credential, token.Status, error) {
@@ -60,9 +67,10 @@ func (f *limitVerifier) Verify(_ context.Context, tok string) (token.Credential,
 }
 
 const (
-	limGood = "tok-good"
-	limDown = "tok-db-down"
-	limRead = "tok-read-only"
+	limGood    = "tok-good"
+	limDown    = "tok-db-down"
+	limRead    = "tok-read-only"
+	limRevoked = "tok-revoked"
 )
 
 // newLimitedHandler returns a handler with the failure limit fl whose
@@ -74,9 +82,10 @@ func newLimitedHandler(t *testing.T, fl *FailureLimit, clock *fakeClock) (*AuthH
 	ro := live
 	ro.Scopes = []string{"other"}
 	v := &limitVerifier{verdict: map[string]verdict{
-		limGood: {cred: live, result: token.Active},
-		limDown: {err: errors.New("database down")},
-		limRead: {cred: ro, result: token.Active},
+		limGood:    {cred: live, result: token.Active},
+		limDown:    {err: errors.New("database down")},
+		limRead:    {cred: ro, result: token.Active},
+		limRevoked: {cred: live, result: token.Revoked},
 	}}
 	h := &AuthHandler{Realm: defaultRealm, Scope: "api", FailureLimit: fl, verifier: v, logger: zap.NewNop(),
 		challenge: `Bearer realm="` + defaultRealm + `"`}
@@ -115,52 +124,92 @@ func serve(t *testing.T, h *AuthHandler, ip, auth string) *httptest.ResponseReco
 	return w
 }
 
-func TestFailureLimitBlocksBeforeLookup(t *testing.T) {
-	clock := newFakeClock()
-	h, v := newLimitedHandler(t, &FailureLimit{Max: 3, Window: caddy.Duration(time.Minute)}, clock)
-	limited := counterValue(t, outcomeRateLimited)
+// TestFailureLimitSparesExistingTokens: a blocked client gets 429 only for
+// a malformed header or a token that does not exist; a token that exists
+// gets its own answer. Only while the known set is not current is a blocked
+// client's cache miss refused without a lookup.
+func TestFailureLimitSparesExistingTokens(t *testing.T) {
+	tests := []struct {
+		name    string
+		current bool            // the known set is current
+		cached  map[string]bool // answered without a lookup
+		auth    string
+		status  int
+		lookup  bool
+	}{
+		{"live token", true, nil, "Bearer " + limGood, http.StatusOK, true},
+		{"revoked token", true, nil, "Bearer " + limRevoked, http.StatusUnauthorized, true},
+		{"insufficient scope", true, nil, "Bearer " + limRead, http.StatusForbidden, true},
+		{"unknown token", true, nil, "Bearer unknown", http.StatusTooManyRequests, true},
+		{"malformed header", true, nil, "Bearer a b", http.StatusTooManyRequests, false},
+		{"no token", true, nil, "", http.StatusUnauthorized, false},
+		{"set not current, cached live token", false, map[string]bool{limGood: true}, "Bearer " + limGood, http.StatusOK, true},
+		{"set not current, cached revoked token", false, map[string]bool{limRevoked: true}, "Bearer " + limRevoked, http.StatusUnauthorized, true},
+		{"set not current, cache miss", false, nil, "Bearer " + limGood, http.StatusTooManyRequests, false},
+		{"set not current, unknown token", false, nil, "Bearer unknown", http.StatusTooManyRequests, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := newFakeClock()
+			h, v := newLimitedHandler(t, &FailureLimit{Max: 3, Window: caddy.Duration(time.Minute)}, clock)
+			v.current, v.cached = tt.current, tt.cached
+			for i := range 3 {
+				if w := serve(t, h, "198.51.100.7", "Bearer unknown"); w.Code != http.StatusUnauthorized {
+					t.Fatalf("refusal %d: status %d, want 401", i+1, w.Code)
+				}
+				clock.advance(time.Second)
+			}
+			calls := v.calls.Load()
+			limited := counterValue(t, outcomeRateLimited)
+			w := serve(t, h, "198.51.100.7", tt.auth)
+			if w.Code != tt.status {
+				t.Fatalf("status %d, want %d", w.Code, tt.status)
+			}
+			if looked := v.calls.Load() != calls; looked != tt.lookup {
+				t.Errorf("verifier called = %v, want %v", looked, tt.lookup)
+			}
+			if w.Code != http.StatusTooManyRequests {
+				return
+			}
+			if got := counterValue(t, outcomeRateLimited) - limited; got != 1 {
+				t.Errorf("rate_limited decisions = %v, want 1", got)
+			}
+			// 3 refusals at 0s, 1s, 2s; now 3s: blocked until 60s.
+			if ra := w.Header().Get("Retry-After"); ra != "57" {
+				t.Errorf("Retry-After = %q, want 57", ra)
+			}
+			if w.Header().Get("WWW-Authenticate") != "" {
+				t.Errorf("429 carries a challenge: %q", w.Header().Get("WWW-Authenticate"))
+			}
+			if ct := w.Header().Get("Content-Type"); ct != "application/json" {
+				t.Errorf("Content-Type = %q", ct)
+			}
+			var body adminapi.ErrorBody
+			if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || body.Error != "too_many_requests" || body.Message == "" {
+				t.Errorf("body = %s (%v)", w.Body, err)
+			}
+		})
+	}
+}
 
-	for i := range 3 {
-		if w := serve(t, h, "198.51.100.7", "Bearer unknown"); w.Code != http.StatusUnauthorized {
-			t.Fatalf("refusal %d: status %d, want 401", i+1, w.Code)
-		}
+// TestFailureLimitRelease: another client is not affected, and the block
+// ends with its window.
+func TestFailureLimitRelease(t *testing.T) {
+	clock := newFakeClock()
+	h, _ := newLimitedHandler(t, &FailureLimit{Max: 3, Window: caddy.Duration(time.Minute)}, clock)
+	for range 3 {
+		serve(t, h, "198.51.100.7", "Bearer unknown")
 		clock.advance(time.Second)
 	}
-	calls := v.calls.Load()
-	for _, auth := range []string{"Bearer unknown", "Bearer " + limGood, "", "Bearer a b"} {
-		w := serve(t, h, "198.51.100.7", auth)
-		if w.Code != http.StatusTooManyRequests {
-			t.Fatalf("%q after 3 refusals: status %d, want 429", auth, w.Code)
-		}
-		// 3 refusals at 0s, 1s, 2s; now 3s: blocked until 60s.
-		if ra := w.Header().Get("Retry-After"); ra != "57" {
-			t.Errorf("Retry-After = %q, want 57", ra)
-		}
-		if w.Header().Get("WWW-Authenticate") != "" {
-			t.Errorf("429 carries a challenge: %q", w.Header().Get("WWW-Authenticate"))
-		}
-		if ct := w.Header().Get("Content-Type"); ct != "application/json" {
-			t.Errorf("Content-Type = %q", ct)
-		}
-		var body adminapi.ErrorBody
-		if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || body.Error != "too_many_requests" || body.Message == "" {
-			t.Errorf("body = %s (%v)", w.Body, err)
-		}
+	if w := serve(t, h, "198.51.100.7", "Bearer unknown"); w.Code != http.StatusTooManyRequests {
+		t.Fatalf("blocked client: status %d, want 429", w.Code)
 	}
-	if got := v.calls.Load(); got != calls {
-		t.Errorf("a blocked client reached the verifier %d times", got-calls)
+	if w := serve(t, h, "198.51.100.8", "Bearer unknown"); w.Code != http.StatusUnauthorized {
+		t.Errorf("another client: status %d, want 401", w.Code)
 	}
-	if got := counterValue(t, outcomeRateLimited) - limited; got != 4 {
-		t.Errorf("rate_limited decisions = %v, want 4", got)
-	}
-	// Another client is not affected.
-	if w := serve(t, h, "198.51.100.8", "Bearer "+limGood); w.Code != http.StatusOK {
-		t.Errorf("another client: status %d, want 200", w.Code)
-	}
-	// Released once the window has passed.
 	clock.advance(57 * time.Second)
-	if w := serve(t, h, "198.51.100.7", "Bearer "+limGood); w.Code != http.StatusOK {
-		t.Errorf("after the window: status %d, want 200", w.Code)
+	if w := serve(t, h, "198.51.100.7", "Bearer unknown"); w.Code != http.StatusUnauthorized {
+		t.Errorf("after the window: status %d, want 401", w.Code)
 	}
 }
 

@@ -133,6 +133,17 @@ func (a *App) registerMetrics(reg *prometheus.Registry) error {
 			func() float64 { return float64(rt.Verifier().Stats.Loads.Load()) }),
 		counter("db_lookup_errors_total", "Token lookups that failed (answered 503).",
 			func() float64 { return float64(rt.Verifier().Stats.LoadErrors.Load()) }),
+		counter("absent_refused_total", "Well-formed tokens refused as unknown without a query: absent from the current set of known tokens, and no lookup left in the budget.",
+			func() float64 { return float64(rt.Verifier().Stats.AbsentRefused.Load()) }),
+		gauge("known_tokens", "Tokens in the set of known tokens.",
+			func() float64 { n, _ := rt.KnownTokens(); return float64(n) }),
+		gauge("known_tokens_current", "1 while the set of known tokens is current (loaded, listener connected); unknown tokens are looked up otherwise.",
+			func() float64 {
+				if _, ok := rt.KnownTokens(); ok {
+					return 1
+				}
+				return 0
+			}),
 		gauge("cache_entries", "Known tokens in the cache.",
 			func() float64 { return float64(rt.Verifier().CacheEntries()) }),
 		gauge("cache_bytes_estimated", "Memory held by the token cache, estimated from measured per-entry sizes.",

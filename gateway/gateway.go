@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
+	"github.com/armgate/armgate/knownset"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
 	"github.com/armgate/armgate/verifier"
@@ -33,10 +34,48 @@ type Config struct {
 	// LastUsedFlush is how often last-use times are written; zero writes
 	// them only at Close.
 	LastUsedFlush time.Duration
+	// KnownTokens tunes the set of known tokens that refuses unknown
+	// tokens without a query.
+	KnownTokens KnownTokens
 	// Logger receives the runtime's logs; nil discards them.
 	Logger *zap.Logger
 	// Hooks let the caller count what the runtime does.
 	Hooks Hooks
+}
+
+// KnownTokens tunes the set of the tokens that exist. A well-formed token
+// absent from it (while it is current) is refused without a query, except
+// for a budget of lookups that lets a token created a moment ago on another
+// instance pass before its notification arrives.
+type KnownTokens struct {
+	// LookupsPerSecond and Burst size the budget of lookups for tokens
+	// absent from the set. Zero means the defaults (knownset.DefaultRate,
+	// knownset.DefaultBurst); negative allows no lookups.
+	LookupsPerSecond float64
+	Burst            int
+	// ReloadJitter bounds the random delay of a reload after the listener
+	// reconnects (the first load at start runs at once). Zero means
+	// knownset.DefaultJitter; negative means no delay.
+	ReloadJitter time.Duration
+}
+
+// absentWait is how long a token absent from the known set, with the lookup
+// budget spent, waits for a notification of its creation before it is
+// refused. Notifications arrive a few milliseconds after the commit; the
+// client that got the token from another instance can be as fast.
+const absentWait = 20 * time.Millisecond
+
+func (k KnownTokens) withDefaults() KnownTokens {
+	if k.LookupsPerSecond == 0 {
+		k.LookupsPerSecond = knownset.DefaultRate
+	}
+	if k.Burst == 0 {
+		k.Burst = knownset.DefaultBurst
+	}
+	if k.ReloadJitter == 0 {
+		k.ReloadJitter = knownset.DefaultJitter
+	}
+	return k
 }
 
 // Hooks are called, when set, as things happen; they are the runtime's
@@ -60,6 +99,9 @@ type Runtime struct {
 	listenCfg *pgx.ConnConfig
 	// listening is true while the LISTEN connection is up.
 	listening atomic.Bool
+	// known is the set of existing tokens, kept by loader.
+	known  *knownset.Set
+	loader *knownset.Loader
 
 	startOnce sync.Once
 	cancel    context.CancelFunc
@@ -93,8 +135,24 @@ func Open(cfg Config) (*Runtime, error) {
 	if r.logger == nil {
 		r.logger = zap.NewNop()
 	}
-	r.verifier, err = verifier.New(cfg.Verifier, r.loadCredential)
+	kt := cfg.KnownTokens.withDefaults()
+	r.known = knownset.New()
+	r.loader = knownset.NewLoader(r.known, db.Store().ScanTokenHashes, knownset.LoaderOptions{
+		Jitter: kt.ReloadJitter,
+		Loaded: func(n int, took time.Duration) {
+			r.logger.Info("known tokens loaded", zap.Int("tokens", n), zap.Duration("took", took))
+		},
+		LogError: func(err error) {
+			r.logger.Error("loading the known tokens; retrying (unknown tokens are looked up meanwhile)", zap.Error(err))
+		},
+	})
+	vcfg := cfg.Verifier
+	vcfg.Known = r.known
+	vcfg.Budget = knownset.NewBudget(kt.LookupsPerSecond, kt.Burst)
+	vcfg.AbsentWait = absentWait
+	r.verifier, err = verifier.New(vcfg, r.loadCredential)
 	if err != nil {
+		r.loader.Stop()
 		db.Close()
 		return nil, err
 	}
@@ -112,6 +170,12 @@ func (r *Runtime) Database() *Database { return r.db }
 
 // Listening reports whether the invalidation listener is connected.
 func (r *Runtime) Listening() bool { return r.listening.Load() }
+
+// KnownTokens returns the number of tokens in the set of known tokens and
+// whether the set is current (loaded, and the listener connected since).
+func (r *Runtime) KnownTokens() (n int, current bool) {
+	return r.known.Len(), r.known.Current()
+}
 
 // Migrated is closed once the schema is in place.
 func (r *Runtime) Migrated() <-chan struct{} { return r.migrated }
@@ -176,10 +240,12 @@ func (r *Runtime) listen(ctx context.Context) {
 		},
 		Connected: func() {
 			r.verifier.DropAll()
+			r.loader.Connected()
 			r.listening.Store(true)
 			r.logger.Info("invalidation listener connected; token cache cleared")
 		},
 		Disconnected: func() {
+			r.loader.Disconnected()
 			r.listening.Store(false)
 			r.logger.Warn("invalidation listener disconnected; reconnecting (cached tokens are served for at most the cache ttl)")
 		},
@@ -226,10 +292,12 @@ func (r *Runtime) writeLastUsed(ctx context.Context) {
 	}
 }
 
-// Invalidate applies a change to the local cache at once. The admin API
-// calls it before it answers, so that this instance's very next request
-// sees the change; other instances learn of it through NOTIFY.
+// Invalidate applies a change to the local cache and the set of known
+// tokens at once. The admin API calls it before it answers, so that this
+// instance's very next request sees the change (a token it created is
+// known); other instances learn of it through NOTIFY.
 func (r *Runtime) Invalidate(inv storage.Invalidation) {
+	inv.ApplyKnown(r.loader)
 	if inv.All {
 		r.verifier.DropAll()
 	} else if len(inv.Hashes) > 0 {
@@ -249,6 +317,7 @@ func (r *Runtime) Close() {
 		r.cancel()
 	}
 	r.wg.Wait()
+	r.loader.Stop()
 	r.verifier.Close()
 	r.db.Close()
 }

@@ -313,3 +313,57 @@ func TestPreferWritable(t *testing.T) {
 func runtimeFuncName(f any) string {
 	return goruntime.FuncForPC(reflect.ValueOf(f).Pointer()).Name()
 }
+
+// TestKnownTokens: Start loads the set of known tokens; a token created
+// behind the runtime's back is known once its notification arrives, and
+// one added through Invalidate (as the admin API does for the tokens it
+// creates) is known at once. With the lookup budget off, an absent token is
+// refused without a lookup.
+func TestKnownTokens(t *testing.T) {
+	dsn := testpg.NewDatabase(t)
+	var lookups atomic.Int64
+	rt, err := Open(Config{DSN: dsn, LastUsedFlush: time.Hour,
+		Verifier:    verifier.Config{TTL: time.Hour, NegativeTTL: time.Hour, MaxEntries: 1000},
+		KnownTokens: KnownTokens{LookupsPerSecond: -1, ReloadJitter: -1},
+		Hooks:       Hooks{LookupDone: func(time.Duration) { lookups.Add(1) }},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	ctx := t.Context()
+	if err := rt.Database().Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	newToken := storage.NewToken{UserID: "kim", Name: "a", Scopes: []string{token.ScopeAPI},
+		ExpiresAt: time.Now().Add(time.Hour), MaxPerUser: 10, CreateUser: true}
+	if _, _, err := rt.Store().CreateToken(ctx, "test", newToken); err != nil {
+		t.Fatal(err)
+	}
+	rt.Start()
+	waitFor(t, "the known set to load", func() bool { n, ok := rt.KnownTokens(); return ok && n == 1 })
+
+	newToken.Name = "b"
+	_, notified, err := rt.Store().CreateToken(ctx, "test", newToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the creation's notification", func() bool { n, _ := rt.KnownTokens(); return n == 2 })
+	if _, res, err := rt.Verifier().Verify(ctx, notified); err != nil || res != token.Active {
+		t.Errorf("notified token: %v, %v; want active", res, err)
+	}
+
+	unknown, err := token.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := lookups.Load()
+	if _, res, err := rt.Verifier().Verify(ctx, unknown); err != nil || res != token.Unknown || lookups.Load() != before {
+		t.Errorf("absent token: %v, %v, %d lookups; want unknown without a lookup", res, err, lookups.Load()-before)
+	}
+	h := token.Sum(unknown)
+	rt.Invalidate(storage.Invalidation{Created: [][]byte{h[:]}})
+	if n, _ := rt.KnownTokens(); n != 3 {
+		t.Errorf("known tokens after a local create = %d, want 3", n)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/dgraph-io/ristretto/v2"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/armgate/armgate/knownset"
 	"github.com/armgate/armgate/token"
 )
 
@@ -41,11 +42,30 @@ type Config struct {
 	MaxEntries int64
 	// QueryTimeout bounds one database lookup.
 	QueryTimeout time.Duration
+	// Known, if set, is the set of the tokens that exist: a well-formed
+	// token absent from it while it is current is refused without a
+	// lookup, unless Budget still has one (a token created a moment ago on
+	// another instance may not be in the set yet). Nil: every miss is
+	// looked up.
+	Known *knownset.Set
+	// Budget is the lookups allowed for tokens absent from Known; nil
+	// allows none.
+	Budget *knownset.Budget
+	// AbsentWait is how long a token absent from Known, with no lookup
+	// left in Budget, waits for Known to learn of it before it is refused:
+	// the notification of a token created on another instance arrives
+	// milliseconds after its commit, and its client may be faster. The
+	// wait costs no query; it also slows a flood down. Zero refuses at
+	// once.
+	AbsentWait time.Duration
 }
 
 // Stats counts what the Verifier did, for metrics.
 type Stats struct {
 	Hits, Misses, Loads, LoadErrors, Invalidations atomic.Uint64
+	// AbsentRefused counts tokens refused as unknown without a lookup,
+	// because the set of known tokens is current and lacks them.
+	AbsentRefused atomic.Uint64
 }
 
 // Negative table size bounds, in slots.
@@ -167,7 +187,64 @@ func (v *Verifier) lookup(ctx context.Context, h *token.Hash, now time.Time) (*e
 		}
 	}
 	v.Stats.Misses.Add(1)
+	if v.cfg.Known != nil && v.cfg.Known.Refuse(*h, v.cfg.Budget) && !v.awaitKnown(ctx, h) {
+		v.Stats.AbsentRefused.Add(1)
+		return nil, nil
+	}
 	return v.loadShared(ctx, *h)
+}
+
+// absentPoll is how often awaitKnown looks at the set again.
+const absentPoll = 2 * time.Millisecond
+
+// awaitKnown waits up to AbsentWait for h to stop being absent from the
+// known set (its creation was notified, or the set went stale); it reports
+// whether that happened, so that h is to be looked up after all.
+func (v *Verifier) awaitKnown(ctx context.Context, h *token.Hash) bool {
+	if v.cfg.AbsentWait <= 0 {
+		return false
+	}
+	p := knownset.Prefix(*h)
+	t := time.NewTicker(absentPoll)
+	defer t.Stop()
+	deadline := time.Now().Add(v.cfg.AbsentWait)
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+		if !v.cfg.Known.Absent(p) {
+			return true
+		}
+	}
+	return false
+}
+
+// NeedsBlindLookup reports whether deciding on tok needs a database lookup
+// that the set of known tokens cannot vouch for: tok is well-formed, its
+// answer is not cached, and the set is not current (loading, listener
+// down, or none configured). The caller may then refuse a client it
+// already blocks without querying; in every other case Verify answers a
+// token that exists as it is.
+func (v *Verifier) NeedsBlindLookup(tok string) bool {
+	if token.Check(tok) != nil {
+		return false
+	}
+	if v.cfg.Known != nil && v.cfg.Known.Current() {
+		return false
+	}
+	h := token.Sum(tok)
+	if v.cache != nil && !v.closed.Load() {
+		n := v.now().UnixNano()
+		if e, ok := v.cache.Get(cacheKey(h[:])); ok && e.matches(&h) && n < e.staleAt {
+			return false
+		}
+		if v.neg.has(&h, n) {
+			return false
+		}
+	}
+	return true
 }
 
 // loadShared is the miss path, a function of its own so that the closure

@@ -31,7 +31,10 @@ func (b *bench) floodRuns(ctx context.Context, limited *server) error {
 	for _, n := range b.s.floodAddrs {
 		phases = append(phases, phase{limited, n})
 	}
-	phases = append(phases, phase{off, 0}, phase{off, b.s.floodAddrs[0]})
+	phases = append(phases, phase{off, 0})
+	for _, n := range b.s.floodAddrs {
+		phases = append(phases, phase{off, n})
+	}
 
 	type result struct {
 		p50, p99         []float64

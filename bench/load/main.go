@@ -150,7 +150,7 @@ func (b *bench) run(ctx context.Context) error {
 	if _, err := os.Stat(filepath.Join(b.root, "bench/caddy/B.Caddyfile")); err != nil {
 		return errors.New("run from the repository root (bash bench/load.sh does)")
 	}
-	if _, err := exec.LookPath("wrk"); err != nil {
+	if _, err := exec.LookPath("wrk"); err != nil && b.s.phases["load"] {
 		return errors.New("wrk not found: apt-get install -y wrk (bash bench/load.sh does it for you)")
 	}
 	if b.self, err = os.Executable(); err != nil {
@@ -183,6 +183,9 @@ func (b *bench) run(ctx context.Context) error {
 	var servers []*server
 	var bServer *server
 	for _, name := range b.s.configs {
+		if !b.s.phases["load"] {
+			break // the flood phase starts the server it needs
+		}
 		// "B#2" is a second process running B's configuration.
 		base, _, _ := strings.Cut(name, "#")
 		s := &server{name: name, file: base + ".Caddyfile", pg: base == "C"}
