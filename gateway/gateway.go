@@ -60,6 +60,8 @@ type Runtime struct {
 	listenCfg *pgx.ConnConfig
 	// listening is true while the LISTEN connection is up.
 	listening atomic.Bool
+	// health caches the database ping of health checks.
+	health pingCache
 
 	startOnce sync.Once
 	cancel    context.CancelFunc
