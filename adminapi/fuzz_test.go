@@ -9,7 +9,7 @@ import (
 )
 
 // FuzzAdminDecode feeds arbitrary bodies to the decoding and validation of
-// the create-token, user and revoke bodies: it must never panic, and every
+// the create-token, user, revoke, rotate and self-service create bodies: it must never panic, and every
 // refusal is a 400 invalid_request, or a 413 exactly when the body is over
 // the limit.
 func FuzzAdminDecode(f *testing.F) {
@@ -19,6 +19,7 @@ func FuzzAdminDecode(f *testing.F) {
 		`{"email":"jo@example.com","display_name":"Jo"}`, `{"email":null}`, `{"reason":"leak"}`,
 		`{"name":1}`, `{"scopes":[null]}`, `{"x":1}`, `{}{}`, `{"name":"\u0000"}`, "{\"name\":\"\xff\"}",
 		`{"name":"a","name":"b"}`, `{"display_name":"` + strings.Repeat("x", 300) + `"}`,
+		`{"grace":"1h"}`, `{"grace":"-1s"}`, `{"grace":"169h","expires_in":"1h"}`, `{"grace":null}`, `{"name":"a","scopes":null}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -55,6 +56,26 @@ func FuzzAdminDecode(f *testing.F) {
 		if err == nil {
 			_, err = u.Patch()
 			check("validate user", err)
+		}
+		var ro RotateRequest
+		err = DecodeJSON(bytes.NewReader(data), &ro)
+		check("decode rotate", err)
+		if err == nil {
+			grace, exp, err := ro.Rotation(now, limits)
+			check("validate rotate", err)
+			if err == nil && (grace < 0 || grace > MaxGrace || !exp.After(now)) {
+				t.Fatalf("accepted an invalid rotation: grace %s, expiry %s", grace, exp)
+			}
+		}
+		var sc SelfCreateRequest
+		err = DecodeJSON(bytes.NewReader(data), &sc)
+		check("decode self create", err)
+		if err == nil {
+			n, err := sc.NewToken("u1", now, limits)
+			check("validate self create", err)
+			if err == nil && (n.Name == "" || len(n.Scopes) != 1 || n.Scopes[0] != "api") {
+				t.Fatalf("accepted an invalid self-service token: %+v", n)
+			}
 		}
 		var rv RevokeRequest
 		err = DecodeJSON(bytes.NewReader(data), &rv)

@@ -39,6 +39,9 @@ type Store interface {
 	Logout(ctx context.Context, id string) (storage.Token, storage.Invalidation, error)
 	ReapproveToken(ctx context.Context, actor, id string) (storage.Token, storage.Invalidation, error)
 	DeleteToken(ctx context.Context, actor, id string) (storage.Invalidation, error)
+	RotateToken(ctx context.Context, actor, id string, grace time.Duration, expiresAt time.Time) (storage.Token, string, storage.Invalidation, error)
+	RevokeAllTokens(ctx context.Context, actor, userID, reason string) (int, storage.Invalidation, error)
+	LookupCredential(ctx context.Context, h token.Hash) (token.Credential, error)
 	Audit(ctx context.Context, userID string, limit int) ([]storage.AuditEvent, error)
 }
 
@@ -52,8 +55,9 @@ type Verifier interface {
 type Options struct {
 	// Store holds users, tokens and the audit log.
 	Store Store
-	// Verifier checks admin-scope tokens, the token of POST /logout and
-	// the token of POST /introspect.
+	// Verifier checks admin-scope tokens and the token of POST /logout.
+	// POST /introspect reads the store instead, so that looking at a token
+	// never counts as using it.
 	Verifier Verifier
 	// Invalidate applies a state change to the local cache; the handler
 	// calls it before it answers, so the very next request on this
@@ -150,10 +154,12 @@ func (h *handler) routes() {
 	m.Handle("POST /users/{user_id}/reactivate", h.call(h.reactivateUser))
 	m.Handle("POST /users/{user_id}/tokens", h.call(h.createToken))
 	m.Handle("GET /users/{user_id}/tokens", h.call(h.listTokens))
+	m.Handle("POST /users/{user_id}/tokens/revoke", h.call(h.revokeAllTokens))
 	m.Handle("GET /tokens/{token_id}", h.call(h.getToken))
 	m.Handle("POST /tokens/{token_id}/revoke", h.call(h.revokeToken))
 	m.Handle("POST /tokens/{token_id}/reapprove", h.call(h.reapproveToken))
 	m.Handle("DELETE /tokens/{token_id}", h.call(h.deleteToken))
+	m.Handle("POST /tokens/{token_id}/rotate", h.call(h.rotateToken))
 	m.Handle("POST /introspect", h.call(h.introspect))
 	m.Handle("GET /audit", h.call(h.audit, "user_id", "limit"))
 	// Logout is the one call for a token holder without admin rights; it
@@ -276,6 +282,7 @@ var storageErrors = []struct {
 	{storage.ErrNameTaken, http.StatusConflict, "name_taken"},
 	{storage.ErrUserDeactivated, http.StatusConflict, "user_deactivated"},
 	{storage.ErrTokenExpired, http.StatusConflict, "token_expired"},
+	{storage.ErrTokenNotActive, http.StatusConflict, "token_not_active"},
 	{storage.ErrExpiryPassed, http.StatusBadRequest, "invalid_request"},
 }
 

@@ -170,7 +170,7 @@ func TestAdminServeHTTP(t *testing.T) {
 			header: map[string]string{"Allow": "POST"}},
 		{name: "introspect active", method: "POST", target: "/introspect", auth: "Bearer " + testAdminKey, body: "token=" + tokAPI, status: 200},
 		{name: "introspect needs admin", method: "POST", target: "/introspect", auth: "Bearer " + tokAPI, body: "token=" + tokAPI, status: 403},
-		{name: "introspect database down", method: "POST", target: "/introspect", auth: "Bearer " + testAdminKey, body: "token=" + tokBroken, status: 503},
+		{name: "introspect database down", method: "POST", target: "/introspect", auth: "Bearer " + testAdminKey, body: "token=" + tokDBDown, status: 503, calls: "lookup"},
 		{name: "list users bad limit", method: "GET", target: "/users?limit=0", auth: "Bearer " + testAdminKey, status: 400, code: "invalid_request"},
 		{name: "audit bad user", method: "GET", target: "/audit?user_id=a%2Fb", auth: "Bearer " + testAdminKey, status: 400, code: "invalid_request"},
 	}

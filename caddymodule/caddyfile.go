@@ -17,6 +17,8 @@ func init() {
 	httpcaddyfile.RegisterDirectiveOrder("armgate_auth", httpcaddyfile.After, "basic_auth")
 	httpcaddyfile.RegisterHandlerDirective("armgate_admin", parseAdmin)
 	httpcaddyfile.RegisterDirectiveOrder("armgate_admin", httpcaddyfile.Before, "reverse_proxy")
+	httpcaddyfile.RegisterHandlerDirective("armgate_self", parseSelf)
+	httpcaddyfile.RegisterDirectiveOrder("armgate_self", httpcaddyfile.Before, "reverse_proxy")
 }
 
 // parseApp sets up the armgate app from the global option:

@@ -1,0 +1,136 @@
+package adminapi
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/armgate/armgate/token"
+)
+
+// Rotation and revoke-all: the calls for rolling a CI secret over without
+// downtime and for signing a user out everywhere.
+
+const (
+	// DefaultGrace is how long a rotated token keeps working when the
+	// request names no grace: a day, so a nightly job picks up the new one.
+	DefaultGrace = 24 * time.Hour
+	// MaxGrace bounds the grace, so that a rotation cannot keep a
+	// replaced secret alive for long.
+	MaxGrace = 7 * 24 * time.Hour
+)
+
+// RotateRequest is the body of POST /tokens/{token_id}/rotate. The
+// lifetime of the new token is given as at create.
+type RotateRequest struct {
+	Grace     *string `json:"grace"`
+	ExpiresIn *string `json:"expires_in"`
+	ExpiresAt *string `json:"expires_at"`
+}
+
+// Rotation validates the body and returns the grace of the old token and
+// the expiry of the new one.
+func (b RotateRequest) Rotation(now time.Time, l TokenLimits) (grace time.Duration, expiresAt time.Time, err error) {
+	grace = DefaultGrace
+	if b.Grace != nil {
+		g, perr := time.ParseDuration(*b.Grace)
+		if perr != nil {
+			return 0, time.Time{}, BadRequest("grace must be a Go duration such as \"24h\" or \"0s\", got %q", *b.Grace)
+		}
+		if g < 0 || g > MaxGrace {
+			return 0, time.Time{}, BadRequest("grace must be from 0s to %s, got %q", shortDuration(MaxGrace), *b.Grace)
+		}
+		grace = g
+	}
+	in, at, err := lifetime(b.ExpiresIn, b.ExpiresAt)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	exp, err := token.Expiry(now, in, at, l.Lifetime, l.MaxLifetime)
+	if err != nil {
+		return 0, time.Time{}, BadRequest("%v", err)
+	}
+	return grace, exp.UTC(), nil
+}
+
+// lifetime returns the expires_in and expires_at of a body ("" when
+// omitted); an empty string given is a 400, since omitting the field is how
+// to ask for the default.
+func lifetime(expiresIn, expiresAt *string) (in, at string, err error) {
+	if expiresIn != nil {
+		if in = *expiresIn; in == "" {
+			return "", "", BadRequest(`expires_in may not be empty (omit it for the default lifetime)`)
+		}
+	}
+	if expiresAt != nil {
+		if at = *expiresAt; at == "" {
+			return "", "", BadRequest(`expires_at may not be empty (omit it for the default lifetime)`)
+		}
+	}
+	return in, at, nil
+}
+
+// shortDuration prints whole hours as "168h" rather than "168h0m0s".
+func shortDuration(d time.Duration) string {
+	if d%time.Hour == 0 {
+		return strconv.FormatInt(int64(d/time.Hour), 10) + "h"
+	}
+	return d.String()
+}
+
+// RotatedToken is the rotate response: the new token with its plaintext and
+// the id of the token it replaces.
+type RotatedToken struct {
+	CreatedToken
+	RotatedFrom string `json:"rotated_from"`
+}
+
+// RevokedCount is the answer of POST /users/{user_id}/tokens/revoke: how
+// many tokens it newly revoked.
+type RevokedCount struct {
+	Revoked int `json:"revoked"`
+}
+
+func (h *handler) rotateToken(w http.ResponseWriter, r *http.Request) error {
+	id, err := ParseTokenID(r.PathValue("token_id"))
+	if err != nil {
+		return err
+	}
+	var body RotateRequest
+	if err := DecodeJSON(r.Body, &body); err != nil {
+		return err
+	}
+	grace, exp, err := body.Rotation(h.now(), h.limits)
+	if err != nil {
+		return err
+	}
+	t, plain, inv, err := h.store.RotateToken(r.Context(), actor(r), id, grace, exp)
+	if err != nil {
+		return err
+	}
+	h.invalidate(inv)
+	WriteJSON(w, http.StatusCreated, RotatedToken{CreatedToken: CreatedToken{Token: t, Plaintext: plain}, RotatedFrom: id})
+	return nil
+}
+
+func (h *handler) revokeAllTokens(w http.ResponseWriter, r *http.Request) error {
+	userID, err := PathUserID(r)
+	if err != nil {
+		return err
+	}
+	var body RevokeRequest
+	if err := DecodeJSON(r.Body, &body); err != nil {
+		return err
+	}
+	reason, err := body.CleanReason()
+	if err != nil {
+		return err
+	}
+	n, inv, err := h.store.RevokeAllTokens(r.Context(), actor(r), userID, reason)
+	if err != nil {
+		return err
+	}
+	h.invalidate(inv)
+	WriteJSON(w, http.StatusOK, RevokedCount{Revoked: n})
+	return nil
+}
