@@ -90,6 +90,9 @@ type Options struct {
 	// Logger logs failures of the database; nil means none. It never
 	// receives a credential.
 	Logger *zap.Logger
+	// Health reports the instance's state for GET /healthz; it must be
+	// cheap (cached), as the endpoint is public. Nil reports all up.
+	Health func(context.Context) HealthStatus
 }
 
 // handler serves the admin API. Its fields are fixed at construction.
@@ -107,7 +110,10 @@ type handler struct {
 	authenticated func(*http.Request, token.Credential)
 	now           func() time.Time
 	logger        *zap.Logger
+	health        healthFunc
 	mux           *http.ServeMux
+	// patterns are the mux's route patterns, in the order registered.
+	patterns []string
 	// open are the route patterns that authenticate themselves instead of
 	// needing an admin credential.
 	open map[string]bool
@@ -131,6 +137,7 @@ func New(o Options) http.Handler {
 		authenticated: o.Authenticated,
 		now:           o.Now,
 		logger:        o.Logger,
+		health:        o.Health,
 	}
 	for _, k := range o.AdminKeys {
 		if k != "" {
@@ -157,7 +164,7 @@ const logoutPattern = "POST /logout"
 
 // routes builds the mux once.
 func (h *handler) routes() {
-	m := http.NewServeMux()
+	m := &patternMux{ServeMux: http.NewServeMux()}
 	m.Handle("PUT /users/{user_id}", h.call(h.putUser))
 	m.Handle("GET /users/{user_id}", h.call(h.getUser))
 	m.Handle("GET /users", h.call(h.listUsers, "status", "limit", "cursor"))
@@ -176,8 +183,30 @@ func (h *handler) routes() {
 	// Logout is the one call for a token holder without admin rights; it
 	// authenticates the token itself.
 	m.Handle(logoutPattern, h.call(h.logout))
-	h.open = map[string]bool{logoutPattern: true}
-	h.mux = m
+	// Load balancers and API clients read these without a credential.
+	m.Handle(healthzPattern, http.HandlerFunc(h.healthz))
+	m.Handle(openAPIPattern, ServeOpenAPI(openAPI))
+	h.open = map[string]bool{logoutPattern: true, healthzPattern: true, openAPIPattern: true}
+	h.mux = m.ServeMux
+	h.patterns = m.patterns
+}
+
+// patternMux records the patterns it is given, for Routes.
+type patternMux struct {
+	*http.ServeMux
+	patterns []string
+}
+
+func (m *patternMux) Handle(pattern string, hd http.Handler) {
+	m.patterns = append(m.patterns, pattern)
+	m.ServeMux.Handle(pattern, hd)
+}
+
+// Routes returns the route patterns the admin API serves ("METHOD /path",
+// with {name} wildcards), as its mux registers them; the OpenAPI
+// description documents exactly these.
+func Routes() []string {
+	return New(Options{}).(*handler).patterns
 }
 
 // probeMethods are tried to tell 405 from 404; the mux's own answers are

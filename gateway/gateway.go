@@ -102,6 +102,8 @@ type Runtime struct {
 	// known is the set of existing tokens, kept by loader.
 	known  *knownset.Set
 	loader *knownset.Loader
+	// health caches the database ping of health checks.
+	health pingCache
 
 	startOnce sync.Once
 	cancel    context.CancelFunc
