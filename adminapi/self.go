@@ -45,6 +45,9 @@ type SelfOptions struct {
 	Logger     *zap.Logger
 }
 
+// selfOpenAPI serves the description of the self-service calls.
+var selfOpenAPI = ServeOpenAPI(SelfOpenAPI())
+
 // selfHandler serves a signed-in user's own tokens. It reuses the admin
 // API's token endpoints, with the user fixed and the audit actor
 // user:<id>.
@@ -120,6 +123,11 @@ func (selfAsStore) LookupCredential(context.Context, token.Hash) (token.Credenti
 }
 
 func (s *selfHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet && r.URL.Path == "/openapi.json" {
+		// The description of these calls, public like the admin API's.
+		selfOpenAPI.ServeHTTP(w, r)
+		return
+	}
 	user := s.user(r)
 	if user == "" {
 		WriteError(w, &Error{Status: http.StatusUnauthorized, Code: "unauthorized",

@@ -243,3 +243,31 @@ func TestSelfLimitAndRotation(t *testing.T) {
 		t.Errorf("after rotation: count %d, %d listed", list.User.TokenCount, len(list.Tokens))
 	}
 }
+
+// TestSelfOpenAPI: the mount serves the description of its own calls,
+// without a signed-in user (the site's sign-in in front decides who may read
+// it), and it is the self-service document, not the admin one.
+func TestSelfOpenAPI(t *testing.T) {
+	h := NewSelf(SelfOptions{User: func(*http.Request) string { return "" }})
+	rec := selfDo(t, h, "", http.MethodGet, "/openapi.json", "", nil, nil)
+	if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "application/json" {
+		t.Fatalf("GET /openapi.json = %d %q", rec.Code, rec.Header().Get("Content-Type"))
+	}
+	if rec.Body.String() != string(SelfOpenAPI()) {
+		t.Error("GET /openapi.json is not the self-service description")
+	}
+	var doc struct {
+		OpenAPI string                     `json:"openapi"`
+		Paths   map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(doc.OpenAPI, "3.1") || doc.Paths["/tokens"] == nil || doc.Paths["/users/{user_id}"] != nil {
+		t.Errorf("self description: openapi %q, paths %d", doc.OpenAPI, len(doc.Paths))
+	}
+	// Any other path still needs a signed-in user.
+	if rec := selfDo(t, h, "", http.MethodGet, "/tokens", "", nil, nil); rec.Code != http.StatusUnauthorized {
+		t.Errorf("GET /tokens without a user = %d, want 401", rec.Code)
+	}
+}
