@@ -29,11 +29,12 @@ func TestSelfServesFiles(t *testing.T) {
 	}{
 		{"/ui/", "text/html; charset=utf-8", "no-store", "My API Tokens"},
 		{"/ui/index.html", "text/html; charset=utf-8", "no-store", `id="dlg-show-token"`},
-		{"/ui/app.js", "text/javascript; charset=utf-8", "no-cache", `fetch("../" + path`},
+		{"/ui/app.js", "text/javascript; charset=utf-8", "no-cache", `request("../" + path`},
 		{"/ui/self.css", "text/css; charset=utf-8", "no-cache", ".whoami"},
 		// Shared with the admin screen: the same bytes.
 		{"/ui/app.css", "text/css; charset=utf-8", "no-cache", ".badge-revoked"},
 		{"/ui/favicon.svg", "image/svg+xml", "no-cache", "<svg"},
+		{"/ui/common.js", "text/javascript; charset=utf-8", "no-cache", "const armgate"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.target, func(t *testing.T) {
@@ -65,7 +66,7 @@ func TestSelfServesFiles(t *testing.T) {
 }
 
 func TestSelfSharesTheAdminLook(t *testing.T) {
-	for _, f := range []string{"/ui/app.css", "/ui/favicon.svg"} {
+	for _, f := range []string{"/ui/app.css", "/ui/favicon.svg", "/ui/common.js"} {
 		s, a := selfGet(t, http.MethodGet, f, nil), uiGet(t, http.MethodGet, f, nil)
 		if s.Body.String() != a.Body.String() || s.Header().Get("ETag") != a.Header().Get("ETag") {
 			t.Errorf("%s differs between the self-service and admin screens", f)
@@ -113,7 +114,7 @@ func TestSelfHeadETagAndErrors(t *testing.T) {
 func TestSelfAssetsSuitTheCSP(t *testing.T) {
 	assets := Self().(*screen).assets
 	html := string(assets["index.html"].body)
-	js := string(assets["app.js"].body)
+	js := string(assets["common.js"].body) + string(assets["app.js"].body)
 	bad := []struct {
 		what string
 		re   *regexp.Regexp

@@ -147,7 +147,7 @@ func TestOwnsOnlyUIPaths(t *testing.T) {
 func TestUIAssetsSuitTheCSP(t *testing.T) {
 	assets := Admin().(*screen).assets
 	html := string(assets["index.html"].body)
-	js := string(assets["app.js"].body)
+	js := string(assets["common.js"].body) + string(assets["app.js"].body)
 	bad := []struct {
 		what string
 		re   *regexp.Regexp
