@@ -16,7 +16,7 @@
   const AUDIT_LIMIT = 200;
   const USER_AUDIT_LIMIT = 50;
 
-  const { $, ApiError, enc, sentence, el, cell, show, setText, dateFmt, when, badge, showError, showNotice } = armgate;
+  const { $, ApiError, enc, sentence, el, cell, show, setText, dateFmt, when, badge, showError, showNotice, confirmAction } = armgate;
 
   // The API is the parent of /ui/ under whatever prefix the site mounts
   // armgate_admin (e.g. /admin/ui/ → /admin).
@@ -363,41 +363,6 @@
 
   // ---- confirmations
 
-  let confirmRun = null;
-
-  // confirmAction asks first, then runs the change with the dialog still
-  // open, so that an error can be shown where the person is looking.
-  function confirmAction({ title, text, ok, danger = true, reason = false, run }) {
-    $("confirm-title").textContent = title;
-    $("confirm-text").textContent = text;
-    const okBtn = $("confirm-ok");
-    okBtn.textContent = ok;
-    okBtn.className = "btn " + (danger ? "btn-danger" : "btn-primary");
-    show($("confirm-reason-field"), reason);
-    $("confirm-reason").value = "";
-    setText($("confirm-error"), "");
-    confirmRun = run;
-    $("dlg-confirm").showModal();
-    (reason ? $("confirm-reason") : okBtn).focus();
-  }
-
-  async function confirmSubmit(e) {
-    e.preventDefault();
-    if (!confirmRun) return;
-    const okBtn = $("confirm-ok");
-    okBtn.disabled = true;
-    setText($("confirm-error"), "");
-    try {
-      await confirmRun($("confirm-reason").value.trim());
-      confirmRun = null;
-      $("dlg-confirm").close();
-    } catch (err) {
-      if (!err.handled) setText($("confirm-error"), explain(err, err.ctx));
-    } finally {
-      okBtn.disabled = false;
-    }
-  }
-
   function confirmUserToggle(u, after) {
     const active = u.status === "active";
     const n = u.token_count;
@@ -735,9 +700,8 @@
     });
     $("create-token").addEventListener("click", openCreateToken);
     $("create-token-form").addEventListener("submit", createToken);
-    $("confirm-form").addEventListener("submit", confirmSubmit);
-    $("dlg-confirm").addEventListener("close", () => {
-      confirmRun = null;
+    armgate.wireConfirm((err) => {
+      if (!err.handled) setText($("confirm-error"), explain(err, err.ctx));
     });
 
     armgate.wireDialogs(() => {

@@ -135,6 +135,57 @@ const armgate = (() => {
     }
   }
 
+  // ---- the confirmation dialog
+
+  let confirmRun = null;
+
+  // confirmAction asks first, then runs the change with the dialog still
+  // open, so that an error shows where the person is looking. run gets the
+  // reason typed in, if asked for; grace asks for a grace period (a field
+  // only the self-service screen has).
+  function confirmAction({ title, text, ok, danger = true, reason = false, grace = false, run }) {
+    $("confirm-title").textContent = title;
+    $("confirm-text").textContent = text;
+    const okBtn = $("confirm-ok");
+    okBtn.textContent = ok;
+    okBtn.className = "btn " + (danger ? "btn-danger" : "btn-primary");
+    show($("confirm-reason-field"), reason);
+    $("confirm-reason").value = "";
+    const graceField = $("confirm-grace-field");
+    if (graceField) {
+      show(graceField, grace);
+      $("confirm-grace").value = "24h";
+    }
+    setText($("confirm-error"), "");
+    confirmRun = run;
+    $("dlg-confirm").showModal();
+    (reason ? $("confirm-reason") : grace ? $("confirm-grace") : okBtn).focus();
+  }
+
+  // wireConfirm sets up the confirmation dialog; onError gets what the
+  // change threw, with the dialog still open.
+  function wireConfirm(onError) {
+    $("confirm-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      if (!confirmRun) return;
+      const okBtn = $("confirm-ok");
+      okBtn.disabled = true;
+      setText($("confirm-error"), "");
+      try {
+        await confirmRun($("confirm-reason").value.trim());
+        confirmRun = null;
+        $("dlg-confirm").close();
+      } catch (err) {
+        onError(err);
+      } finally {
+        okBtn.disabled = false;
+      }
+    });
+    $("dlg-confirm").addEventListener("close", () => {
+      confirmRun = null;
+    });
+  }
+
   // ---- the show-once dialog of a new token
 
   let copied = false;
@@ -244,6 +295,8 @@ const armgate = (() => {
     badge,
     showError,
     showNotice,
+    confirmAction,
+    wireConfirm,
     showOnce,
     wireDialogs,
     onReady,

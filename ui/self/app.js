@@ -12,7 +12,7 @@
 (() => {
   const DEFAULT_MAX_TOKENS = 10;
 
-  const { $, ApiError, request, enc, sentence, el, cell, show, setText, dateFmt, relative, when, badge, showError, showNotice } =
+  const { $, ApiError, request, enc, sentence, el, cell, show, setText, dateFmt, relative, when, badge, showError, showNotice, confirmAction } =
     armgate;
 
   // ---- API
@@ -142,44 +142,6 @@
 
   // ---- confirmations
 
-  let confirmRun = null;
-
-  // confirmAction asks first, then runs the change with the dialog still
-  // open, so that an error shows where the person is looking.
-  function confirmAction({ title, text, ok, danger = true, reason = false, grace = false, run }) {
-    $("confirm-title").textContent = title;
-    $("confirm-text").textContent = text;
-    const okBtn = $("confirm-ok");
-    okBtn.textContent = ok;
-    okBtn.className = "btn " + (danger ? "btn-danger" : "btn-primary");
-    show($("confirm-reason-field"), reason);
-    $("confirm-reason").value = "";
-    show($("confirm-grace-field"), grace);
-    $("confirm-grace").value = "24h";
-    setText($("confirm-error"), "");
-    confirmRun = run;
-    $("dlg-confirm").showModal();
-    (reason ? $("confirm-reason") : grace ? $("confirm-grace") : okBtn).focus();
-  }
-
-  async function confirmSubmit(e) {
-    e.preventDefault();
-    if (!confirmRun) return;
-    const okBtn = $("confirm-ok");
-    okBtn.disabled = true;
-    setText($("confirm-error"), "");
-    try {
-      await confirmRun();
-      confirmRun = null;
-      $("dlg-confirm").close();
-    } catch (err) {
-      setText($("confirm-error"), explain(err));
-      if (err.code === "not_found" || err.code === "token_expired" || err.code === "token_not_active") load();
-    } finally {
-      okBtn.disabled = false;
-    }
-  }
-
   function confirmRevoke(t) {
     const exp = dateFmt.format(new Date(t.expires_at));
     confirmAction({
@@ -304,9 +266,9 @@
   function init() {
     $("create-token").addEventListener("click", openCreateToken);
     $("create-token-form").addEventListener("submit", createToken);
-    $("confirm-form").addEventListener("submit", confirmSubmit);
-    $("dlg-confirm").addEventListener("close", () => {
-      confirmRun = null;
+    armgate.wireConfirm((err) => {
+      setText($("confirm-error"), explain(err));
+      if (err.code === "not_found" || err.code === "token_expired" || err.code === "token_not_active") load();
     });
 
     armgate.wireDialogs(() => $("create-token").focus());
