@@ -176,6 +176,40 @@ var tokenShape = regexp.MustCompile(`^arm_[0-9A-Za-z]{38}$`)
 // real gateway and PostgreSQL: sign in, add a user, create a token, use it,
 // make sure the page forgot it, revoke it from the screen, and see the
 // gateway refuse it.
+// copyTokenAndClose checks the show-once dialog of tok: Copy puts exactly
+// the token on the clipboard, the token works through the gateway, and
+// closing the dialog removes it from the DOM.
+func (p *page) copyTokenAndClose(g *gateway, tok string) {
+	p.t.Helper()
+	for _, perm := range []string{"clipboard-read", "clipboard-write"} {
+		if _, err := chromedp.CallBrowser(p.ctx, browser.SetPermission, browser.SetPermissionParams{
+			Permission: &browser.PermissionDescriptor{Name: perm}, Setting: browser.PermissionSettingGranted, Origin: g.URL,
+		}); err != nil {
+			p.t.Fatalf("granting %s: %v", perm, err)
+		}
+	}
+	p.do("copying the token", chromedp.Click(chromedp.ID("copy-token")))
+	p.waitJS("the copy status", `document.querySelector("#copy-status").textContent !== ""`)
+	if s := p.text("#copy-status"); s != "Copied to the clipboard." {
+		p.t.Errorf("copy status %q", s)
+	}
+	if clip := run(p, "reading the clipboard", chromedp.Evaluate[string](`navigator.clipboard.readText()`, chromedp.EvalAwaitPromise)); clip != tok {
+		p.t.Errorf("clipboard holds %q, want the token", clip)
+	}
+
+	if r := g.get("/v1/ping", tok); r.Status != http.StatusOK {
+		p.t.Fatalf("gateway with the new token: %d %s", r.Status, r.Body)
+	}
+
+	p.do("closing the show-once dialog",
+		chromedp.Click(chromedp.ID("show-token-done")),
+		chromedp.WaitNotVisible(chromedp.ID("dlg-show-token")),
+	)
+	if strings.Contains(p.html(), tok) {
+		p.t.Error("the token is still in the DOM after its dialog closed")
+	}
+}
+
 func TestBrowserAPITokensScreen(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Skipf("browser test skipped: %s not found; install Debian's chromium package to run it", chromiumPath)
@@ -262,36 +296,7 @@ func TestBrowserAPITokensScreen(t *testing.T) {
 
 	p.shot("show-once")
 
-	// Copy puts exactly the token on the clipboard.
-	for _, perm := range []string{"clipboard-read", "clipboard-write"} {
-		if _, err := chromedp.CallBrowser(p.ctx, browser.SetPermission, browser.SetPermissionParams{
-			Permission: &browser.PermissionDescriptor{Name: perm}, Setting: browser.PermissionSettingGranted, Origin: g.URL,
-		}); err != nil {
-			t.Fatalf("granting %s: %v", perm, err)
-		}
-	}
-	p.do("copying the token", chromedp.Click(chromedp.ID("copy-token")))
-	p.waitJS("the copy status", `document.querySelector("#copy-status").textContent !== ""`)
-	if s := p.text("#copy-status"); s != "Copied to the clipboard." {
-		t.Errorf("copy status %q", s)
-	}
-	if clip := run(p, "reading the clipboard", chromedp.Evaluate[string](`navigator.clipboard.readText()`, chromedp.EvalAwaitPromise)); clip != tok {
-		t.Errorf("clipboard holds %q, want the token", clip)
-	}
-
-	// The token works through the gateway.
-	if r := g.get("/v1/ping", tok); r.Status != http.StatusOK {
-		t.Fatalf("gateway with the new token: %d %s", r.Status, r.Body)
-	}
-
-	// Closing the dialog removes the token from the DOM.
-	p.do("closing the show-once dialog",
-		chromedp.Click(chromedp.ID("show-token-done")),
-		chromedp.WaitNotVisible(chromedp.ID("dlg-show-token")),
-	)
-	if strings.Contains(p.html(), tok) {
-		t.Error("the token is still in the DOM after its dialog closed")
-	}
+	p.copyTokenAndClose(g, tok)
 
 	// Two more tokens from the API, one revoked, for a fuller table; and the
 	// first one's use recorded.

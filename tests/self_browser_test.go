@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 )
@@ -103,17 +102,6 @@ func TestSelfBrowserMyAPITokens(t *testing.T) {
 		t.Helper()
 		p.waitJS("usage "+want, `document.querySelector("#token-usage").textContent.startsWith(`+fmt.Sprintf("%q", want)+`)`)
 	}
-	grantClipboard := func() {
-		t.Helper()
-		for _, perm := range []string{"clipboard-read", "clipboard-write"} {
-			if _, err := chromedp.CallBrowser(p.ctx, browser.SetPermission, browser.SetPermissionParams{
-				Permission: &browser.PermissionDescriptor{Name: perm}, Setting: browser.PermissionSettingGranted, Origin: g.URL,
-			}); err != nil {
-				t.Fatalf("granting %s: %v", perm, err)
-			}
-		}
-	}
-
 	// /me/ui redirects to /me/ui/ relative to itself; the page loads the
 	// signed-in user's (empty) list.
 	p.do("opening the screen", chromedp.Navigate(g.URL+"/me/ui"), chromedp.WaitVisible(chromedp.ID("tokens-empty")))
@@ -146,30 +134,7 @@ func TestSelfBrowserMyAPITokens(t *testing.T) {
 	usage("1 of 10 tokens")
 	p.shot("self-show-once")
 
-	// Copy puts exactly the token on the clipboard.
-	grantClipboard()
-	p.do("copying the token", chromedp.Click(chromedp.ID("copy-token")))
-	p.waitJS("the copy status", `document.querySelector("#copy-status").textContent !== ""`)
-	if s := p.text("#copy-status"); s != "Copied to the clipboard." {
-		t.Errorf("copy status %q", s)
-	}
-	if clip := run(p, "reading the clipboard", chromedp.Evaluate[string](`navigator.clipboard.readText()`, chromedp.EvalAwaitPromise)); clip != tok {
-		t.Errorf("clipboard holds %q, want the token", clip)
-	}
-
-	// The token works through armgate_auth.
-	if r := g.get("/v1/ping", tok); r.Status != http.StatusOK {
-		t.Fatalf("gateway with the new token: %d %s", r.Status, r.Body)
-	}
-
-	// Closing the dialog removes the token from the DOM.
-	p.do("closing the show-once dialog",
-		chromedp.Click(chromedp.ID("show-token-done")),
-		chromedp.WaitNotVisible(chromedp.ID("dlg-show-token")),
-	)
-	if strings.Contains(p.html(), tok) {
-		t.Error("the token is still in the DOM after its dialog closed")
-	}
+	p.copyTokenAndClose(g, tok)
 
 	// Two more tokens, one revoked, for a fuller table; and the first one's
 	// use recorded.
