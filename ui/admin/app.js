@@ -485,8 +485,7 @@
   function tokenRow(t) {
     const expired = new Date(t.expires_at).getTime() <= Date.now();
     const actions = [];
-    const act = (label, cls, fn) =>
-      el("button", { type: "button", class: "btn btn-small " + cls, "aria-label": `${label} token ${t.name}`, text: label, onclick: fn });
+    const act = (label, cls, fn) => armgate.tokenButton(t, label, cls, fn);
     if (t.status === "active" || t.status === "deactivated") actions.push(act("Revoke", "btn-link-danger", () => confirmRevoke(t)));
     if (t.status === "revoked" && !expired) actions.push(act("Re-approve", "", () => confirmReapprove(t)));
     actions.push(act("Delete", "btn-link-danger", () => confirmDelete(t)));
@@ -497,17 +496,7 @@
         : t.status === "deactivated"
           ? el("span", { class: "sub", text: "User deactivated" })
           : null;
-    return el(
-      "tr",
-      { "data-token-id": t.id, "data-token-name": t.name, "data-status": t.status },
-      cell("Name", { class: "id-cell" }, t.name, scopes.length ? el("span", { class: "sub", text: "Scopes: " + t.scopes.join(", ") }) : null),
-      cell("Token", null, el("code", { text: t.hint })),
-      cell("Status", null, badge(t.status), statusSub),
-      cell("Created", null, when(t.created_at, "", { day: true })),
-      cell("Expires", null, when(t.expires_at, "", { day: true, rel: true })),
-      cell("Last used", null, when(t.last_used_at, "Never", { rel: true })),
-      cell("Actions", { class: "cell-actions" }, el("div", { class: "row-actions" }, actions))
-    );
+    return armgate.tokenRow(t, { showScopes: scopes.length > 0, statusSub, actions });
   }
 
   function confirmRevoke(t) {

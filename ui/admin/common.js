@@ -119,6 +119,29 @@ const armgate = (() => {
   const badge = (status) =>
     el("span", { class: "badge badge-" + (STATUS_LABEL[status] ? status : "deactivated"), text: STATUS_LABEL[status] || status });
 
+  // ---- a token's row
+
+  // tokenButton is an action button of token t's row.
+  const tokenButton = (t, label, cls, fn) =>
+    el("button", { type: "button", class: "btn btn-small " + cls, "aria-label": `${label} token ${t.name}`, text: label, onclick: fn });
+
+  // tokenRow is token t's table row: attrs adds to its data- attributes,
+  // showScopes shows its scopes under the name, statusSub goes under the
+  // status and actions into the last cell.
+  function tokenRow(t, { attrs, showScopes, statusSub, actions }) {
+    return el(
+      "tr",
+      Object.assign({ "data-token-id": t.id, "data-token-name": t.name, "data-status": t.status }, attrs),
+      cell("Name", { class: "id-cell" }, t.name, showScopes ? el("span", { class: "sub", text: "Scopes: " + t.scopes.join(", ") }) : null),
+      cell("Token", null, el("code", { text: t.hint })),
+      cell("Status", null, badge(t.status), statusSub),
+      cell("Created", null, when(t.created_at, "", { day: true })),
+      cell("Expires", null, when(t.expires_at, "", { day: true, rel: true })),
+      cell("Last used", null, when(t.last_used_at, "Never", { rel: true })),
+      cell("Actions", { class: "cell-actions" }, el("div", { class: "row-actions" }, actions))
+    );
+  }
+
   // ---- banners
 
   let noticeTimer = 0;
@@ -293,6 +316,8 @@ const armgate = (() => {
     relative,
     when,
     badge,
+    tokenButton,
+    tokenRow,
     showError,
     showNotice,
     confirmAction,

@@ -12,7 +12,7 @@
 (() => {
   const DEFAULT_MAX_TOKENS = 10;
 
-  const { $, ApiError, request, enc, sentence, el, cell, show, setText, dateFmt, relative, when, badge, showError, showNotice, confirmAction } =
+  const { $, ApiError, request, enc, sentence, el, show, setText, dateFmt, relative, showError, showNotice, confirmAction } =
     armgate;
 
   // ---- API
@@ -115,8 +115,7 @@
     const expired = new Date(t.expires_at).getTime() <= Date.now();
     const rotated = !!t.rotated_to;
     const actions = [];
-    const act = (label, cls, fn) =>
-      el("button", { type: "button", class: "btn btn-small " + cls, "aria-label": `${label} token ${t.name}`, text: label, onclick: fn });
+    const act = (label, cls, fn) => armgate.tokenButton(t, label, cls, fn);
     if (t.status === "active" && !rotated) actions.push(act("Rotate", "", () => confirmRotate(t)));
     if (t.status === "active" || t.status === "deactivated") actions.push(act("Revoke", "btn-link-danger", () => confirmRevoke(t)));
     if (t.status === "revoked" && !expired) actions.push(act("Re-approve", "", () => confirmReapprove(t)));
@@ -127,17 +126,7 @@
     else if (rotated && t.status === "active") statusSub = el("span", { class: "sub", text: "Rotated: works until " + dateFmt.format(new Date(t.expires_at)) });
     else if (rotated) statusSub = el("span", { class: "sub", text: "Rotated" });
     const scopes = t.scopes || [];
-    return el(
-      "tr",
-      { "data-token-id": t.id, "data-token-name": t.name, "data-status": t.status, "data-rotated": rotated ? "true" : null },
-      cell("Name", { class: "id-cell" }, t.name, scopes.length ? el("span", { class: "sub", text: "Scopes: " + scopes.join(", ") }) : null),
-      cell("Token", null, el("code", { text: t.hint })),
-      cell("Status", null, badge(t.status), statusSub),
-      cell("Created", null, when(t.created_at, "", { day: true })),
-      cell("Expires", null, when(t.expires_at, "", { day: true, rel: true })),
-      cell("Last used", null, when(t.last_used_at, "Never", { rel: true })),
-      cell("Actions", { class: "cell-actions" }, el("div", { class: "row-actions" }, actions))
-    );
+    return armgate.tokenRow(t, { attrs: { "data-rotated": rotated ? "true" : null }, showScopes: scopes.length > 0, statusSub, actions });
   }
 
   // ---- confirmations
