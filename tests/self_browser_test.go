@@ -237,30 +237,8 @@ func TestSelfBrowserMyAPITokens(t *testing.T) {
 	p.waitJS("release-bot active", `document.querySelector(`+fmt.Sprintf("%q", byName("release-bot"))+`).dataset.status === "active"`)
 
 	// Errors in plain words: a taken name, then the 11th token.
-	p.do("creating a token with a taken name",
-		chromedp.Click(chromedp.ID("create-token")),
-		chromedp.WaitVisible(chromedp.ID("token-name")),
-		chromedp.SendKeys(chromedp.ID("token-name"), "nightly-export"),
-		chromedp.Click(chromedp.ID("create-token-submit")),
-		chromedp.WaitVisible(chromedp.ID("create-token-error")),
-	)
-	if msg := p.text("#create-token-error"); !strings.Contains(msg, "You already have a token named “nightly-export”") {
-		t.Errorf("name taken: %q", msg)
-	}
-	for i := range 7 {
-		if r := g.admin("POST", "/users/"+selfUser+"/tokens", map[string]any{"name": fmt.Sprintf("job-%d", i)}); r.Status != http.StatusCreated {
-			t.Fatalf("filling up: %d %s", r.Status, r.Body)
-		}
-	}
-	p.do("creating an 11th token",
-		chromedp.Clear(chromedp.ID("token-name")),
-		chromedp.SendKeys(chromedp.ID("token-name"), "one-too-many"),
-		chromedp.Click(chromedp.ID("create-token-submit")),
-	)
-	const limitMsg = "You have 10 of 10 tokens; delete one first."
-	p.waitJS("the limit message", `document.querySelector("#create-token-error").textContent.startsWith(`+fmt.Sprintf("%q", limitMsg)+`)`)
-	usage("10 of 10 tokens")
-	p.do("cancelling", chromedp.Click(chromedp.CSS(`#dlg-create-token [data-close]`)), chromedp.WaitNotVisible(chromedp.ID("dlg-create-token")))
+	p.createTokenErrors(g, selfUser, "You already have a token named “nightly-export”",
+		"You have 10 of 10 tokens; delete one first. Revoked tokens count until they are deleted or expire.")
 
 	// Delete one, with a confirmation: a slot is free again.
 	job := find("job-0", false)
