@@ -13,13 +13,27 @@ import (
 // to the local cache before it answers, so the very next request on this
 // instance already sees it.
 
-func (h *handler) putUser(w http.ResponseWriter, r *http.Request) error {
-	id, err := PathUserID(r)
-	if err != nil {
-		return err
+// change reads a change's target from the path (with pathID, e.g.
+// PathUserID) and its JSON body.
+func change[B any](r *http.Request, pathID func(*http.Request) (string, error)) (id string, body B, err error) {
+	if id, err = pathID(r); err != nil {
+		return "", body, err
 	}
-	var body UserRequest
-	if err := DecodeJSON(r.Body, &body); err != nil {
+	err = DecodeJSON(r.Body, &body)
+	return id, body, err
+}
+
+// changed applies a change's invalidation to the local cache, then answers
+// with v.
+func (h *handler) changed(w http.ResponseWriter, inv storage.Invalidation, status int, v any) error {
+	h.invalidate(inv)
+	WriteJSON(w, status, v)
+	return nil
+}
+
+func (h *handler) putUser(w http.ResponseWriter, r *http.Request) error {
+	id, body, err := change[UserRequest](r, PathUserID)
+	if err != nil {
 		return err
 	}
 	patch, err := body.Patch()
@@ -90,29 +104,20 @@ func (h *handler) reactivateUser(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) setUserActive(w http.ResponseWriter, r *http.Request, active bool) error {
-	id, err := PathUserID(r)
+	id, _, err := change[EmptyRequest](r, PathUserID)
 	if err != nil {
-		return err
-	}
-	if err := DecodeJSON(r.Body, &EmptyRequest{}); err != nil {
 		return err
 	}
 	u, inv, err := h.store.SetUserActive(r.Context(), actor(r), id, active)
 	if err != nil {
 		return err
 	}
-	h.invalidate(inv)
-	WriteJSON(w, http.StatusOK, h.userJSON(u))
-	return nil
+	return h.changed(w, inv, http.StatusOK, h.userJSON(u))
 }
 
 func (h *handler) createToken(w http.ResponseWriter, r *http.Request) error {
-	userID, err := PathUserID(r)
+	userID, body, err := change[CreateTokenRequest](r, PathUserID)
 	if err != nil {
-		return err
-	}
-	var body CreateTokenRequest
-	if err := DecodeJSON(r.Body, &body); err != nil {
 		return err
 	}
 	n, err := body.NewToken(userID, h.now(), h.limits)
@@ -125,9 +130,7 @@ func (h *handler) createToken(w http.ResponseWriter, r *http.Request) error {
 	}
 	// This instance knows the new token before the client does.
 	sum := token.Sum(plain)
-	h.invalidate(storage.Invalidation{Created: [][]byte{sum[:]}})
-	WriteJSON(w, http.StatusCreated, CreatedToken{Token: t, Plaintext: plain})
-	return nil
+	return h.changed(w, storage.Invalidation{Created: [][]byte{sum[:]}}, http.StatusCreated, CreatedToken{Token: t, Plaintext: plain})
 }
 
 func (h *handler) listTokens(w http.ResponseWriter, r *http.Request) error {
@@ -147,7 +150,7 @@ func (h *handler) listTokens(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) getToken(w http.ResponseWriter, r *http.Request) error {
-	id, err := ParseTokenID(r.PathValue("token_id"))
+	id, err := PathTokenID(r)
 	if err != nil {
 		return err
 	}
@@ -160,12 +163,8 @@ func (h *handler) getToken(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) revokeToken(w http.ResponseWriter, r *http.Request) error {
-	id, err := ParseTokenID(r.PathValue("token_id"))
+	id, body, err := change[RevokeRequest](r, PathTokenID)
 	if err != nil {
-		return err
-	}
-	var body RevokeRequest
-	if err := DecodeJSON(r.Body, &body); err != nil {
 		return err
 	}
 	reason, err := body.CleanReason()
@@ -176,30 +175,23 @@ func (h *handler) revokeToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	h.invalidate(inv)
-	WriteJSON(w, http.StatusOK, t)
-	return nil
+	return h.changed(w, inv, http.StatusOK, t)
 }
 
 func (h *handler) reapproveToken(w http.ResponseWriter, r *http.Request) error {
-	id, err := ParseTokenID(r.PathValue("token_id"))
+	id, _, err := change[EmptyRequest](r, PathTokenID)
 	if err != nil {
-		return err
-	}
-	if err := DecodeJSON(r.Body, &EmptyRequest{}); err != nil {
 		return err
 	}
 	t, inv, err := h.store.ReapproveToken(r.Context(), actor(r), id)
 	if err != nil {
 		return err
 	}
-	h.invalidate(inv)
-	WriteJSON(w, http.StatusOK, t)
-	return nil
+	return h.changed(w, inv, http.StatusOK, t)
 }
 
 func (h *handler) deleteToken(w http.ResponseWriter, r *http.Request) error {
-	id, err := ParseTokenID(r.PathValue("token_id"))
+	id, err := PathTokenID(r)
 	if err != nil {
 		return err
 	}

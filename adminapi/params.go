@@ -25,6 +25,11 @@ func PathUserID(r *http.Request) (string, error) {
 	return id, nil
 }
 
+// PathTokenID returns the {token_id} path value, checked by ParseTokenID.
+func PathTokenID(r *http.Request) (string, error) {
+	return ParseTokenID(r.PathValue("token_id"))
+}
+
 // ParseTokenID accepts only the canonical 36-character UUID form (any
 // case) and returns it in lower case, so that a malformed id is a 400 and
 // never reaches the database.

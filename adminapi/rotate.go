@@ -92,12 +92,8 @@ type RevokedCount struct {
 }
 
 func (h *handler) rotateToken(w http.ResponseWriter, r *http.Request) error {
-	id, err := ParseTokenID(r.PathValue("token_id"))
+	id, body, err := change[RotateRequest](r, PathTokenID)
 	if err != nil {
-		return err
-	}
-	var body RotateRequest
-	if err := DecodeJSON(r.Body, &body); err != nil {
 		return err
 	}
 	grace, exp, err := body.Rotation(h.now(), h.limits)
@@ -108,18 +104,12 @@ func (h *handler) rotateToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	h.invalidate(inv)
-	WriteJSON(w, http.StatusCreated, RotatedToken{CreatedToken: CreatedToken{Token: t, Plaintext: plain}, RotatedFrom: id})
-	return nil
+	return h.changed(w, inv, http.StatusCreated, RotatedToken{CreatedToken: CreatedToken{Token: t, Plaintext: plain}, RotatedFrom: id})
 }
 
 func (h *handler) revokeAllTokens(w http.ResponseWriter, r *http.Request) error {
-	userID, err := PathUserID(r)
+	userID, body, err := change[RevokeRequest](r, PathUserID)
 	if err != nil {
-		return err
-	}
-	var body RevokeRequest
-	if err := DecodeJSON(r.Body, &body); err != nil {
 		return err
 	}
 	reason, err := body.CleanReason()
@@ -130,7 +120,5 @@ func (h *handler) revokeAllTokens(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	h.invalidate(inv)
-	WriteJSON(w, http.StatusOK, RevokedCount{Revoked: n})
-	return nil
+	return h.changed(w, inv, http.StatusOK, RevokedCount{Revoked: n})
 }

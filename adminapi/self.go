@@ -291,7 +291,7 @@ func (s *selfHandler) signedIn(r *http.Request) (storage.User, error) {
 // A token's user never changes, so checking before the change suffices.
 func (s *selfHandler) own(fn func(http.ResponseWriter, *http.Request) error) func(http.ResponseWriter, *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		id, err := ParseTokenID(r.PathValue("token_id"))
+		id, err := PathTokenID(r)
 		if err != nil {
 			return err
 		}

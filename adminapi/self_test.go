@@ -36,14 +36,7 @@ func selfDo(t *testing.T, h http.Handler, user, method, target, body string, hdr
 			r.Header.Set(k, v)
 		}
 	}
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, r)
-	if out != nil && rec.Body.Len() > 0 {
-		if err := json.Unmarshal(rec.Body.Bytes(), out); err != nil {
-			t.Fatalf("%s %s: %v in %s", method, target, err, rec.Body)
-		}
-	}
-	return rec
+	return serveJSON(t, h, r, out)
 }
 
 func TestSelfFlow(t *testing.T) {

@@ -9,9 +9,6 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/armgate/armgate/internal/testpg"
 	"github.com/armgate/armgate/storage"
@@ -26,15 +23,7 @@ func TestMain(m *testing.M) { testpg.Main(m) }
 // database as the gateway would on a miss.
 func newStoreAdmin(t *testing.T) http.Handler {
 	t.Helper()
-	pool, err := pgxpool.New(t.Context(), testpg.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := storage.Migrate(t.Context(), pool); err != nil {
-		t.Fatal(err)
-	}
-	store := storage.New(pool)
+	store := newStoreEnv(t).store
 	v, err := verifier.New(verifier.Config{}, func(ctx context.Context, h token.Hash) (token.Credential, error) {
 		c, err := store.LookupCredential(ctx, h)
 		if errors.Is(err, storage.ErrNotFound) {
@@ -49,7 +38,7 @@ func newStoreAdmin(t *testing.T) http.Handler {
 		Store:     store,
 		Verifier:  v,
 		AdminKeys: []string{testAdminKey},
-		Limits:    TokenLimits{MaxPerUser: 10, Lifetime: time.Hour, MaxLifetime: 24 * time.Hour},
+		Limits:    testLimits,
 	})
 }
 
@@ -63,11 +52,17 @@ func do(t *testing.T, h http.Handler, method, target, cred, body string, out any
 	if strings.HasPrefix(body, "token=") {
 		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	}
+	return serveJSON(t, h, r, out)
+}
+
+// serveJSON serves r and decodes the JSON answer into out, if given.
+func serveJSON(t *testing.T, h http.Handler, r *http.Request, out any) *httptest.ResponseRecorder {
+	t.Helper()
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, r)
 	if out != nil && rec.Body.Len() > 0 {
 		if err := json.Unmarshal(rec.Body.Bytes(), out); err != nil {
-			t.Fatalf("%s %s: %v in %s", method, target, err, rec.Body)
+			t.Fatalf("%s %s: %v in %s", r.Method, r.URL, err, rec.Body)
 		}
 	}
 	return rec

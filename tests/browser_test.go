@@ -172,6 +172,71 @@ func (p *page) checkNoProblems() {
 
 var tokenShape = regexp.MustCompile(`^arm_[0-9A-Za-z]{38}$`)
 
+// copyTokenAndClose checks the show-once dialog of tok: Copy puts exactly
+// the token on the clipboard, the token works through the gateway, and
+// closing the dialog removes it from the DOM.
+func (p *page) copyTokenAndClose(g *gateway, tok string) {
+	p.t.Helper()
+	for _, perm := range []string{"clipboard-read", "clipboard-write"} {
+		if _, err := chromedp.CallBrowser(p.ctx, browser.SetPermission, browser.SetPermissionParams{
+			Permission: &browser.PermissionDescriptor{Name: perm}, Setting: browser.PermissionSettingGranted, Origin: g.URL,
+		}); err != nil {
+			p.t.Fatalf("granting %s: %v", perm, err)
+		}
+	}
+	p.do("copying the token", chromedp.Click(chromedp.ID("copy-token")))
+	p.waitJS("the copy status", `document.querySelector("#copy-status").textContent !== ""`)
+	if s := p.text("#copy-status"); s != "Copied to the clipboard." {
+		p.t.Errorf("copy status %q", s)
+	}
+	if clip := run(p, "reading the clipboard", chromedp.Evaluate[string](`navigator.clipboard.readText()`, chromedp.EvalAwaitPromise)); clip != tok {
+		p.t.Errorf("clipboard holds %q, want the token", clip)
+	}
+
+	if r := g.get("/v1/ping", tok); r.Status != http.StatusOK {
+		p.t.Fatalf("gateway with the new token: %d %s", r.Status, r.Body)
+	}
+
+	p.do("closing the show-once dialog",
+		chromedp.Click(chromedp.ID("show-token-done")),
+		chromedp.WaitNotVisible(chromedp.ID("dlg-show-token")),
+	)
+	if strings.Contains(p.html(), tok) {
+		p.t.Error("the token is still in the DOM after its dialog closed")
+	}
+}
+
+// createTokenErrors checks the create dialog's errors for user, who has
+// a token named nightly-export and 2 more: the taken name (an error
+// containing takenMsg), then, filled up to 10 tokens, the 11th (exactly
+// limitMsg); then it cancels the dialog.
+func (p *page) createTokenErrors(g *gateway, user, takenMsg, limitMsg string) {
+	p.t.Helper()
+	p.do("creating a token with a taken name",
+		chromedp.Click(chromedp.ID("create-token")),
+		chromedp.WaitVisible(chromedp.ID("token-name")),
+		chromedp.SendKeys(chromedp.ID("token-name"), "nightly-export"),
+		chromedp.Click(chromedp.ID("create-token-submit")),
+		chromedp.WaitVisible(chromedp.ID("create-token-error")),
+	)
+	if msg := p.text("#create-token-error"); !strings.Contains(msg, takenMsg) {
+		p.t.Errorf("name taken: %q", msg)
+	}
+	for i := range 7 {
+		if r := g.admin("POST", "/users/"+user+"/tokens", map[string]any{"name": fmt.Sprintf("job-%d", i)}); r.Status != http.StatusCreated {
+			p.t.Fatalf("filling up: %d %s", r.Status, r.Body)
+		}
+	}
+	p.do("creating an 11th token",
+		chromedp.Clear(chromedp.ID("token-name")),
+		chromedp.SendKeys(chromedp.ID("token-name"), "one-too-many"),
+		chromedp.Click(chromedp.ID("create-token-submit")),
+	)
+	p.waitJS("the limit message", `document.querySelector("#create-token-error").textContent === `+fmt.Sprintf("%q", limitMsg))
+	p.waitJS("the usage at the limit", `document.querySelector("#token-usage").textContent.startsWith("10 of 10 tokens")`)
+	p.do("cancelling", chromedp.Click(chromedp.CSS(`#dlg-create-token [data-close]`)), chromedp.WaitNotVisible(chromedp.ID("dlg-create-token")))
+}
+
 // TestBrowserAPITokensScreen drives the admin screen in Chromium against a
 // real gateway and PostgreSQL: sign in, add a user, create a token, use it,
 // make sure the page forgot it, revoke it from the screen, and see the
@@ -262,36 +327,7 @@ func TestBrowserAPITokensScreen(t *testing.T) {
 
 	p.shot("show-once")
 
-	// Copy puts exactly the token on the clipboard.
-	for _, perm := range []string{"clipboard-read", "clipboard-write"} {
-		if _, err := chromedp.CallBrowser(p.ctx, browser.SetPermission, browser.SetPermissionParams{
-			Permission: &browser.PermissionDescriptor{Name: perm}, Setting: browser.PermissionSettingGranted, Origin: g.URL,
-		}); err != nil {
-			t.Fatalf("granting %s: %v", perm, err)
-		}
-	}
-	p.do("copying the token", chromedp.Click(chromedp.ID("copy-token")))
-	p.waitJS("the copy status", `document.querySelector("#copy-status").textContent !== ""`)
-	if s := p.text("#copy-status"); s != "Copied to the clipboard." {
-		t.Errorf("copy status %q", s)
-	}
-	if clip := run(p, "reading the clipboard", chromedp.Evaluate[string](`navigator.clipboard.readText()`, chromedp.EvalAwaitPromise)); clip != tok {
-		t.Errorf("clipboard holds %q, want the token", clip)
-	}
-
-	// The token works through the gateway.
-	if r := g.get("/v1/ping", tok); r.Status != http.StatusOK {
-		t.Fatalf("gateway with the new token: %d %s", r.Status, r.Body)
-	}
-
-	// Closing the dialog removes the token from the DOM.
-	p.do("closing the show-once dialog",
-		chromedp.Click(chromedp.ID("show-token-done")),
-		chromedp.WaitNotVisible(chromedp.ID("dlg-show-token")),
-	)
-	if strings.Contains(p.html(), tok) {
-		t.Error("the token is still in the DOM after its dialog closed")
-	}
+	p.copyTokenAndClose(g, tok)
 
 	// Two more tokens from the API, one revoked, for a fuller table; and the
 	// first one's use recorded.
@@ -343,30 +379,8 @@ func TestBrowserAPITokensScreen(t *testing.T) {
 	p.waitJS("the revoke in the audit log", `document.querySelector("#user-audit-body").textContent.includes("Token revoked")`)
 
 	// Errors in plain words: a taken name, then the 11th token.
-	p.do("creating a token with a taken name",
-		chromedp.Click(chromedp.ID("create-token")),
-		chromedp.WaitVisible(chromedp.ID("token-name")),
-		chromedp.SendKeys(chromedp.ID("token-name"), "nightly-export"),
-		chromedp.Click(chromedp.ID("create-token-submit")),
-		chromedp.WaitVisible(chromedp.ID("create-token-error")),
-	)
-	if msg := p.text("#create-token-error"); !strings.Contains(msg, "already has a token named “nightly-export”") {
-		t.Errorf("name taken: %q", msg)
-	}
-	for i := range 7 {
-		if r := g.admin("POST", "/users/"+user+"/tokens", map[string]any{"name": fmt.Sprintf("job-%d", i)}); r.Status != http.StatusCreated {
-			t.Fatalf("filling up: %d %s", r.Status, r.Body)
-		}
-	}
-	p.do("creating an 11th token",
-		chromedp.Clear(chromedp.ID("token-name")),
-		chromedp.SendKeys(chromedp.ID("token-name"), "one-too-many"),
-		chromedp.Click(chromedp.ID("create-token-submit")),
-	)
-	const limitMsg = "This user already has 10 tokens, the maximum per license. Delete or let one expire first."
-	p.waitJS("the limit message", `document.querySelector("#create-token-error").textContent === `+fmt.Sprintf("%q", limitMsg))
-	p.waitJS("the usage at the limit", `document.querySelector("#token-usage").textContent.startsWith("10 of 10 tokens")`)
-	p.do("cancelling", chromedp.Click(chromedp.CSS(`#dlg-create-token [data-close]`)), chromedp.WaitNotVisible(chromedp.ID("dlg-create-token")))
+	p.createTokenErrors(g, user, "already has a token named “nightly-export”",
+		"This user already has 10 tokens, the maximum per license. Delete or let one expire first.")
 
 	// Deactivating the user stops all of their tokens at once.
 	if r := g.get("/v1/ping", otherTok); r.Status != http.StatusOK {

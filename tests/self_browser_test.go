@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 )
@@ -103,17 +102,6 @@ func TestSelfBrowserMyAPITokens(t *testing.T) {
 		t.Helper()
 		p.waitJS("usage "+want, `document.querySelector("#token-usage").textContent.startsWith(`+fmt.Sprintf("%q", want)+`)`)
 	}
-	grantClipboard := func() {
-		t.Helper()
-		for _, perm := range []string{"clipboard-read", "clipboard-write"} {
-			if _, err := chromedp.CallBrowser(p.ctx, browser.SetPermission, browser.SetPermissionParams{
-				Permission: &browser.PermissionDescriptor{Name: perm}, Setting: browser.PermissionSettingGranted, Origin: g.URL,
-			}); err != nil {
-				t.Fatalf("granting %s: %v", perm, err)
-			}
-		}
-	}
-
 	// /me/ui redirects to /me/ui/ relative to itself; the page loads the
 	// signed-in user's (empty) list.
 	p.do("opening the screen", chromedp.Navigate(g.URL+"/me/ui"), chromedp.WaitVisible(chromedp.ID("tokens-empty")))
@@ -146,30 +134,7 @@ func TestSelfBrowserMyAPITokens(t *testing.T) {
 	usage("1 of 10 tokens")
 	p.shot("self-show-once")
 
-	// Copy puts exactly the token on the clipboard.
-	grantClipboard()
-	p.do("copying the token", chromedp.Click(chromedp.ID("copy-token")))
-	p.waitJS("the copy status", `document.querySelector("#copy-status").textContent !== ""`)
-	if s := p.text("#copy-status"); s != "Copied to the clipboard." {
-		t.Errorf("copy status %q", s)
-	}
-	if clip := run(p, "reading the clipboard", chromedp.Evaluate[string](`navigator.clipboard.readText()`, chromedp.EvalAwaitPromise)); clip != tok {
-		t.Errorf("clipboard holds %q, want the token", clip)
-	}
-
-	// The token works through armgate_auth.
-	if r := g.get("/v1/ping", tok); r.Status != http.StatusOK {
-		t.Fatalf("gateway with the new token: %d %s", r.Status, r.Body)
-	}
-
-	// Closing the dialog removes the token from the DOM.
-	p.do("closing the show-once dialog",
-		chromedp.Click(chromedp.ID("show-token-done")),
-		chromedp.WaitNotVisible(chromedp.ID("dlg-show-token")),
-	)
-	if strings.Contains(p.html(), tok) {
-		t.Error("the token is still in the DOM after its dialog closed")
-	}
+	p.copyTokenAndClose(g, tok)
 
 	// Two more tokens, one revoked, for a fuller table; and the first one's
 	// use recorded.
@@ -272,30 +237,8 @@ func TestSelfBrowserMyAPITokens(t *testing.T) {
 	p.waitJS("release-bot active", `document.querySelector(`+fmt.Sprintf("%q", byName("release-bot"))+`).dataset.status === "active"`)
 
 	// Errors in plain words: a taken name, then the 11th token.
-	p.do("creating a token with a taken name",
-		chromedp.Click(chromedp.ID("create-token")),
-		chromedp.WaitVisible(chromedp.ID("token-name")),
-		chromedp.SendKeys(chromedp.ID("token-name"), "nightly-export"),
-		chromedp.Click(chromedp.ID("create-token-submit")),
-		chromedp.WaitVisible(chromedp.ID("create-token-error")),
-	)
-	if msg := p.text("#create-token-error"); !strings.Contains(msg, "You already have a token named “nightly-export”") {
-		t.Errorf("name taken: %q", msg)
-	}
-	for i := range 7 {
-		if r := g.admin("POST", "/users/"+selfUser+"/tokens", map[string]any{"name": fmt.Sprintf("job-%d", i)}); r.Status != http.StatusCreated {
-			t.Fatalf("filling up: %d %s", r.Status, r.Body)
-		}
-	}
-	p.do("creating an 11th token",
-		chromedp.Clear(chromedp.ID("token-name")),
-		chromedp.SendKeys(chromedp.ID("token-name"), "one-too-many"),
-		chromedp.Click(chromedp.ID("create-token-submit")),
-	)
-	const limitMsg = "You have 10 of 10 tokens; delete one first."
-	p.waitJS("the limit message", `document.querySelector("#create-token-error").textContent.startsWith(`+fmt.Sprintf("%q", limitMsg)+`)`)
-	usage("10 of 10 tokens")
-	p.do("cancelling", chromedp.Click(chromedp.CSS(`#dlg-create-token [data-close]`)), chromedp.WaitNotVisible(chromedp.ID("dlg-create-token")))
+	p.createTokenErrors(g, selfUser, "You already have a token named “nightly-export”",
+		"You have 10 of 10 tokens; delete one first. Revoked tokens count until they are deleted or expire.")
 
 	// Delete one, with a confirmation: a slot is free again.
 	job := find("job-0", false)

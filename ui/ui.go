@@ -28,10 +28,10 @@ import (
 //go:embed admin
 var adminFiles embed.FS
 
-// The self-service screen shares the admin screen's stylesheet and icon, so
-// both look alike and the look has one source.
+// The self-service screen shares the admin screen's stylesheet, icon and
+// common script, so both look and behave alike from one source.
 //
-//go:embed self admin/app.css admin/favicon.svg
+//go:embed self admin/app.css admin/favicon.svg admin/common.js
 var selfFiles embed.FS
 
 // Prefix is where a screen lives relative to its handler's mount.
@@ -57,7 +57,7 @@ var Admin = sync.OnceValue(func() http.Handler { return newScreen(adminFiles, "a
 // beside it with relative URLs and the site's own sign-in, so it keeps no
 // credential. It reads the embedded files once, on the first call.
 var Self = sync.OnceValue(func() http.Handler {
-	return newScreen(selfFiles, "self", "admin/app.css", "admin/favicon.svg")
+	return newScreen(selfFiles, "self", "admin/app.css", "admin/favicon.svg", "admin/common.js")
 })
 
 type asset struct {

@@ -3,61 +3,19 @@ package ui
 import (
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"strconv"
-	"strings"
 	"testing"
 )
 
-func uiGet(t *testing.T, method, target string, header http.Header) *httptest.ResponseRecorder {
-	t.Helper()
-	r := httptest.NewRequest(method, target, nil)
-	for k, vs := range header {
-		r.Header[k] = vs
-	}
-	w := httptest.NewRecorder()
-	Admin().ServeHTTP(w, r)
-	return w
-}
-
 func TestUIServesFiles(t *testing.T) {
-	tests := []struct {
-		target      string
-		contentType string
-		cache       string
-		contains    string
-	}{
+	testServesFiles(t, Admin(), []servedFile{
 		{"/ui/", "text/html; charset=utf-8", "no-store", `<script src="app.js" defer></script>`},
 		{"/ui/index.html", "text/html; charset=utf-8", "no-store", "Create API Token"},
 		{"/ui/app.js", "text/javascript; charset=utf-8", "no-cache", `"use strict";`},
 		{"/ui/app.css", "text/css; charset=utf-8", "no-cache", ".badge-revoked"},
 		{"/ui/favicon.svg", "image/svg+xml", "no-cache", "<svg"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.target, func(t *testing.T) {
-			w := uiGet(t, http.MethodGet, tc.target, nil)
-			if w.Code != http.StatusOK {
-				t.Fatalf("status %d, want 200: %s", w.Code, w.Body)
-			}
-			h := w.Header()
-			want := map[string]string{
-				"Content-Type":            tc.contentType,
-				"Cache-Control":           tc.cache,
-				"Content-Security-Policy": CSP,
-				"X-Content-Type-Options":  "nosniff",
-				"Referrer-Policy":         "no-referrer",
-			}
-			for k, v := range want {
-				if got := h.Get(k); got != v {
-					t.Errorf("%s = %q, want %q", k, got, v)
-				}
-			}
-			if !strings.Contains(w.Body.String(), tc.contains) {
-				t.Errorf("body lacks %q", tc.contains)
-			}
-		})
-	}
+	})
 }
 
 func TestUICSPIsTheStrictOne(t *testing.T) {
@@ -145,35 +103,6 @@ func TestOwnsOnlyUIPaths(t *testing.T) {
 // run time: inline scripts, inline styles and event-handler attributes, and
 // asset URLs that would not follow the mount prefix.
 func TestUIAssetsSuitTheCSP(t *testing.T) {
-	assets := Admin().(*screen).assets
-	html := string(assets["index.html"].body)
-	js := string(assets["app.js"].body)
-	bad := []struct {
-		what string
-		re   *regexp.Regexp
-		in   string
-	}{
-		{"inline script", regexp.MustCompile(`<script(?:\s[^>]*)?>\s*[^<\s]`), html},
-		{"script without src", regexp.MustCompile(`<script(?:\s(?:[^s>]|s[^r>])*)?>`), html},
-		{"style element", regexp.MustCompile(`<style[\s>]`), html},
-		{"style attribute", regexp.MustCompile(`\sstyle\s*=`), html},
-		{"event-handler attribute", regexp.MustCompile(`\son[a-z]+\s*=`), html},
-		{"javascript: URL", regexp.MustCompile(`(?i)javascript:`), html},
-		{"absolute or external asset URL", regexp.MustCompile(`(?:src|href)="(?:/|https?:|//)`), html},
-		{"innerHTML or outerHTML", regexp.MustCompile(`\.(?:inner|outer)HTML\b|insertAdjacentHTML`), js},
-		{"eval or new Function", regexp.MustCompile(`\beval\(|new Function\(`), js},
-		{"style attribute from script", regexp.MustCompile(`setAttribute\(\s*["']style`), js},
-		{"persistent storage", regexp.MustCompile(`localStorage|indexedDB|document\.cookie`), js},
-	}
-	for _, b := range bad {
-		if loc := b.re.FindStringIndex(b.in); loc != nil {
-			t.Errorf("%s: %q", b.what, b.in[loc[0]:min(loc[1]+40, len(b.in))])
-		}
-	}
-	// Every asset the page names is embedded.
-	for _, m := range regexp.MustCompile(`(?:src|href)="([^"#]+)"`).FindAllStringSubmatch(html, -1) {
-		if _, ok := assets[m[1]]; !ok {
-			t.Errorf("index.html names %q, which is not embedded", m[1])
-		}
-	}
+	testAssetsSuitTheCSP(t, Admin(),
+		cspRule{"persistent storage", regexp.MustCompile(`localStorage|indexedDB|document\.cookie`), false})
 }

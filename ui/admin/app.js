@@ -16,7 +16,7 @@
   const AUDIT_LIMIT = 200;
   const USER_AUDIT_LIMIT = 50;
 
-  const $ = (id) => document.getElementById(id);
+  const { $, ApiError, enc, sentence, el, cell, show, setText, dateFmt, when, badge, showError, showNotice, confirmAction } = armgate;
 
   // The API is the parent of /ui/ under whatever prefix the site mounts
   // armgate_admin (e.g. /admin/ui/ → /admin).
@@ -57,61 +57,22 @@
 
   // ---- API
 
-  class ApiError extends Error {
-    constructor(status, code, message) {
-      super(message || code || "HTTP " + status);
-      this.status = status;
-      this.code = code || "";
-      this.apiMessage = message || "";
-      this.handled = false;
-    }
-  }
-
   // request calls the admin API and resolves to {status, data}; API errors
   // reject with an ApiError. A 401 outside sign-in ends the session.
   async function request(method, path, body, opts = {}) {
     const key = opts.key !== undefined ? opts.key : currentCredential();
-    const headers = { Accept: "application/json" };
-    if (key) headers.Authorization = "Bearer " + key;
-    const init = {
-      method,
-      headers,
-      cache: "no-store",
-      credentials: "omit",
-      redirect: "error",
-      referrerPolicy: "no-referrer",
-    };
-    if (body !== undefined) {
-      headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    let res;
+    const init = { credentials: "omit", headers: key ? { Authorization: "Bearer " + key } : {} };
     try {
-      res = await fetch(apiBase + path, init);
-    } catch {
-      throw new ApiError(0, "network", "");
-    }
-    let data = null;
-    const text = res.status === 204 ? "" : await res.text();
-    if (text) {
-      try {
-        data = JSON.parse(text);
-      } catch {
-        data = null;
-      }
-    }
-    if (!res.ok) {
-      const err = new ApiError(res.status, data && data.error, data && data.message);
-      if (res.status === 401 && !opts.signin) {
+      return await armgate.request(apiBase + path, method, body, init);
+    } catch (err) {
+      if (err.status === 401 && !opts.signin) {
         err.handled = true;
         sessionEnded();
       }
       throw err;
     }
-    return { status: res.status, data };
   }
   const api = async (method, path, body, opts) => (await request(method, path, body, opts)).data;
-  const enc = encodeURIComponent;
 
   // explain turns an API error into plain words for the person at the screen.
   function explain(err, ctx = {}) {
@@ -157,90 +118,9 @@
     return `The gateway answered with an unexpected error (HTTP ${err.status}${err.code ? ", " + err.code : ""}).` + said;
   }
 
-  const sentence = (s) => {
-    s = String(s).trim();
-    if (!s) return s;
-    s = s[0].toUpperCase() + s.slice(1);
-    return /[.!?]$/.test(s) ? s : s + ".";
-  };
-
-  // ---- DOM helpers
-
-  function el(tag, props, ...children) {
-    const e = document.createElement(tag);
-    for (const [k, v] of Object.entries(props || {})) {
-      if (v === null || v === undefined || v === false) continue;
-      if (k === "class") e.className = v;
-      else if (k === "text") e.textContent = v;
-      else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
-      else e.setAttribute(k, v === true ? "" : String(v));
-    }
-    for (const c of children.flat()) {
-      if (c === null || c === undefined || c === false) continue;
-      e.append(c instanceof Node ? c : String(c));
-    }
-    return e;
-  }
-
-  // cell wraps its content in one element, so that the stacked layout of a
-  // narrow window keeps it in one grid column beside the label.
-  const cell = (label, props, ...children) =>
-    el("td", Object.assign({ "data-label": label }, props), el("div", { class: "cv" }, ...children));
-  const show = (node, on) => {
-    node.hidden = !on;
-  };
-  function setText(node, text) {
-    node.textContent = text || "";
-    node.hidden = !text;
-  }
-
-  const dateFmt = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
-  const dayFmt = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
-  const relFmt = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
-
-  function relative(d) {
-    const s = (d.getTime() - Date.now()) / 1000;
-    const a = Math.abs(s);
-    if (a < 60) return relFmt.format(Math.round(s), "second");
-    if (a < 3600) return relFmt.format(Math.round(s / 60), "minute");
-    if (a < 86400) return relFmt.format(Math.round(s / 3600), "hour");
-    if (a < 86400 * 60) return relFmt.format(Math.round(s / 86400), "day");
-    if (a < 86400 * 730) return relFmt.format(Math.round(s / (86400 * 30.44)), "month");
-    return relFmt.format(Math.round(s / (86400 * 365.25)), "year");
-  }
-
-  // when renders a timestamp (the exact time is in its tooltip); opts.day
-  // shows the date only, opts.rel adds "in 3 months" underneath.
-  function when(iso, empty, opts = {}) {
-    if (!iso) return el("span", { class: "muted", text: empty || "—" });
-    const d = new Date(iso);
-    if (Number.isNaN(d.getTime())) return document.createTextNode(iso);
-    const t = el("time", { datetime: iso, title: dateFmt.format(d) + " (" + d.toISOString() + ")", text: (opts.day ? dayFmt : dateFmt).format(d) });
-    return opts.rel ? [t, el("span", { class: "sub", text: relative(d) })] : t;
-  }
-
-  const STATUS_LABEL = { active: "Active", revoked: "Revoked", deactivated: "Deactivated", expired: "Expired" };
-  const badge = (status) =>
-    el("span", { class: "badge badge-" + (STATUS_LABEL[status] ? status : "deactivated"), text: STATUS_LABEL[status] || status });
-
   const maxTokens = (u) =>
     u && Number.isInteger(u.max_tokens_per_user) && u.max_tokens_per_user > 0 ? u.max_tokens_per_user : DEFAULT_MAX_TOKENS;
 
-  // ---- banners
-
-  let noticeTimer = 0;
-  function showError(msg) {
-    setText($("banner"), msg);
-    if (msg) $("notice").hidden = true;
-  }
-  function showNotice(msg) {
-    clearTimeout(noticeTimer);
-    setText($("notice"), msg);
-    if (msg) {
-      $("banner").hidden = true;
-      noticeTimer = setTimeout(() => setText($("notice"), ""), 8000);
-    }
-  }
   function report(err, ctx) {
     if (err && err.handled) return;
     showError(explain(err, ctx));
@@ -483,41 +363,6 @@
 
   // ---- confirmations
 
-  let confirmRun = null;
-
-  // confirmAction asks first, then runs the change with the dialog still
-  // open, so that an error can be shown where the person is looking.
-  function confirmAction({ title, text, ok, danger = true, reason = false, run }) {
-    $("confirm-title").textContent = title;
-    $("confirm-text").textContent = text;
-    const okBtn = $("confirm-ok");
-    okBtn.textContent = ok;
-    okBtn.className = "btn " + (danger ? "btn-danger" : "btn-primary");
-    show($("confirm-reason-field"), reason);
-    $("confirm-reason").value = "";
-    setText($("confirm-error"), "");
-    confirmRun = run;
-    $("dlg-confirm").showModal();
-    (reason ? $("confirm-reason") : okBtn).focus();
-  }
-
-  async function confirmSubmit(e) {
-    e.preventDefault();
-    if (!confirmRun) return;
-    const okBtn = $("confirm-ok");
-    okBtn.disabled = true;
-    setText($("confirm-error"), "");
-    try {
-      await confirmRun($("confirm-reason").value.trim());
-      confirmRun = null;
-      $("dlg-confirm").close();
-    } catch (err) {
-      if (!err.handled) setText($("confirm-error"), explain(err, err.ctx));
-    } finally {
-      okBtn.disabled = false;
-    }
-  }
-
   function confirmUserToggle(u, after) {
     const active = u.status === "active";
     const n = u.token_count;
@@ -640,8 +485,7 @@
   function tokenRow(t) {
     const expired = new Date(t.expires_at).getTime() <= Date.now();
     const actions = [];
-    const act = (label, cls, fn) =>
-      el("button", { type: "button", class: "btn btn-small " + cls, "aria-label": `${label} token ${t.name}`, text: label, onclick: fn });
+    const act = (label, cls, fn) => armgate.tokenButton(t, label, cls, fn);
     if (t.status === "active" || t.status === "deactivated") actions.push(act("Revoke", "btn-link-danger", () => confirmRevoke(t)));
     if (t.status === "revoked" && !expired) actions.push(act("Re-approve", "", () => confirmReapprove(t)));
     actions.push(act("Delete", "btn-link-danger", () => confirmDelete(t)));
@@ -652,17 +496,7 @@
         : t.status === "deactivated"
           ? el("span", { class: "sub", text: "User deactivated" })
           : null;
-    return el(
-      "tr",
-      { "data-token-id": t.id, "data-token-name": t.name, "data-status": t.status },
-      cell("Name", { class: "id-cell" }, t.name, scopes.length ? el("span", { class: "sub", text: "Scopes: " + t.scopes.join(", ") }) : null),
-      cell("Token", null, el("code", { text: t.hint })),
-      cell("Status", null, badge(t.status), statusSub),
-      cell("Created", null, when(t.created_at, "", { day: true })),
-      cell("Expires", null, when(t.expires_at, "", { day: true, rel: true })),
-      cell("Last used", null, when(t.last_used_at, "Never", { rel: true })),
-      cell("Actions", { class: "cell-actions" }, el("div", { class: "row-actions" }, actions))
-    );
+    return armgate.tokenRow(t, { showScopes: scopes.length > 0, statusSub, actions });
   }
 
   function confirmRevoke(t) {
@@ -759,60 +593,9 @@
     }
   }
 
-  let copied = false;
-  let escWarned = false;
-
-  // showOnce puts the plaintext into the dialog, and nowhere else; the
-  // dialog's close handler removes it.
   function showOnce(created) {
-    copied = false;
-    escWarned = false;
-    $("token-value").textContent = created.token;
-    $("show-token-name").textContent = created.name;
     $("show-token-user").textContent = created.user_id;
-    $("show-token-expires").textContent = dateFmt.format(new Date(created.expires_at));
-    $("copy-status").textContent = "";
-    $("dlg-show-token").showModal();
-    $("copy-token").focus();
-  }
-
-  function forgetShownToken() {
-    $("token-value").textContent = "";
-    $("copy-status").textContent = "";
-    const sel = window.getSelection();
-    if (sel) sel.removeAllRanges();
-    copied = false;
-  }
-
-  async function copyToken() {
-    const box = $("token-value");
-    const text = box.textContent;
-    if (!text) return;
-    let ok = false;
-    if (navigator.clipboard && window.isSecureContext) {
-      try {
-        await navigator.clipboard.writeText(text);
-        ok = true;
-      } catch {
-        ok = false;
-      }
-    }
-    if (!ok) {
-      const range = document.createRange();
-      range.selectNodeContents(box);
-      const sel = window.getSelection();
-      sel.removeAllRanges();
-      sel.addRange(range);
-      try {
-        ok = document.execCommand("copy");
-      } catch {
-        ok = false;
-      }
-    }
-    copied = ok;
-    $("copy-status").textContent = ok
-      ? "Copied to the clipboard."
-      : "This browser blocked copying. The token is selected: press Ctrl+C (⌘C on a Mac) to copy it.";
+    armgate.showOnce(created);
   }
 
   // ---- audit
@@ -906,39 +689,16 @@
     });
     $("create-token").addEventListener("click", openCreateToken);
     $("create-token-form").addEventListener("submit", createToken);
-    $("confirm-form").addEventListener("submit", confirmSubmit);
-    $("dlg-confirm").addEventListener("close", () => {
-      confirmRun = null;
+    armgate.wireConfirm((err) => {
+      if (!err.handled) setText($("confirm-error"), explain(err, err.ctx));
     });
 
-    const shown = $("dlg-show-token");
-    $("copy-token").addEventListener("click", copyToken);
-    $("show-token-form").addEventListener("submit", (e) => {
-      e.preventDefault();
-      forgetShownToken(); // before the asynchronous close event
-      shown.close();
-    });
-    shown.addEventListener("cancel", (e) => {
-      // One Escape that would lose an uncopied token is caught, once.
-      if (!copied && !escWarned) {
-        e.preventDefault();
-        escWarned = true;
-        $("copy-status").textContent =
-          "The token is not copied yet and cannot be shown again. Press Escape again or the close button to discard it.";
-      }
-    });
-    shown.addEventListener("close", () => {
-      forgetShownToken();
+    armgate.wireDialogs(() => {
       if (!$("view-user").hidden) $("create-token").focus();
     });
-
-    for (const b of document.querySelectorAll("dialog [data-close]")) {
-      b.addEventListener("click", () => b.closest("dialog").close());
-    }
     window.addEventListener("hashchange", () => route(true));
     route(false);
   }
 
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
-  else init();
+  armgate.onReady(init);
 })();

@@ -12,54 +12,16 @@
 (() => {
   const DEFAULT_MAX_TOKENS = 10;
 
-  const $ = (id) => document.getElementById(id);
+  const { $, ApiError, request, enc, sentence, el, show, setText, dateFmt, relative, showError, showNotice, confirmAction } =
+    armgate;
 
   // ---- API
-
-  class ApiError extends Error {
-    constructor(status, code, message) {
-      super(message || code || "HTTP " + status);
-      this.status = status;
-      this.code = code || "";
-      this.apiMessage = message || "";
-    }
-  }
 
   // api calls the self-service API with a URL relative to this page
   // ("../tokens"), so it follows any mount prefix, and resolves to the
   // decoded JSON (null for 204); errors reject with an ApiError.
-  async function api(method, path, body) {
-    const init = {
-      method,
-      headers: { Accept: "application/json" },
-      cache: "no-store",
-      credentials: "same-origin",
-      redirect: "error",
-      referrerPolicy: "no-referrer",
-    };
-    if (body !== undefined) {
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    let res;
-    try {
-      res = await fetch("../" + path, init);
-    } catch {
-      throw new ApiError(0, "network", "");
-    }
-    let data = null;
-    const text = res.status === 204 ? "" : await res.text();
-    if (text) {
-      try {
-        data = JSON.parse(text);
-      } catch {
-        data = null;
-      }
-    }
-    if (!res.ok) throw new ApiError(res.status, data && data.error, data && data.message);
-    return data;
-  }
-  const enc = encodeURIComponent;
+  const api = async (method, path, body) =>
+    (await request("../" + path, method, body, { credentials: "same-origin" })).data;
 
   // explain turns an API error into plain words.
   function explain(err, ctx = {}) {
@@ -100,88 +62,6 @@
         return "The gateway is unavailable right now. Wait a few seconds, then reload and try again.";
     }
     return `The gateway answered with an unexpected error (HTTP ${err.status}${err.code ? ", " + err.code : ""}).` + said;
-  }
-
-  const sentence = (s) => {
-    s = String(s).trim();
-    if (!s) return s;
-    s = s[0].toUpperCase() + s.slice(1);
-    return /[.!?]$/.test(s) ? s : s + ".";
-  };
-
-  // ---- DOM helpers
-
-  function el(tag, props, ...children) {
-    const e = document.createElement(tag);
-    for (const [k, v] of Object.entries(props || {})) {
-      if (v === null || v === undefined || v === false) continue;
-      if (k === "class") e.className = v;
-      else if (k === "text") e.textContent = v;
-      else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
-      else e.setAttribute(k, v === true ? "" : String(v));
-    }
-    for (const c of children.flat()) {
-      if (c === null || c === undefined || c === false) continue;
-      e.append(c instanceof Node ? c : String(c));
-    }
-    return e;
-  }
-
-  // cell wraps its content in one element, so that the stacked layout of a
-  // narrow window keeps it in one grid column beside the label.
-  const cell = (label, props, ...children) =>
-    el("td", Object.assign({ "data-label": label }, props), el("div", { class: "cv" }, ...children));
-  const show = (node, on) => {
-    node.hidden = !on;
-  };
-  function setText(node, text) {
-    node.textContent = text || "";
-    node.hidden = !text;
-  }
-
-  const dateFmt = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
-  const dayFmt = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
-  const relFmt = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
-
-  function relative(d) {
-    const s = (d.getTime() - Date.now()) / 1000;
-    const a = Math.abs(s);
-    if (a < 60) return relFmt.format(Math.round(s), "second");
-    if (a < 3600) return relFmt.format(Math.round(s / 60), "minute");
-    if (a < 86400) return relFmt.format(Math.round(s / 3600), "hour");
-    if (a < 86400 * 60) return relFmt.format(Math.round(s / 86400), "day");
-    if (a < 86400 * 730) return relFmt.format(Math.round(s / (86400 * 30.44)), "month");
-    return relFmt.format(Math.round(s / (86400 * 365.25)), "year");
-  }
-
-  // when renders a timestamp (the exact time is in its tooltip); opts.day
-  // shows the date only, opts.rel adds "in 3 months" underneath.
-  function when(iso, empty, opts = {}) {
-    if (!iso) return el("span", { class: "muted", text: empty || "—" });
-    const d = new Date(iso);
-    if (Number.isNaN(d.getTime())) return document.createTextNode(iso);
-    const t = el("time", { datetime: iso, title: dateFmt.format(d) + " (" + d.toISOString() + ")", text: (opts.day ? dayFmt : dateFmt).format(d) });
-    return opts.rel ? [t, el("span", { class: "sub", text: relative(d) })] : t;
-  }
-
-  const STATUS_LABEL = { active: "Active", revoked: "Revoked", deactivated: "Deactivated", expired: "Expired" };
-  const badge = (status) =>
-    el("span", { class: "badge badge-" + (STATUS_LABEL[status] ? status : "deactivated"), text: STATUS_LABEL[status] || status });
-
-  // ---- banners
-
-  let noticeTimer = 0;
-  function showError(msg) {
-    setText($("banner"), msg);
-    if (msg) $("notice").hidden = true;
-  }
-  function showNotice(msg) {
-    clearTimeout(noticeTimer);
-    setText($("notice"), msg);
-    if (msg) {
-      $("banner").hidden = true;
-      noticeTimer = setTimeout(() => setText($("notice"), ""), 8000);
-    }
   }
 
   // ---- the token list
@@ -235,8 +115,7 @@
     const expired = new Date(t.expires_at).getTime() <= Date.now();
     const rotated = !!t.rotated_to;
     const actions = [];
-    const act = (label, cls, fn) =>
-      el("button", { type: "button", class: "btn btn-small " + cls, "aria-label": `${label} token ${t.name}`, text: label, onclick: fn });
+    const act = (label, cls, fn) => armgate.tokenButton(t, label, cls, fn);
     if (t.status === "active" && !rotated) actions.push(act("Rotate", "", () => confirmRotate(t)));
     if (t.status === "active" || t.status === "deactivated") actions.push(act("Revoke", "btn-link-danger", () => confirmRevoke(t)));
     if (t.status === "revoked" && !expired) actions.push(act("Re-approve", "", () => confirmReapprove(t)));
@@ -247,58 +126,10 @@
     else if (rotated && t.status === "active") statusSub = el("span", { class: "sub", text: "Rotated: works until " + dateFmt.format(new Date(t.expires_at)) });
     else if (rotated) statusSub = el("span", { class: "sub", text: "Rotated" });
     const scopes = t.scopes || [];
-    return el(
-      "tr",
-      { "data-token-id": t.id, "data-token-name": t.name, "data-status": t.status, "data-rotated": rotated ? "true" : null },
-      cell("Name", { class: "id-cell" }, t.name, scopes.length ? el("span", { class: "sub", text: "Scopes: " + scopes.join(", ") }) : null),
-      cell("Token", null, el("code", { text: t.hint })),
-      cell("Status", null, badge(t.status), statusSub),
-      cell("Created", null, when(t.created_at, "", { day: true })),
-      cell("Expires", null, when(t.expires_at, "", { day: true, rel: true })),
-      cell("Last used", null, when(t.last_used_at, "Never", { rel: true })),
-      cell("Actions", { class: "cell-actions" }, el("div", { class: "row-actions" }, actions))
-    );
+    return armgate.tokenRow(t, { attrs: { "data-rotated": rotated ? "true" : null }, showScopes: scopes.length > 0, statusSub, actions });
   }
 
   // ---- confirmations
-
-  let confirmRun = null;
-
-  // confirmAction asks first, then runs the change with the dialog still
-  // open, so that an error shows where the person is looking.
-  function confirmAction({ title, text, ok, danger = true, reason = false, grace = false, run }) {
-    $("confirm-title").textContent = title;
-    $("confirm-text").textContent = text;
-    const okBtn = $("confirm-ok");
-    okBtn.textContent = ok;
-    okBtn.className = "btn " + (danger ? "btn-danger" : "btn-primary");
-    show($("confirm-reason-field"), reason);
-    $("confirm-reason").value = "";
-    show($("confirm-grace-field"), grace);
-    $("confirm-grace").value = "24h";
-    setText($("confirm-error"), "");
-    confirmRun = run;
-    $("dlg-confirm").showModal();
-    (reason ? $("confirm-reason") : grace ? $("confirm-grace") : okBtn).focus();
-  }
-
-  async function confirmSubmit(e) {
-    e.preventDefault();
-    if (!confirmRun) return;
-    const okBtn = $("confirm-ok");
-    okBtn.disabled = true;
-    setText($("confirm-error"), "");
-    try {
-      await confirmRun();
-      confirmRun = null;
-      $("dlg-confirm").close();
-    } catch (err) {
-      setText($("confirm-error"), explain(err));
-      if (err.code === "not_found" || err.code === "token_expired" || err.code === "token_not_active") load();
-    } finally {
-      okBtn.disabled = false;
-    }
-  }
 
   function confirmRevoke(t) {
     const exp = dateFmt.format(new Date(t.expires_at));
@@ -401,18 +232,10 @@
     }
   }
 
-  let copied = false;
-  let escWarned = false;
-
-  // showOnce puts the plaintext into the dialog, and nowhere else; closing
-  // the dialog removes it. old is the rotated token, whose end it states.
+  // showOnce shows the new token once; old is the rotated token, whose end
+  // it states.
   function showOnce(created, old) {
-    copied = false;
-    escWarned = false;
     $("show-token-title").textContent = old ? "Your rotated API token" : "Your new API token";
-    $("token-value").textContent = created.token;
-    $("show-token-name").textContent = created.name;
-    $("show-token-expires").textContent = dateFmt.format(new Date(created.expires_at));
     const oldNote = $("show-token-old");
     if (old && old.expires_at) {
       const end = new Date(old.expires_at);
@@ -424,48 +247,7 @@
     } else {
       setText(oldNote, old ? `The old token (${old.hint}) stops working soon.` : "");
     }
-    $("copy-status").textContent = "";
-    $("dlg-show-token").showModal();
-    $("copy-token").focus();
-  }
-
-  function forgetShownToken() {
-    $("token-value").textContent = "";
-    $("copy-status").textContent = "";
-    const sel = window.getSelection();
-    if (sel) sel.removeAllRanges();
-    copied = false;
-  }
-
-  async function copyToken() {
-    const box = $("token-value");
-    const text = box.textContent;
-    if (!text) return;
-    let ok = false;
-    if (navigator.clipboard && window.isSecureContext) {
-      try {
-        await navigator.clipboard.writeText(text);
-        ok = true;
-      } catch {
-        ok = false;
-      }
-    }
-    if (!ok) {
-      const range = document.createRange();
-      range.selectNodeContents(box);
-      const sel = window.getSelection();
-      sel.removeAllRanges();
-      sel.addRange(range);
-      try {
-        ok = document.execCommand("copy");
-      } catch {
-        ok = false;
-      }
-    }
-    copied = ok;
-    $("copy-status").textContent = ok
-      ? "Copied to the clipboard."
-      : "This browser blocked copying. The token is selected: press Ctrl+C (⌘C on a Mac) to copy it.";
+    armgate.showOnce(created);
   }
 
   // ---- wiring
@@ -473,38 +255,14 @@
   function init() {
     $("create-token").addEventListener("click", openCreateToken);
     $("create-token-form").addEventListener("submit", createToken);
-    $("confirm-form").addEventListener("submit", confirmSubmit);
-    $("dlg-confirm").addEventListener("close", () => {
-      confirmRun = null;
+    armgate.wireConfirm((err) => {
+      setText($("confirm-error"), explain(err));
+      if (err.code === "not_found" || err.code === "token_expired" || err.code === "token_not_active") load();
     });
 
-    const shown = $("dlg-show-token");
-    $("copy-token").addEventListener("click", copyToken);
-    $("show-token-form").addEventListener("submit", (e) => {
-      e.preventDefault();
-      forgetShownToken(); // before the asynchronous close event
-      shown.close();
-    });
-    shown.addEventListener("cancel", (e) => {
-      // One Escape that would lose an uncopied token is caught, once.
-      if (!copied && !escWarned) {
-        e.preventDefault();
-        escWarned = true;
-        $("copy-status").textContent =
-          "The token is not copied yet and cannot be shown again. Press Escape again or the close button to discard it.";
-      }
-    });
-    shown.addEventListener("close", () => {
-      forgetShownToken();
-      $("create-token").focus();
-    });
-
-    for (const b of document.querySelectorAll("dialog [data-close]")) {
-      b.addEventListener("click", () => b.closest("dialog").close());
-    }
+    armgate.wireDialogs(() => $("create-token").focus());
     load();
   }
 
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
-  else init();
+  armgate.onReady(init);
 })();

@@ -1,0 +1,329 @@
+// armgate screens: what the admin screen and the self-service screen share
+// (API calls, DOM helpers, dates, banners, the show-once token dialog).
+// Loaded before each screen's app.js; it defines the one global `armgate`.
+// Plain JavaScript under the same strict Content-Security-Policy: no inline
+// scripts or styles, no innerHTML with data, no storage.
+"use strict";
+
+const armgate = (() => {
+  const $ = (id) => document.getElementById(id);
+
+  // ---- API
+
+  class ApiError extends Error {
+    constructor(status, code, message) {
+      super(message || code || "HTTP " + status);
+      this.status = status;
+      this.code = code || "";
+      this.apiMessage = message || "";
+      this.handled = false;
+    }
+  }
+
+  // request sends a JSON API call (body, if any, as JSON) and resolves to
+  // {status, data} (data null for 204); an error answer or a network
+  // failure rejects with an ApiError. init carries the screen's headers and
+  // credentials mode.
+  async function request(url, method, body, init) {
+    init = Object.assign({ method, cache: "no-store", redirect: "error", referrerPolicy: "no-referrer" }, init);
+    init.headers = Object.assign({ Accept: "application/json" }, init.headers);
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    let res;
+    try {
+      res = await fetch(url, init);
+    } catch {
+      throw new ApiError(0, "network", "");
+    }
+    let data = null;
+    const text = res.status === 204 ? "" : await res.text();
+    if (text) {
+      try {
+        data = JSON.parse(text);
+      } catch {
+        data = null;
+      }
+    }
+    if (!res.ok) throw new ApiError(res.status, data && data.error, data && data.message);
+    return { status: res.status, data };
+  }
+
+  // sentence makes an API message a sentence: capital first, full stop last.
+  const sentence = (s) => {
+    s = String(s).trim();
+    if (!s) return s;
+    s = s[0].toUpperCase() + s.slice(1);
+    return /[.!?]$/.test(s) ? s : s + ".";
+  };
+
+  // ---- DOM helpers
+
+  function el(tag, props, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(props || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "class") e.className = v;
+      else if (k === "text") e.textContent = v;
+      else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+      else e.setAttribute(k, v === true ? "" : String(v));
+    }
+    for (const c of children.flat()) {
+      if (c === null || c === undefined || c === false) continue;
+      e.append(c instanceof Node ? c : String(c));
+    }
+    return e;
+  }
+
+  // cell wraps its content in one element, so that the stacked layout of a
+  // narrow window keeps it in one grid column beside the label.
+  const cell = (label, props, ...children) =>
+    el("td", Object.assign({ "data-label": label }, props), el("div", { class: "cv" }, ...children));
+  const show = (node, on) => {
+    node.hidden = !on;
+  };
+  function setText(node, text) {
+    node.textContent = text || "";
+    node.hidden = !text;
+  }
+
+  // ---- dates
+
+  const dateFmt = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+  const dayFmt = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
+  const relFmt = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+
+  function relative(d) {
+    const s = (d.getTime() - Date.now()) / 1000;
+    const a = Math.abs(s);
+    if (a < 60) return relFmt.format(Math.round(s), "second");
+    if (a < 3600) return relFmt.format(Math.round(s / 60), "minute");
+    if (a < 86400) return relFmt.format(Math.round(s / 3600), "hour");
+    if (a < 86400 * 60) return relFmt.format(Math.round(s / 86400), "day");
+    if (a < 86400 * 730) return relFmt.format(Math.round(s / (86400 * 30.44)), "month");
+    return relFmt.format(Math.round(s / (86400 * 365.25)), "year");
+  }
+
+  // when renders a timestamp (the exact time is in its tooltip); opts.day
+  // shows the date only, opts.rel adds "in 3 months" underneath.
+  function when(iso, empty, opts = {}) {
+    if (!iso) return el("span", { class: "muted", text: empty || "—" });
+    const d = new Date(iso);
+    if (Number.isNaN(d.getTime())) return document.createTextNode(iso);
+    const t = el("time", { datetime: iso, title: dateFmt.format(d) + " (" + d.toISOString() + ")", text: (opts.day ? dayFmt : dateFmt).format(d) });
+    return opts.rel ? [t, el("span", { class: "sub", text: relative(d) })] : t;
+  }
+
+  const STATUS_LABEL = { active: "Active", revoked: "Revoked", deactivated: "Deactivated", expired: "Expired" };
+  const badge = (status) =>
+    el("span", { class: "badge badge-" + (STATUS_LABEL[status] ? status : "deactivated"), text: STATUS_LABEL[status] || status });
+
+  // ---- a token's row
+
+  // tokenButton is an action button of token t's row.
+  const tokenButton = (t, label, cls, fn) =>
+    el("button", { type: "button", class: "btn btn-small " + cls, "aria-label": `${label} token ${t.name}`, text: label, onclick: fn });
+
+  // tokenRow is token t's table row: attrs adds to its data- attributes,
+  // showScopes shows its scopes under the name, statusSub goes under the
+  // status and actions into the last cell.
+  function tokenRow(t, { attrs, showScopes, statusSub, actions }) {
+    return el(
+      "tr",
+      Object.assign({ "data-token-id": t.id, "data-token-name": t.name, "data-status": t.status }, attrs),
+      cell("Name", { class: "id-cell" }, t.name, showScopes ? el("span", { class: "sub", text: "Scopes: " + t.scopes.join(", ") }) : null),
+      cell("Token", null, el("code", { text: t.hint })),
+      cell("Status", null, badge(t.status), statusSub),
+      cell("Created", null, when(t.created_at, "", { day: true })),
+      cell("Expires", null, when(t.expires_at, "", { day: true, rel: true })),
+      cell("Last used", null, when(t.last_used_at, "Never", { rel: true })),
+      cell("Actions", { class: "cell-actions" }, el("div", { class: "row-actions" }, actions))
+    );
+  }
+
+  // ---- banners
+
+  let noticeTimer = 0;
+  function showError(msg) {
+    setText($("banner"), msg);
+    if (msg) $("notice").hidden = true;
+  }
+  function showNotice(msg) {
+    clearTimeout(noticeTimer);
+    setText($("notice"), msg);
+    if (msg) {
+      $("banner").hidden = true;
+      noticeTimer = setTimeout(() => setText($("notice"), ""), 8000);
+    }
+  }
+
+  // ---- the confirmation dialog
+
+  let confirmRun = null;
+
+  // confirmAction asks first, then runs the change with the dialog still
+  // open, so that an error shows where the person is looking. run gets the
+  // reason typed in, if asked for; grace asks for a grace period (a field
+  // only the self-service screen has).
+  function confirmAction({ title, text, ok, danger = true, reason = false, grace = false, run }) {
+    $("confirm-title").textContent = title;
+    $("confirm-text").textContent = text;
+    const okBtn = $("confirm-ok");
+    okBtn.textContent = ok;
+    okBtn.className = "btn " + (danger ? "btn-danger" : "btn-primary");
+    show($("confirm-reason-field"), reason);
+    $("confirm-reason").value = "";
+    const graceField = $("confirm-grace-field");
+    if (graceField) {
+      show(graceField, grace);
+      $("confirm-grace").value = "24h";
+    }
+    setText($("confirm-error"), "");
+    confirmRun = run;
+    $("dlg-confirm").showModal();
+    (reason ? $("confirm-reason") : grace ? $("confirm-grace") : okBtn).focus();
+  }
+
+  // wireConfirm sets up the confirmation dialog; onError gets what the
+  // change threw, with the dialog still open.
+  function wireConfirm(onError) {
+    $("confirm-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      if (!confirmRun) return;
+      const okBtn = $("confirm-ok");
+      okBtn.disabled = true;
+      setText($("confirm-error"), "");
+      try {
+        await confirmRun($("confirm-reason").value.trim());
+        confirmRun = null;
+        $("dlg-confirm").close();
+      } catch (err) {
+        onError(err);
+      } finally {
+        okBtn.disabled = false;
+      }
+    });
+    $("dlg-confirm").addEventListener("close", () => {
+      confirmRun = null;
+    });
+  }
+
+  // ---- the show-once dialog of a new token
+
+  let copied = false;
+  let escWarned = false;
+
+  // showOnce puts the plaintext into the dialog, and nowhere else; the
+  // dialog's close handler removes it. The screen fills in its own fields
+  // of the dialog first.
+  function showOnce(created) {
+    copied = false;
+    escWarned = false;
+    $("token-value").textContent = created.token;
+    $("show-token-name").textContent = created.name;
+    $("show-token-expires").textContent = dateFmt.format(new Date(created.expires_at));
+    $("copy-status").textContent = "";
+    $("dlg-show-token").showModal();
+    $("copy-token").focus();
+  }
+
+  function forgetShownToken() {
+    $("token-value").textContent = "";
+    $("copy-status").textContent = "";
+    const sel = window.getSelection();
+    if (sel) sel.removeAllRanges();
+    copied = false;
+  }
+
+  async function copyToken() {
+    const box = $("token-value");
+    const text = box.textContent;
+    if (!text) return;
+    let ok = false;
+    if (navigator.clipboard && window.isSecureContext) {
+      try {
+        await navigator.clipboard.writeText(text);
+        ok = true;
+      } catch {
+        ok = false;
+      }
+    }
+    if (!ok) {
+      const range = document.createRange();
+      range.selectNodeContents(box);
+      const sel = window.getSelection();
+      sel.removeAllRanges();
+      sel.addRange(range);
+      try {
+        ok = document.execCommand("copy");
+      } catch {
+        ok = false;
+      }
+    }
+    copied = ok;
+    $("copy-status").textContent = ok
+      ? "Copied to the clipboard."
+      : "This browser blocked copying. The token is selected: press Ctrl+C (⌘C on a Mac) to copy it.";
+  }
+
+  // wireDialogs sets up the show-once dialog (afterClose runs once the
+  // plaintext is gone) and every dialog's [data-close] buttons.
+  function wireDialogs(afterClose) {
+    const shown = $("dlg-show-token");
+    $("copy-token").addEventListener("click", copyToken);
+    $("show-token-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      forgetShownToken(); // before the asynchronous close event
+      shown.close();
+    });
+    shown.addEventListener("cancel", (e) => {
+      // One Escape that would lose an uncopied token is caught, once.
+      if (!copied && !escWarned) {
+        e.preventDefault();
+        escWarned = true;
+        $("copy-status").textContent =
+          "The token is not copied yet and cannot be shown again. Press Escape again or the close button to discard it.";
+      }
+    });
+    shown.addEventListener("close", () => {
+      forgetShownToken();
+      afterClose();
+    });
+
+    for (const b of document.querySelectorAll("dialog [data-close]")) {
+      b.addEventListener("click", () => b.closest("dialog").close());
+    }
+  }
+
+  // onReady runs init once the document is parsed.
+  function onReady(init) {
+    if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+    else init();
+  }
+
+  return Object.freeze({
+    $,
+    ApiError,
+    request,
+    enc: encodeURIComponent,
+    sentence,
+    el,
+    cell,
+    show,
+    setText,
+    dateFmt,
+    relative,
+    when,
+    badge,
+    tokenButton,
+    tokenRow,
+    showError,
+    showNotice,
+    confirmAction,
+    wireConfirm,
+    showOnce,
+    wireDialogs,
+    onReady,
+  });
+})();
