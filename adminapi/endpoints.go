@@ -128,7 +128,12 @@ func (h *handler) createToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	// This instance knows the new token before the client does.
+	return h.created(w, t, plain)
+}
+
+// created answers 201 with the new token, once this instance knows it: the
+// known-token set must not refuse it before the notification arrives.
+func (h *handler) created(w http.ResponseWriter, t storage.Token, plain string) error {
 	sum := token.Sum(plain)
 	return h.changed(w, storage.Invalidation{Created: [][]byte{sum[:]}}, http.StatusCreated, CreatedToken{Token: t, Plaintext: plain})
 }

@@ -360,6 +360,5 @@ func (s *selfHandler) createToken(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	WriteJSON(w, http.StatusCreated, CreatedToken{Token: t, Plaintext: plain})
-	return nil
+	return s.admin.created(w, t, plain)
 }

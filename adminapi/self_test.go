@@ -51,6 +51,12 @@ func TestSelfFlow(t *testing.T) {
 		strings.Join(created.Scopes, ",") != token.ScopeAPI {
 		t.Fatalf("create: %d %s", rec.Code, rec.Body)
 	}
+	// This instance learns of the new token before answering, so its
+	// known-token set cannot refuse the token's first request.
+	if invs := e.invalidations(); len(invs) != 1 || len(invs[0].Created) != 1 ||
+		string(invs[0].Created[0]) != string(func() []byte { s := token.Sum(created.Plaintext); return s[:] }()) {
+		t.Errorf("invalidations after a self-service create = %+v, want the new token's hash in Created", invs)
+	}
 	var list SelfTokenList
 	if rec := selfDo(t, h, "alice", "GET", "/tokens", "", nil, &list); rec.Code != 200 || list.User.ID != "alice" ||
 		list.MaxTokens != 10 || len(list.Tokens) != 1 || list.Tokens[0].ID != created.ID || list.User.TokenCount != 1 {
@@ -79,8 +85,8 @@ func TestSelfFlow(t *testing.T) {
 	if rec := selfDo(t, h, "alice", "DELETE", "/tokens/"+rot.ID, "", nil, nil); rec.Code != 204 {
 		t.Errorf("delete: %d %s", rec.Code, rec.Body)
 	}
-	if got := len(e.invalidations()); got != 4 { // revoke, reapprove, rotate, delete
-		t.Errorf("%d invalidations applied, want 4", got)
+	if got := len(e.invalidations()); got != 5 { // create, revoke, reapprove, rotate, delete
+		t.Errorf("%d invalidations applied, want 5", got)
 	}
 	var audit []storage.AuditEvent
 	audit, err := e.store.Audit(t.Context(), "alice", 50)
