@@ -10,7 +10,8 @@ import (
 // TestDatabaseDown stops PostgreSQL under a running gateway: a token valid in
 // the cache still passes, an uncached one gets 503 with Retry-After (never
 // 200, never 401), and once the server is back everything recovers without
-// restarting Caddy.
+// restarting Caddy. The admin endpoint's /healthz (no credential) follows:
+// 200 before, 503 with "database":"down" during, 200 after.
 func TestDatabaseDown(t *testing.T) {
 	srv := testpg.StartPrivate(t)
 	g := startGateway(t, gatewayConfig{DSN: srv.CreateDatabase(t)})
@@ -23,9 +24,22 @@ func TestDatabaseDown(t *testing.T) {
 	if r := g.get("/x", negative); r.Status != 401 {
 		t.Fatalf("unknown token before the outage: %d %s", r.Status, r.Body)
 	}
+	health := func() (int, any) {
+		r := g.get("/admin/healthz", "")
+		return r.Status, r.json(t)["database"]
+	}
+	if status, db := health(); status != 200 || db != "up" {
+		t.Fatalf("healthz before the outage: %d, database %v", status, db)
+	}
 	g.Pool.Reset() // the test's own pool, so it reconnects afterwards
 
 	srv.Stop(t)
+	// healthz pings at most once a second, so it may answer from its last
+	// ping for up to that long.
+	if !eventually(t, 10*time.Second, func() bool { status, db := health(); return status == 503 && db == "down" }) {
+		status, db := health()
+		t.Errorf("healthz during the outage: %d, database %v; want 503, down", status, db)
+	}
 	before := g.Upstream.hits.Load()
 	if r := g.get("/x", cached); r.Status != 200 {
 		t.Errorf("cached valid token during the outage: %d %s", r.Status, r.Body)
@@ -68,5 +82,9 @@ func TestDatabaseDown(t *testing.T) {
 	}
 	if r := g.get("/x", wellFormedUnknown(t)); r.Status != 401 {
 		t.Errorf("unknown token after recovery: %d", r.Status)
+	}
+	if !eventually(t, 10*time.Second, func() bool { status, db := health(); return status == 200 && db == "up" }) {
+		status, db := health()
+		t.Errorf("healthz after recovery: %d, database %v; want 200, up", status, db)
 	}
 }
