@@ -44,8 +44,7 @@ type AdminHandler struct {
 	// reloads.
 	FailureLimit *FailureLimit `json:"failure_limit,omitempty"`
 
-	api    http.Handler
-	screen http.Handler
+	mount
 	// limiterKey is the key of the handler's limiter in the limiters
 	// pool, set while the handler holds a reference to it.
 	limiterKey *adminLimiterKey
@@ -159,17 +158,28 @@ func logAdminUser(r *http.Request, c token.Credential) {
 	}
 }
 
-// ServeHTTP serves the screen or the API; paths arrive with the mount
-// prefix stripped.
+// ServeHTTP serves the screen or the API.
 func (h *AdminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
-	// The screen's static files load without a credential, so that the page
-	// can ask for one; every API call it makes carries it.
-	if ui.Owns(r.URL.Path) {
-		h.screen.ServeHTTP(w, r)
-		return nil
-	}
-	h.api.ServeHTTP(w, r)
+	h.serve(w, r)
 	return nil
+}
+
+// mount is what armgate_admin and armgate_self serve under their mount
+// point: a screen under ui/ and an API for every other path. Paths arrive
+// with the mount prefix stripped. The screen's static files load without a
+// credential, so that the page can ask for one; every API call it makes
+// carries it.
+type mount struct {
+	api    http.Handler
+	screen http.Handler
+}
+
+func (m mount) serve(w http.ResponseWriter, r *http.Request) {
+	if ui.Owns(r.URL.Path) {
+		m.screen.ServeHTTP(w, r)
+		return
+	}
+	m.api.ServeHTTP(w, r)
 }
 
 // parseAdmin sets up the admin handler:

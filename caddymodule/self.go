@@ -37,8 +37,7 @@ type SelfHandler struct {
 	// {http.request.header.X-User-Id} after copy_headers X-User-Id.
 	User string `json:"user,omitempty"`
 
-	api    http.Handler
-	screen http.Handler
+	mount
 }
 
 // CaddyModule returns the Caddy module information.
@@ -84,14 +83,9 @@ func (h *SelfHandler) user(r *http.Request) string {
 	return repl.ReplaceAll(h.User, "")
 }
 
-// ServeHTTP serves the screen or the API; paths arrive with the mount
-// prefix stripped.
+// ServeHTTP serves the screen or the API.
 func (h *SelfHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
-	if ui.Owns(r.URL.Path) {
-		h.screen.ServeHTTP(w, r)
-		return nil
-	}
-	h.api.ServeHTTP(w, r)
+	h.serve(w, r)
 	return nil
 }
 
