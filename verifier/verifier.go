@@ -291,19 +291,24 @@ func (v *Verifier) loadAndStore(h token.Hash, gen uint64) (*entry, error) {
 	if v.cache == nil {
 		return e, nil
 	}
-	// A known token is cached for the cache ttl, but not once expired (an
-	// expired token is refused from its entry until the entry's ttl ends,
-	// so an entry never lets a token pass past its expiry).
-	if e != nil && !now.Before(cred.ExpiresAt) {
-		return e, nil
-	}
+	// A known token is cached for the cache ttl; its entry refuses it as
+	// expired from its expiry on, so an entry never lets a token pass past
+	// it. A token that is expired already is cached too: expiry is final
+	// (re-approval refuses an expired token, and no call moves an expiry
+	// later), so presenting it again and again must cost no query.
 	if e == nil && v.cfg.NegativeTTL <= 0 {
 		return nil, nil
 	}
 	v.mu.RLock()
 	if v.gen.Load() == gen && !v.closed.Load() {
 		if e != nil {
-			v.cache.Set(cacheKey(h[:]), e, 1)
+			if v.cache.Set(cacheKey(h[:]), e, 1) && !now.Before(cred.ExpiresAt) {
+				// ristretto applies a Set asynchronously; the client of an
+				// expired token retries at once, so wait until the refusal
+				// is in place (a rare path: once per expired token and
+				// cache ttl). Under mu: Close must not run meanwhile.
+				v.cache.Wait()
+			}
 		} else {
 			v.neg.add(&h, now.Add(v.cfg.NegativeTTL).UnixNano())
 		}

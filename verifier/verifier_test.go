@@ -347,7 +347,8 @@ type ttlStep struct {
 
 // TestPositiveTTL: a known token's entry lives the cache ttl, and a token
 // that expires within it is refused as expired from the entry right at its
-// expiry; a token loaded already expired is not cached.
+// expiry; a token loaded already expired is cached as well (expiry is
+// final), for the cache ttl.
 func TestPositiveTTL(t *testing.T) {
 	t0 := time.Now()
 	for _, tc := range []struct {
@@ -357,7 +358,7 @@ func TestPositiveTTL(t *testing.T) {
 	}{
 		{"far expiry: cache ttl", 48 * time.Hour, []ttlStep{{0, token.Active, 1}, {time.Hour - time.Nanosecond, token.Active, 1}, {time.Hour, token.Active, 2}, {2*time.Hour - 1, token.Active, 2}}},
 		{"expiry within the ttl", 5 * time.Minute, []ttlStep{{0, token.Active, 1}, {5*time.Minute - time.Nanosecond, token.Active, 1}, {5 * time.Minute, token.Expired, 1}, {59 * time.Minute, token.Expired, 1}}},
-		{"already expired: not cached", -time.Minute, []ttlStep{{0, token.Expired, 1}, {time.Second, token.Expired, 2}}},
+		{"already expired: cached for the ttl", -time.Minute, []ttlStep{{0, token.Expired, 1}, {time.Second, token.Expired, 1}, {time.Hour - time.Nanosecond, token.Expired, 1}, {time.Hour, token.Expired, 2}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFake()
@@ -1092,5 +1093,25 @@ func TestEntryLayout(t *testing.T) {
 	// No strings at all: the entry is its header alone.
 	if got := newEntry(h, token.Credential{}, time.Now()).credential(); got.TokenID != "" || got.UserID != "" || got.Name != "" {
 		t.Errorf("empty credential rebuilt as %+v", got)
+	}
+}
+
+// TestExpiredRefusalCached: a token that is expired when first looked up
+// costs one lookup, however often it is presented (expiry is final), and
+// without waiting for ristretto between the requests.
+func TestExpiredRefusalCached(t *testing.T) {
+	f := newFake()
+	v := newVerifier(t, defaultCfg, f)
+	tok := genToken(t)
+	c := liveCred("old")
+	c.ExpiresAt = time.Now().Add(-time.Minute)
+	f.set(tok, c)
+	for i := range 200 {
+		if _, r := verify(t, v, tok); r != token.Expired {
+			t.Fatalf("request %d: %v, want expired", i, r)
+		}
+	}
+	if n := f.calls.Load(); n != 1 {
+		t.Errorf("200 requests with an expired token cost %d lookups, want 1", n)
 	}
 }
