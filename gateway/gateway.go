@@ -238,7 +238,8 @@ func (r *Runtime) listen(ctx context.Context) {
 			if r.hooks.Invalidation != nil {
 				r.hooks.Invalidation()
 			}
-			r.Invalidate(inv)
+			inv.ApplyKnown(r.loader)
+			r.dropCached(inv)
 		},
 		Connected: func() {
 			r.verifier.DropAll()
@@ -294,12 +295,27 @@ func (r *Runtime) writeLastUsed(ctx context.Context) {
 	}
 }
 
-// Invalidate applies a change to the local cache and the set of known
-// tokens at once. The admin API calls it before it answers, so that this
-// instance's very next request sees the change (a token it created is
-// known); other instances learn of it through NOTIFY.
+// Invalidate applies a change made by this instance to the local cache and
+// the set of known tokens at once. The admin API calls it before it
+// answers, so that this instance's very next request sees the change (a
+// token it created is known); other instances learn of it through NOTIFY.
+//
+// Only the notification, which this instance receives too, counts a created
+// token in the known set or removes a deleted one: a token created here is
+// recorded as a local add until then (knownset.Set.AddLocal), so it is
+// counted once, whichever arrives first; a token deleted here keeps its
+// entry until then, which costs at most a lookup that finds nothing.
 func (r *Runtime) Invalidate(inv storage.Invalidation) {
-	inv.ApplyKnown(r.loader)
+	for _, h := range inv.Created {
+		if p, ok := knownset.PrefixOf(h); ok {
+			r.known.AddLocal(p)
+		}
+	}
+	r.dropCached(inv)
+}
+
+// dropCached drops the cache entries inv names.
+func (r *Runtime) dropCached(inv storage.Invalidation) {
 	if inv.All {
 		r.verifier.DropAll()
 	} else if len(inv.Hashes) > 0 {

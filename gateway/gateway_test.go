@@ -366,9 +366,37 @@ func TestKnownTokens(t *testing.T) {
 	if _, res, err := rt.Verifier().Verify(ctx, unknown); err != nil || res != token.Unknown || lookups.Load() != before {
 		t.Errorf("absent token: %v, %v, %d lookups; want unknown without a lookup", res, err, lookups.Load()-before)
 	}
-	h := token.Sum(unknown)
-	rt.Invalidate(storage.Invalidation{Created: [][]byte{h[:]}})
-	if n, _ := rt.KnownTokens(); n != 3 {
-		t.Errorf("known tokens after a local create = %d, want 3", n)
+	// A local create is known at once and counted once its own
+	// notification arrives, not twice.
+	newToken.Name = "c"
+	c, local, err := rt.Store().CreateToken(ctx, "test", newToken)
+	if err != nil {
+		t.Fatal(err)
 	}
+	h := token.Sum(local)
+	rt.Invalidate(storage.Invalidation{Created: [][]byte{h[:]}})
+	if _, res, err := rt.Verifier().Verify(ctx, local); err != nil || res != token.Active {
+		t.Errorf("locally created token: %v, %v; want active", res, err)
+	}
+	// Notifications arrive in commit order: once the next creation's has,
+	// c's has too.
+	barrier := func(name string, want int) {
+		t.Helper()
+		newToken.Name = name
+		if _, _, err := rt.Store().CreateToken(ctx, "test", newToken); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the notification of "+name, func() bool { n, _ := rt.KnownTokens(); return n >= want })
+		if n, _ := rt.KnownTokens(); n != want {
+			t.Errorf("known tokens after %s = %d, want %d (the rows that exist)", name, n, want)
+		}
+	}
+	barrier("d", 4)
+	// Its deletion, local or not, leaves no entry behind.
+	inv, err := rt.Store().DeleteToken(ctx, "test", c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.Invalidate(inv)
+	barrier("e", 4)
 }

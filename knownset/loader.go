@@ -87,6 +87,9 @@ func (l *Loader) Disconnected() {
 func (l *Loader) Add(p uint64)    { l.set.Add(p) }
 func (l *Loader) Remove(p uint64) { l.set.Remove(p) }
 
+// AddLocal records a token this instance created (Set.AddLocal).
+func (l *Loader) AddLocal(p uint64) { l.set.AddLocal(p) }
+
 // Stop cancels loads and waits for them to end.
 func (l *Loader) Stop() {
 	l.stop()

@@ -9,6 +9,14 @@
 // the same prefix; deletions notified while a load runs are not applied, as
 // the scan may already lack the row (see Remove).
 //
+// The entries come from loads and notifications only, so that every instance
+// counts each existing token exactly once. The instance that creates a token
+// must know it before it answers, yet its own notification of the creation
+// arrives later; so it records the token with AddLocal, in a short list that
+// Contains consults but Len does not count, until the notification (Add)
+// takes its place. A local add is thus idempotent per token: it never turns
+// into a second entry, and a deletion notified by any instance leaves none.
+//
 // Reads are lock-free: one atomic pointer load and a few atomic word loads in
 // an open-addressing table. Writers (notifications, loads) take a mutex.
 package knownset
@@ -17,8 +25,10 @@ import (
 	"context"
 	"encoding/binary"
 	"math/bits"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/armgate/armgate/token"
 )
@@ -52,7 +62,27 @@ type Set struct {
 	epoch   uint64     // bumped by MarkStale
 	loading bool
 	pending []uint64 // adds seen during a load
+
+	// local lists the tokens this instance created whose notification has
+	// not arrived yet (see AddLocal); replaced, never changed, under mu.
+	local atomic.Pointer[[]localAdd]
+	// now is the clock; nil means time.Now.
+	now func() time.Time
 }
+
+// localAdd is a token created on this instance, awaiting its notification.
+type localAdd struct {
+	p     uint64
+	until int64 // unix nanoseconds
+}
+
+// Local adds are bounded in number and time: a notification arrives
+// milliseconds after its commit, and while the listener is down the set is
+// not current (and is reloaded on reconnect) anyway.
+const (
+	localTTL = time.Minute
+	maxLocal = 4096
+)
 
 // New returns an empty set that is not current.
 func New() *Set {
@@ -67,14 +97,80 @@ func (s *Set) Current() bool { return s.current.Load() }
 
 // Contains reports whether prefix p may belong to an existing token. Only a
 // current set's false is meaningful.
-func (s *Set) Contains(p uint64) bool { return s.tab.Load().contains(key(p)) }
+func (s *Set) Contains(p uint64) bool { return s.tab.Load().contains(key(p)) || s.hasLocal(p) }
 
 // Absent reports whether the token with prefix p certainly does not exist:
 // the set is current and p is not in it.
 func (s *Set) Absent(p uint64) bool {
 	// current is read first: a load publishes its table before it sets
 	// current, so a true here comes with the loaded table or a newer one.
-	return s.current.Load() && !s.tab.Load().contains(key(p))
+	return s.current.Load() && !s.tab.Load().contains(key(p)) && !s.hasLocal(p)
+}
+
+func (s *Set) clock() time.Time {
+	if s.now != nil {
+		return s.now()
+	}
+	return time.Now()
+}
+
+// hasLocal reports whether p was added locally and is still awaiting its
+// notification.
+func (s *Set) hasLocal(p uint64) bool {
+	l := s.local.Load()
+	if l == nil {
+		return false
+	}
+	n := s.clock().UnixNano()
+	for _, a := range *l {
+		if a.p == p && n < a.until {
+			return true
+		}
+	}
+	return false
+}
+
+// AddLocal records a token this instance has just created, before it
+// answers: Contains reports it at once, Len does not count it. The
+// notification of the creation (Add) replaces it, so it is counted once.
+func (s *Set) AddLocal(p uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.clock().UnixNano()
+	var next []localAdd
+	if l := s.local.Load(); l != nil {
+		for _, a := range *l {
+			if n < a.until {
+				next = append(next, a)
+			}
+		}
+	}
+	if len(next) >= maxLocal {
+		// Oldest first: a token dropped here is still found by a lookup
+		// within the budget until its notification arrives.
+		next = next[len(next)-maxLocal+1:]
+	}
+	next = append(next, localAdd{p: p, until: n + int64(localTTL)})
+	s.local.Store(&next)
+}
+
+// dropLocal forgets one local add of p, if any; s.mu is held.
+func (s *Set) dropLocal(p uint64) {
+	l := s.local.Load()
+	if l == nil {
+		return
+	}
+	i := slices.IndexFunc(*l, func(a localAdd) bool { return a.p == p })
+	if i < 0 {
+		return
+	}
+	var next []localAdd
+	if len(*l) > 1 {
+		next = slices.Delete(slices.Clone(*l), i, i+1)
+		s.local.Store(&next)
+	} else {
+		s.local.Store(nil)
+	}
 }
 
 // Refuse reports whether the well-formed token with hash h is to be refused
@@ -91,11 +187,13 @@ func (s *Set) Len() int {
 	return s.tab.Load().live
 }
 
-// Add records a created token. During a load it is also kept for the loaded
+// Add records a notified creation (of this instance's tokens too: it
+// replaces their AddLocal). During a load it is also kept for the loaded
 // table, so a creation notified while the scan runs is never lost.
 func (s *Set) Add(p uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.dropLocal(p)
 	s.insert(key(p))
 	if s.loading {
 		s.pending = append(s.pending, p)

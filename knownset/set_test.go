@@ -424,3 +424,58 @@ func TestRefuse(t *testing.T) {
 		t.Errorf("Refuse(unknown) = %v, want %v", got, want)
 	}
 }
+
+// TestAddLocal: a token added locally (by the instance that created it) is
+// known at once but counted only when its notification arrives, whichever
+// comes first, so that every instance counts it once; a deletion notified
+// by any instance then leaves no entry.
+func TestAddLocal(t *testing.T) {
+	s := New()
+	t0 := time.Now()
+	now := t0
+	s.now = func() time.Time { return now }
+	load(t, s, 5)
+
+	s.AddLocal(10)
+	if s.Absent(10) || !s.Contains(10) || s.Len() != 1 {
+		t.Fatalf("after a local add: absent %v, len %d; want known and uncounted", s.Absent(10), s.Len())
+	}
+	s.Add(10) // its own notification
+	if s.Len() != 2 {
+		t.Fatalf("len %d after the notification, want 2", s.Len())
+	}
+	s.Remove(10) // deleted, possibly through another instance
+	if s.Len() != 1 || !s.Absent(10) {
+		t.Fatalf("after the deletion: len %d, absent %v; want 1, absent", s.Len(), s.Absent(10))
+	}
+
+	// The notification first, then the local add: still counted once.
+	s.Add(20)
+	s.AddLocal(20)
+	if s.Len() != 2 {
+		t.Fatalf("len %d, want 2", s.Len())
+	}
+	s.Remove(20)
+	if s.Len() != 1 {
+		t.Fatalf("len %d after the deletion, want 1", s.Len())
+	}
+	// The local add that outlived its notification lapses.
+	now = t0.Add(localTTL)
+	if !s.Absent(20) {
+		t.Error("a local add outlived its time")
+	}
+
+	// Bounded: the oldest local adds give way.
+	for i := range maxLocal + 10 {
+		s.AddLocal(uint64(1000 + i))
+	}
+	if got := len(*s.local.Load()); got != maxLocal {
+		t.Errorf("%d local adds kept, want %d", got, maxLocal)
+	}
+	if s.Contains(1000) || !s.Contains(uint64(1000+maxLocal+9)) {
+		t.Error("the oldest local adds were not the ones dropped")
+	}
+	if s.Len() != 1 {
+		t.Errorf("local adds counted: len %d, want 1", s.Len())
+	}
+}
