@@ -37,6 +37,10 @@ type Config struct {
 	// KnownTokens tunes the set of known tokens that refuses unknown
 	// tokens without a query.
 	KnownTokens KnownTokens
+	// ListenerHeartbeat is how often the invalidation listener proves its
+	// connection alive; one not back within it counts as a disconnect.
+	// Zero means storage.DefaultHeartbeat.
+	ListenerHeartbeat time.Duration
 	// Logger receives the runtime's logs; nil discards them.
 	Logger *zap.Logger
 	// Hooks let the caller count what the runtime does.
@@ -97,6 +101,7 @@ type Runtime struct {
 	flush     time.Duration
 	hooks     Hooks
 	listenCfg *pgx.ConnConfig
+	heartbeat time.Duration
 	// listening is true while the LISTEN connection is up.
 	listening atomic.Bool
 	// known is the set of existing tokens, kept by loader.
@@ -132,6 +137,7 @@ func Open(cfg Config) (*Runtime, error) {
 		flush:     cfg.LastUsedFlush,
 		hooks:     cfg.Hooks,
 		listenCfg: listenCfg,
+		heartbeat: cfg.ListenerHeartbeat,
 		migrated:  make(chan struct{}),
 	}
 	if r.logger == nil {
@@ -257,6 +263,7 @@ func (r *Runtime) listen(ctx context.Context) {
 				r.logger.Error("invalidation listener", zap.Error(err))
 			}
 		},
+		Heartbeat: r.heartbeat,
 	})
 }
 

@@ -158,6 +158,7 @@ func TestListenKeepsKnownSet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.RuntimeParams["application_name"] = "listen-known-test"
 	set := knownset.New()
 	loader := knownset.NewLoader(set, e.store.ScanTokenHashes, knownset.LoaderOptions{})
 	defer loader.Stop()
@@ -207,7 +208,7 @@ func TestListenKeepsKnownSet(t *testing.T) {
 	// A lost listener connection makes the set stale until it is back and
 	// reloaded.
 	e.exec(t, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-		WHERE query LIKE 'listen %' AND pid <> pg_backend_pid()`)
+		WHERE application_name = 'listen-known-test'`)
 	waitFor("the reload after the reconnect", func() bool {
 		return connects.Load() >= 2 && set.Current() && !set.Absent(prefixOf(before))
 	})

@@ -2,14 +2,16 @@ package storage
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"sync"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgxlisten"
 )
 
 // Reconnect backoff of the listener: it starts short and is capped, so an
@@ -22,7 +24,18 @@ const (
 	// no connect_timeout, so an unreachable host (dropped packets, not a
 	// refusal) costs seconds rather than the kernel's minutes.
 	listenConnectTimeout = 10 * time.Second
+	// listenCloseTimeout bounds the goodbye to a connection given up on:
+	// a stopped server does not read it.
+	listenCloseTimeout = time.Second
 )
+
+// DefaultHeartbeat is how often the listener proves its connection alive
+// unless ListenHooks.Heartbeat says otherwise.
+const DefaultHeartbeat = 5 * time.Second
+
+// errHeartbeatLost is the error of a connection whose heartbeat did not
+// come back in time.
+var errHeartbeatLost = errors.New("heartbeat not back within the interval; the connection is given up")
 
 // ListenHooks receive what the invalidation listener learns. They run on the
 // listener's goroutine and must be quick.
@@ -32,10 +45,17 @@ type ListenHooks struct {
 	// Connected runs after every (re)connect once LISTEN is in place:
 	// events may have been missed while disconnected, so drop the cache.
 	Connected func()
-	// Disconnected runs when the connection is lost.
+	// Disconnected runs when the connection is lost, or given up on
+	// because its heartbeat did not come back.
 	Disconnected func()
 	// LogError reports non-fatal errors (the listener keeps going).
 	LogError func(error)
+	// Heartbeat is how often the listener sends itself a notification and
+	// how long it waits for it: one that does not come back in time is a
+	// lost connection (closed and reconnected), so a connection that hangs
+	// without closing (a stopped backend, a half-open TCP path) is noticed
+	// within twice the interval. Zero means DefaultHeartbeat.
+	Heartbeat time.Duration
 }
 
 // Listen LISTENs on Channel over a dedicated connection made with cfg and
@@ -54,76 +74,130 @@ func Listen(ctx context.Context, cfg *pgx.ConnConfig, h ListenHooks) error {
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = listenConnectTimeout
 	}
-	var (
-		mu        sync.Mutex
-		delay     time.Duration // 0 until the first connect
-		connected bool
-	)
-	l := &pgxlisten.Listener{
-		// Backoff is done in Connect; pgxlisten's own delay is fixed.
-		ReconnectDelay: -1,
-		LogError:       func(_ context.Context, err error) { h.LogError(err) },
-		Connect: func(ctx context.Context) (*pgx.Conn, error) {
-			mu.Lock()
-			d := delay
-			if connected {
-				connected = false
-				h.Disconnected()
-			}
-			if delay == 0 {
-				delay = listenBackoffStart
-			} else {
-				delay = min(2*delay, listenBackoffMax)
-			}
-			mu.Unlock()
-			if d > 0 {
-				select {
-				case <-ctx.Done():
-					return nil, ctx.Err()
-				case <-time.After(d):
-				}
-			}
-			return pgx.ConnectConfig(ctx, cfg.Copy())
-		},
+	hb := h.Heartbeat
+	if hb <= 0 {
+		hb = DefaultHeartbeat
 	}
-	l.Handle(Channel, handler{
-		notify: func(payload string) error {
-			var inv Invalidation
-			if err := json.Unmarshal([]byte(payload), &inv); err != nil {
-				// Unreadable: drop everything rather than risk a stale entry,
-				// and reload the known tokens rather than miss a creation.
-				inv = Invalidation{All: true, Rescan: true}
-				h.Invalidate(inv)
-				return fmt.Errorf("invalidation payload: %w", err)
+	var delay time.Duration // 0 until the first connect
+	for {
+		if delay > 0 {
+			t := time.NewTimer(delay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-t.C:
 			}
-			h.Invalidate(inv)
-			return nil
-		},
-		backlog: func() {
-			mu.Lock()
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if delay == 0 {
+			delay = listenBackoffStart
+		} else {
+			delay = min(2*delay, listenBackoffMax)
+		}
+		conn, err := pgx.ConnectConfig(ctx, cfg.Copy())
+		if err != nil {
+			if ctx.Err() == nil {
+				h.LogError(fmt.Errorf("connect: %w", err))
+			}
+			continue
+		}
+		connected := false
+		err = listenOn(ctx, conn, hb, h, func() {
 			connected = true
 			delay = listenBackoffStart
-			mu.Unlock()
 			h.Connected()
-		},
-	})
-	return l.Listen(ctx)
+		})
+		// A hung connection is abandoned: Close gives up after its timeout
+		// and closes the socket either way.
+		cctx, cancel := context.WithTimeout(context.Background(), listenCloseTimeout)
+		_ = conn.Close(cctx)
+		cancel()
+		if connected {
+			h.Disconnected()
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		h.LogError(err)
+	}
 }
 
-// handler adapts the hooks to pgxlisten; HandleBacklog runs right after
-// LISTEN on every (re)connect.
-type handler struct {
-	notify  func(string) error
-	backlog func()
+// listenOn runs one connection: LISTEN, then notifications and heartbeats
+// until an error. up runs once LISTEN is in place.
+func listenOn(ctx context.Context, conn *pgx.Conn, hb time.Duration, h ListenHooks, up func()) error {
+	// The heartbeat goes to a channel of this connection's own, so that
+	// other instances never receive it.
+	var nonce [8]byte
+	_, _ = rand.Read(nonce[:])
+	hbChannel := Channel + "_hb_" + hex.EncodeToString(nonce[:])
+	for _, ch := range []string{Channel, hbChannel} {
+		lctx, cancel := context.WithTimeout(ctx, hb)
+		_, err := conn.Exec(lctx, "LISTEN "+pgx.Identifier{ch}.Sanitize())
+		cancel()
+		if err != nil {
+			return fmt.Errorf("listen: %w", err)
+		}
+	}
+	up()
+	var (
+		seq     uint64    // of the last heartbeat sent
+		pending bool      // it has not come back yet
+		due     time.Time // when it must be back, or the next one is sent
+	)
+	due = time.Now().Add(hb)
+	for {
+		wctx, cancel := context.WithDeadline(ctx, due)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			if wctx.Err() == nil || conn.IsClosed() {
+				return fmt.Errorf("waiting for notifications: %w", err)
+			}
+			// due has come.
+			if pending {
+				return errHeartbeatLost
+			}
+			seq++
+			sent := time.Now()
+			sctx, cancel := context.WithTimeout(ctx, hb)
+			_, err := conn.Exec(sctx, "SELECT pg_notify($1, $2)", hbChannel, strconv.FormatUint(seq, 10))
+			cancel()
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err != nil {
+				return fmt.Errorf("heartbeat: %w", err)
+			}
+			pending, due = true, sent.Add(hb)
+			continue
+		}
+		if n == nil {
+			continue
+		}
+		switch n.Channel {
+		case hbChannel:
+			if n.Payload == strconv.FormatUint(seq, 10) && pending {
+				// Back in time: the next one goes out one interval after
+				// this one was sent.
+				pending = false
+			}
+		case Channel:
+			var inv Invalidation
+			if err := json.Unmarshal([]byte(n.Payload), &inv); err != nil {
+				// Unreadable: drop everything rather than risk a stale
+				// entry, and reload the known tokens rather than miss a
+				// creation.
+				h.Invalidate(Invalidation{All: true, Rescan: true})
+				h.LogError(fmt.Errorf("invalidation payload: %w", err))
+				continue
+			}
+			h.Invalidate(inv)
+		}
+	}
 }
-
-func (h handler) HandleNotification(_ context.Context, n *pgconn.Notification, _ *pgx.Conn) error {
-	return h.notify(n.Payload)
-}
-
-func (h handler) HandleBacklog(context.Context, string, *pgx.Conn) error {
-	h.backlog()
-	return nil
-}
-
-var _ pgxlisten.BacklogHandler = handler{}
