@@ -41,6 +41,9 @@ type Config struct {
 	// connection alive; one not back within it counts as a disconnect.
 	// Zero means storage.DefaultHeartbeat.
 	ListenerHeartbeat time.Duration
+	// Retention is how long after their expiry tokens are deleted (in the
+	// background, by one instance at a time); zero or less keeps them.
+	Retention time.Duration
 	// Logger receives the runtime's logs; nil discards them.
 	Logger *zap.Logger
 	// Hooks let the caller count what the runtime does.
@@ -102,6 +105,7 @@ type Runtime struct {
 	hooks     Hooks
 	listenCfg *pgx.ConnConfig
 	heartbeat time.Duration
+	retention time.Duration
 	// listening is true while the LISTEN connection is up.
 	listening atomic.Bool
 	// known is the set of existing tokens, kept by loader.
@@ -138,6 +142,7 @@ func Open(cfg Config) (*Runtime, error) {
 		hooks:     cfg.Hooks,
 		listenCfg: listenCfg,
 		heartbeat: cfg.ListenerHeartbeat,
+		retention: cfg.Retention,
 		migrated:  make(chan struct{}),
 	}
 	if r.logger == nil {
@@ -201,17 +206,18 @@ func (r *Runtime) loadCredential(ctx context.Context, h token.Hash) (token.Crede
 }
 
 // Start launches the background work, once per Runtime: migrations
-// (retried while the database is unreachable), the invalidation listener
-// and last-use flushing. It does not wait for the database. The goroutines
+// (retried while the database is unreachable), the invalidation listener,
+// last-use flushing and retention. It does not wait for the database. The goroutines
 // run until Close.
 func (r *Runtime) Start() {
 	r.startOnce.Do(func() {
 		ctx, cancel := context.WithCancel(context.Background())
 		r.cancel = cancel
-		r.wg.Add(3)
+		r.wg.Add(4)
 		go func() { defer r.wg.Done(); r.migrate(ctx) }()
 		go func() { defer r.wg.Done(); r.flushLastUsed(ctx) }()
 		go func() { defer r.wg.Done(); r.listen(ctx) }()
+		go func() { defer r.wg.Done(); r.purgeLoop(ctx) }()
 	})
 }
 

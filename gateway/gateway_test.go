@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap/zaptest"
@@ -399,4 +400,93 @@ func TestKnownTokens(t *testing.T) {
 	}
 	rt.Invalidate(inv)
 	barrier("e", 4)
+}
+
+// TestRetention: Purge deletes exactly the tokens expired for longer than
+// the retention, with their audit events, and every known set and cache
+// drops them; with retention off it deletes nothing.
+func TestRetention(t *testing.T) {
+	dsn := testpg.NewDatabase(t)
+	open := func(retention time.Duration) *Runtime {
+		rt, err := Open(Config{DSN: dsn, LastUsedFlush: time.Hour, Retention: retention,
+			Verifier:    verifier.Config{TTL: time.Hour, NegativeTTL: time.Hour, MaxEntries: 1000},
+			KnownTokens: KnownTokens{ReloadJitter: -1},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(rt.Close)
+		return rt
+	}
+	rt, off := open(24*time.Hour), open(0)
+	ctx := t.Context()
+	if err := rt.Database().Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	newToken := storage.NewToken{UserID: "ret", Scopes: []string{token.ScopeAPI},
+		ExpiresAt: time.Now().Add(time.Hour), MaxPerUser: 10, CreateUser: true}
+	plain := map[string]string{}
+	ids := map[string]string{}
+	for _, name := range []string{"live", "recent", "old", "older"} {
+		newToken.Name = name
+		tk, p, err := rt.Store().CreateToken(ctx, "test", newToken)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain[name], ids[name] = p, tk.ID
+	}
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	for name, age := range map[string]string{"recent": "1 hour", "old": "25 hours", "older": "400 days"} {
+		if _, err := pool.Exec(ctx, `UPDATE armgate.tokens SET expires_at = now() - $2::interval WHERE id = $1`, ids[name], age); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rt.Start()
+	off.Start()
+	for _, r := range []*Runtime{rt, off} {
+		waitFor(t, "the known set", func() bool { n, ok := r.KnownTokens(); return ok && n == 4 })
+	}
+	// The expired refusal is cached on both.
+	for _, r := range []*Runtime{rt, off} {
+		if _, res, err := r.Verifier().Verify(ctx, plain["old"]); err != nil || res != token.Expired {
+			t.Fatalf("old token before the purge: %v, %v", res, err)
+		}
+	}
+
+	if n, err := off.Purge(ctx); err != nil || n != 0 {
+		t.Errorf("retention off: purged %d, %v; want nothing", n, err)
+	}
+	if n, err := rt.Purge(ctx); err != nil || n != 2 {
+		t.Fatalf("purged %d, %v; want 2", n, err)
+	}
+	var left []string
+	rows, _ := pool.Query(ctx, `SELECT name FROM armgate.tokens ORDER BY name`)
+	left, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || !reflect.DeepEqual(left, []string{"live", "recent"}) {
+		t.Errorf("tokens left: %v, %v; want live and recent", left, err)
+	}
+	var events []string
+	rows, _ = pool.Query(ctx, `SELECT target FROM armgate.audit WHERE action = 'token.purge' AND actor = 'system' ORDER BY target`)
+	events, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	want := []string{ids["old"], ids["older"]}
+	if want[0] > want[1] {
+		want[0], want[1] = want[1], want[0]
+	}
+	if err != nil || !reflect.DeepEqual(events, want) {
+		t.Errorf("token.purge events for %v, %v; want %v", events, err, want)
+	}
+	for _, r := range []*Runtime{rt, off} {
+		waitFor(t, "the purge's notifications", func() bool { n, _ := r.KnownTokens(); return n == 2 })
+		waitFor(t, "the cached refusal to go", func() bool {
+			_, res, err := r.Verifier().Verify(ctx, plain["old"])
+			return err == nil && res == token.Unknown
+		})
+	}
+	if n, err := rt.Purge(ctx); err != nil || n != 0 {
+		t.Errorf("second purge: %d, %v; want nothing", n, err)
+	}
 }
