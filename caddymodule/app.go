@@ -16,6 +16,7 @@ import (
 
 	"github.com/armgate/armgate/gateway"
 	"github.com/armgate/armgate/knownset"
+	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/verifier"
 )
 
@@ -33,6 +34,10 @@ const (
 	defaultNegativeTTL      = 10 * time.Second
 	defaultMaxEntries       = 200_000
 	defaultQueryTimeout     = 3 * time.Second
+	defaultRetention        = 90 * 24 * time.Hour
+	// minHeartbeat keeps the listener's self-notifications from turning
+	// into load.
+	minHeartbeat = 100 * time.Millisecond
 )
 
 // App is the armgate app. It owns the database pool, the token cache and the
@@ -76,6 +81,17 @@ type App struct {
 	// KnownTokens configures the set of existing tokens that refuses
 	// unknown tokens without a database query.
 	KnownTokens *KnownTokensConfig `json:"known_tokens,omitempty"`
+	// Retention is how long after its expiry a token is deleted (with an
+	// audit event token.purge by actor system), by one instance at a time,
+	// at start and hourly. Default 90d (2160h).
+	Retention caddy.Duration `json:"retention,omitempty"`
+	// RetentionOff keeps expired tokens for ever.
+	RetentionOff bool `json:"retention_off,omitempty"`
+	// ListenerHeartbeat is how often the invalidation listener sends
+	// itself a notification; one not back within the interval counts as
+	// a lost connection, so a hung connection is noticed within twice the
+	// interval. Default 5s.
+	ListenerHeartbeat caddy.Duration `json:"listener_heartbeat,omitempty"`
 
 	adminKeys []string
 	runtime   *gateway.Runtime
@@ -159,10 +175,12 @@ func (a *App) Provision(ctx caddy.Context) (err error) {
 	}
 	initProcessMetrics()
 	gcfg := gateway.Config{
-		DSN:           dsn,
-		ListenDSN:     listenDSN,
-		Verifier:      vcfg,
-		LastUsedFlush: time.Duration(a.LastUsedFlush),
+		DSN:               dsn,
+		ListenDSN:         listenDSN,
+		Verifier:          vcfg,
+		LastUsedFlush:     time.Duration(a.LastUsedFlush),
+		Retention:         a.retention(),
+		ListenerHeartbeat: time.Duration(a.ListenerHeartbeat),
 		KnownTokens: gateway.KnownTokens{
 			LookupsPerSecond: a.KnownTokens.LookupsPerSecond,
 			Burst:            a.KnownTokens.Burst,
@@ -233,6 +251,12 @@ func (a *App) setDefaults() {
 	if a.QueryTimeout == 0 {
 		a.QueryTimeout = caddy.Duration(defaultQueryTimeout)
 	}
+	if a.Retention == 0 {
+		a.Retention = caddy.Duration(defaultRetention)
+	}
+	if a.ListenerHeartbeat == 0 {
+		a.ListenerHeartbeat = caddy.Duration(storage.DefaultHeartbeat)
+	}
 	if a.Cache == nil {
 		a.Cache = new(CacheConfig)
 	}
@@ -273,6 +297,10 @@ func (a *App) Validate() error {
 		return errors.New("armgate: cache ttl, negative_ttl and max_entries must be positive")
 	case a.KnownTokens.LookupsPerSecond < 0 || a.KnownTokens.Burst < 0 || a.KnownTokens.ReloadJitter < 0:
 		return errors.New("armgate: known_tokens lookups_per_second, burst and reload_jitter must be positive")
+	case a.Retention < 0:
+		return errors.New("armgate: retention must be positive, or off")
+	case time.Duration(a.ListenerHeartbeat) < minHeartbeat:
+		return fmt.Errorf("armgate: listener_heartbeat must be at least %s, got %s", minHeartbeat, time.Duration(a.ListenerHeartbeat))
 	}
 	return nil
 }
@@ -301,6 +329,14 @@ func (a *App) Cleanup() error {
 	return nil
 }
 
+// retention is the configured retention, zero when off.
+func (a *App) retention() time.Duration {
+	if a.RetentionOff {
+		return 0
+	}
+	return time.Duration(a.Retention)
+}
+
 // resourceKey identifies the runtime by everything that defines it. The
 // DSNs are hashed so that no secret sits in a map key.
 func resourceKey(c gateway.Config) string {
@@ -309,7 +345,7 @@ func resourceKey(c gateway.Config) string {
 	for _, s := range []string{c.DSN, c.ListenDSN, v.TTL.String(), v.NegativeTTL.String(),
 		strconv.FormatInt(v.MaxEntries, 10), v.QueryTimeout.String(), c.LastUsedFlush.String(),
 		strconv.FormatFloat(c.KnownTokens.LookupsPerSecond, 'g', -1, 64), strconv.Itoa(c.KnownTokens.Burst),
-		c.KnownTokens.ReloadJitter.String()} {
+		c.KnownTokens.ReloadJitter.String(), c.Retention.String(), c.ListenerHeartbeat.String()} {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}

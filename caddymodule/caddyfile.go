@@ -34,6 +34,8 @@ func init() {
 //		max_token_lifetime <duration>
 //		last_used_flush <duration>
 //		query_timeout <duration>
+//		retention <duration> | off
+//		listener_heartbeat <duration>
 //		cache off
 //		cache {
 //			ttl <duration>
@@ -104,6 +106,23 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "query_timeout":
 			if err := durationArg(d, &a.QueryTimeout); err != nil {
+				return err
+			}
+		case "retention":
+			// Caddy durations take days too: retention 90d.
+			if d.CountRemainingArgs() == 1 && d.NextArg() {
+				if d.Val() == "off" {
+					a.RetentionOff, a.Retention = true, 0
+					break
+				}
+				d.Prev()
+			}
+			if err := durationArg(d, &a.Retention); err != nil {
+				return err
+			}
+			a.RetentionOff = false
+		case "listener_heartbeat":
+			if err := durationArg(d, &a.ListenerHeartbeat); err != nil {
 				return err
 			}
 		case "cache":
