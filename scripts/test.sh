@@ -93,8 +93,11 @@ export ARMGATE_TEST_DATABASE_URL=$dsn
 export ARMGATE_PG_BINDIR=$bindir
 log "ARMGATE_TEST_DATABASE_URL=$dsn"
 
-log "go vet ${pkgs[*]}"
-go vet "${pkgs[@]}"
+# vet with -race as well: vet needs its dependencies compiled, and compiled once with -race they
+# serve vet, the tests and the end-to-end tests' Caddy binary alike (a cold build cache compiles
+# Caddy once, not once with and once without -race).
+log "go vet -race ${pkgs[*]}"
+go vet -race "${pkgs[@]}"
 
 log "go test -race -count=1 ${test_args[*]}"
 go test -race -count=1 "${test_args[@]}"

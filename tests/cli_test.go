@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/armgate/armgate/internal/testpg"
+	"github.com/armgate/armgate/internal/wait"
 	"github.com/armgate/armgate/token"
 )
 
@@ -244,7 +245,7 @@ func TestCLIReachesGateway(t *testing.T) {
 	}
 	for _, s := range steps {
 		cli(s.args...)
-		if !eventually(t, 10*time.Second, status(s.want)) {
+		if !wait.Until(10*time.Second, status(s.want)) {
 			t.Fatalf("after %v the gateway still does not answer %d", s.args, s.want)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 )
 
 func TestNormalizeName(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, in, want string
 		ok             bool
@@ -50,6 +51,7 @@ func TestNormalizeName(t *testing.T) {
 }
 
 func TestNormalizeScopes(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		in   []string
@@ -77,6 +79,7 @@ func TestNormalizeScopes(t *testing.T) {
 }
 
 func TestExpiry(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	const def, max = 90 * 24 * time.Hour, 365 * 24 * time.Hour
 	for _, tc := range []struct {
@@ -113,6 +116,7 @@ func TestExpiry(t *testing.T) {
 }
 
 func TestStatus(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	future, past := now.Add(time.Hour), now.Add(-time.Hour)
 	for _, tc := range []struct {
