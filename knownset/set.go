@@ -27,15 +27,6 @@ import (
 // big-endian.
 func Prefix(h token.Hash) uint64 { return binary.BigEndian.Uint64(h[:8]) }
 
-// PrefixOf is Prefix for a hash held as a byte slice (as in notifications);
-// it returns false for a slice shorter than eight bytes.
-func PrefixOf(b []byte) (uint64, bool) {
-	if len(b) < 8 {
-		return 0, false
-	}
-	return binary.BigEndian.Uint64(b), true
-}
-
 // ScanFunc calls fn with the prefix of every token that exists, from one
 // consistent snapshot (Store.ScanTokenHashes in package storage).
 type ScanFunc func(ctx context.Context, fn func(prefix uint64)) error
@@ -64,10 +55,6 @@ func New() *Set {
 // Current reports whether the set reflects every token that exists: it was
 // loaded and the listener has not been disconnected since.
 func (s *Set) Current() bool { return s.current.Load() }
-
-// Contains reports whether prefix p may belong to an existing token. Only a
-// current set's false is meaningful.
-func (s *Set) Contains(p uint64) bool { return s.tab.Load().contains(key(p)) }
 
 // Absent reports whether the token with prefix p certainly does not exist:
 // the set is current and p is not in it.
