@@ -173,6 +173,14 @@ type mount struct {
 }
 
 func (m mount) serve(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		// The mount's root (/admin/, /me/) leads a browser to its screen.
+		// The Location is relative, so that it holds under any mount
+		// (net/http's Redirect would resolve it against the stripped path).
+		w.Header().Set("Location", "ui/")
+		w.WriteHeader(http.StatusFound)
+		return
+	}
 	if ui.Owns(r.URL.Path) {
 		m.screen.ServeHTTP(w, r)
 		return
