@@ -257,7 +257,7 @@ func (h *handler) notRouted(w http.ResponseWriter, r *http.Request, p string) {
 		}
 	}
 	if len(allow) == 0 {
-		WriteError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such admin endpoint: " + r.Method + " " + p})
+		WriteError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such endpoint: " + r.Method + " " + p})
 		return
 	}
 	w.Header().Set("Allow", strings.Join(allow, ", "))

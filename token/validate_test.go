@@ -141,3 +141,15 @@ func TestStatus(t *testing.T) {
 		t.Error("HasScope wrong")
 	}
 }
+
+func TestFormatDuration(t *testing.T) {
+	t.Parallel()
+	for d, want := range map[time.Duration]string{
+		48 * time.Hour: "48h", 90 * time.Minute: "1h30m", 90 * time.Second: "1m30s",
+		8760 * time.Hour: "8760h", 0: "0s", 1500 * time.Millisecond: "1.5s",
+	} {
+		if got := token.FormatDuration(d); got != want {
+			t.Errorf("FormatDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
