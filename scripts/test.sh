@@ -50,6 +50,14 @@ if ! command -v pgbouncer >/dev/null 2>&1 && [[ ! -x /usr/sbin/pgbouncer ]] && c
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends pgbouncer >&2
 fi
 
+# The README's sessions (tests/readme_test.go) use jq; install it when missing (the test skips
+# itself without it).
+if ! command -v jq >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [[ $EUID -eq 0 ]]; then
+	log "installing jq for the README test"
+	DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends jq >&2
+fi
+
 bindir=$(pg_bindir)
 user=$(pg_user)
 
