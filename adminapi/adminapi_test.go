@@ -253,7 +253,7 @@ func TestQueryParameters(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.query, func(t *testing.T) {
 			q, _ := url.ParseQuery(tt.query)
-			err := QueryParams(q, tt.known...)
+			err := queryParams(q, tt.known...)
 			var limit int
 			if err == nil {
 				limit, err = ParseLimit(q)
@@ -317,7 +317,7 @@ func TestParseIntrospection(t *testing.T) {
 			if tt.ctype != "" {
 				r.Header.Set("Content-Type", tt.ctype)
 			}
-			got, err := ParseIntrospection(r)
+			got, err := parseIntrospection(r)
 			if tt.status != 0 {
 				wantAPIError(t, err, tt.status, tt.msg)
 			} else if err != nil || got != tt.want {
@@ -328,13 +328,13 @@ func TestParseIntrospection(t *testing.T) {
 }
 
 func TestIntrospectionJSON(t *testing.T) {
-	b, _ := json.Marshal(Introspection{Active: false})
+	b, _ := json.Marshal(introspection{Active: false})
 	if string(b) != `{"active":false}` {
 		t.Errorf("inactive = %s", b)
 	}
 	c := token.Credential{TokenID: "t1", UserID: "u1", Scopes: []string{"api", "admin"},
 		CreatedAt: time.Unix(1700000000, 5), ExpiresAt: time.Unix(1800000000, 0)}
-	b, _ = json.Marshal(IntrospectionOf(c))
+	b, _ = json.Marshal(introspectionOf(c))
 	want := `{"active":true,"sub":"u1","token_id":"t1","scope":"api admin","exp":1800000000,"iat":1700000000}`
 	if string(b) != want {
 		t.Errorf("active = %s, want %s", b, want)

@@ -14,7 +14,7 @@ import (
 // instance already sees it.
 
 // change reads a change's target from the path (with pathID, e.g.
-// PathUserID) and its JSON body.
+// pathUserID) and its JSON body.
 func change[B any](r *http.Request, pathID func(*http.Request) (string, error)) (id string, body B, err error) {
 	if id, err = pathID(r); err != nil {
 		return "", body, err
@@ -32,7 +32,7 @@ func (h *handler) changed(w http.ResponseWriter, inv storage.Invalidation, statu
 }
 
 func (h *handler) putUser(w http.ResponseWriter, r *http.Request) error {
-	id, body, err := change[UserRequest](r, PathUserID)
+	id, body, err := change[UserRequest](r, pathUserID)
 	if err != nil {
 		return err
 	}
@@ -53,7 +53,7 @@ func (h *handler) putUser(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) getUser(w http.ResponseWriter, r *http.Request) error {
-	id, err := PathUserID(r)
+	id, err := pathUserID(r)
 	if err != nil {
 		return err
 	}
@@ -104,7 +104,7 @@ func (h *handler) reactivateUser(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) setUserActive(w http.ResponseWriter, r *http.Request, active bool) error {
-	id, _, err := change[EmptyRequest](r, PathUserID)
+	id, _, err := change[emptyRequest](r, pathUserID)
 	if err != nil {
 		return err
 	}
@@ -116,7 +116,7 @@ func (h *handler) setUserActive(w http.ResponseWriter, r *http.Request, active b
 }
 
 func (h *handler) createToken(w http.ResponseWriter, r *http.Request) error {
-	userID, body, err := change[CreateTokenRequest](r, PathUserID)
+	userID, body, err := change[CreateTokenRequest](r, pathUserID)
 	if err != nil {
 		return err
 	}
@@ -139,7 +139,7 @@ func (h *handler) created(w http.ResponseWriter, t storage.Token, plain string) 
 }
 
 func (h *handler) listTokens(w http.ResponseWriter, r *http.Request) error {
-	userID, err := PathUserID(r)
+	userID, err := pathUserID(r)
 	if err != nil {
 		return err
 	}
@@ -184,7 +184,7 @@ func (h *handler) revokeToken(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) reapproveToken(w http.ResponseWriter, r *http.Request) error {
-	id, _, err := change[EmptyRequest](r, PathTokenID)
+	id, _, err := change[emptyRequest](r, PathTokenID)
 	if err != nil {
 		return err
 	}
@@ -215,27 +215,27 @@ func (h *handler) deleteToken(w http.ResponseWriter, r *http.Request) error {
 // rather than the verifier because the verifier records each check as a
 // use: looking at a token must not change its last_used_at.
 func (h *handler) introspect(w http.ResponseWriter, r *http.Request) error {
-	tok, err := ParseIntrospection(r)
+	tok, err := parseIntrospection(r)
 	if err != nil {
 		return err
 	}
 	if token.Check(tok) != nil {
 		// Malformed or a typo: no query can find it.
-		WriteJSON(w, http.StatusOK, Introspection{Active: false})
+		WriteJSON(w, http.StatusOK, introspection{Active: false})
 		return nil
 	}
 	cred, err := h.store.LookupCredential(r.Context(), token.Sum(tok))
 	if errors.Is(err, storage.ErrNotFound) {
-		WriteJSON(w, http.StatusOK, Introspection{Active: false})
+		WriteJSON(w, http.StatusOK, introspection{Active: false})
 		return nil
 	} else if err != nil {
 		return err // 503: "inactive" would be a guess
 	}
 	if cred.Status(h.now()) != token.Active {
-		WriteJSON(w, http.StatusOK, Introspection{Active: false})
+		WriteJSON(w, http.StatusOK, introspection{Active: false})
 		return nil
 	}
-	WriteJSON(w, http.StatusOK, IntrospectionOf(cred))
+	WriteJSON(w, http.StatusOK, introspectionOf(cred))
 	return nil
 }
 
@@ -258,7 +258,7 @@ func (h *handler) audit(w http.ResponseWriter, r *http.Request) error {
 	if events == nil {
 		events = []storage.AuditEvent{}
 	}
-	WriteJSON(w, http.StatusOK, AuditList{Events: events})
+	WriteJSON(w, http.StatusOK, auditList{Events: events})
 	return nil
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/armgate/armgate/gateway"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
 )
@@ -92,7 +93,7 @@ type Options struct {
 	Logger *zap.Logger
 	// Health reports the instance's state for GET /healthz; it must be
 	// cheap (cached), as the endpoint is public. Nil reports all up.
-	Health func(context.Context) HealthStatus
+	Health func(context.Context) gateway.Health
 }
 
 // handler serves the admin API. Its fields are fixed at construction.
@@ -191,7 +192,7 @@ func (h *handler) routes() {
 	h.patterns = m.patterns
 }
 
-// patternMux records the patterns it is given, for Routes.
+// patternMux records the patterns it is given, for routes.
 type patternMux struct {
 	*http.ServeMux
 	patterns []string
@@ -202,10 +203,10 @@ func (m *patternMux) Handle(pattern string, hd http.Handler) {
 	m.ServeMux.Handle(pattern, hd)
 }
 
-// Routes returns the route patterns the admin API serves ("METHOD /path",
+// routes returns the route patterns the admin API serves ("METHOD /path",
 // with {name} wildcards), as its mux registers them; the OpenAPI
 // description documents exactly these.
-func Routes() []string {
+func routes() []string {
 	return New(Options{}).(*handler).patterns
 }
 
@@ -256,7 +257,7 @@ func (h *handler) notRouted(w http.ResponseWriter, r *http.Request, p string) {
 		}
 	}
 	if len(allow) == 0 {
-		WriteError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such admin endpoint: " + r.Method + " " + p})
+		WriteError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such endpoint: " + r.Method + " " + p})
 		return
 	}
 	w.Header().Set("Allow", strings.Join(allow, ", "))
@@ -287,7 +288,7 @@ func actor(r *http.Request) string {
 // turns its error into a JSON answer.
 func (h *handler) call(fn func(http.ResponseWriter, *http.Request) error, params ...string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := QueryParams(r.URL.Query(), params...); err != nil {
+		if err := queryParams(r.URL.Query(), params...); err != nil {
 			h.writeError(w, r, err)
 			return
 		}

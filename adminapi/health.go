@@ -4,20 +4,12 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+
+	"github.com/armgate/armgate/gateway"
 )
 
-// HealthStatus is what GET /healthz reports.
-type HealthStatus struct {
-	// Database is true when the database answers.
-	Database bool
-	// Listener is true while invalidations arrive.
-	Listener bool
-	// Migrated is true once the schema is in place.
-	Migrated bool
-}
-
-// HealthBody is the JSON of GET /healthz.
-type HealthBody struct {
+// healthBody is the JSON of GET /healthz.
+type healthBody struct {
 	Status     string `json:"status"`
 	Database   string `json:"database"`
 	Listener   string `json:"listener"`
@@ -30,11 +22,11 @@ const healthzPattern = "GET /healthz"
 // down otherwise, without a credential, for load balancers. It never
 // touches the database itself: the health source caches its ping.
 func (h *handler) healthz(w http.ResponseWriter, r *http.Request) {
-	s := HealthStatus{Database: true, Listener: true, Migrated: true}
+	s := gateway.Health{Database: true, Listener: true, Migrated: true}
 	if h.health != nil {
 		s = h.health(r.Context())
 	}
-	b := HealthBody{Status: "ok", Database: upDown(s.Database), Listener: upDown(s.Listener)}
+	b := healthBody{Status: "ok", Database: upDown(s.Database), Listener: upDown(s.Listener)}
 	if !s.Migrated {
 		b.Migrations = "pending"
 	}
@@ -55,4 +47,4 @@ func upDown(up bool) string {
 }
 
 // healthFunc is the type of Options.Health.
-type healthFunc = func(context.Context) HealthStatus
+type healthFunc = func(context.Context) gateway.Health

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	"github.com/armgate/armgate/gateway"
 )
 
 // TestHealthz: GET /healthz needs no credential, answers 200 when all is
@@ -14,27 +16,27 @@ func TestHealthz(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
 		name   string
-		health HealthStatus
+		health gateway.Health
 		status int
-		body   HealthBody
+		body   healthBody
 	}{
-		{"up", HealthStatus{true, true, true}, 200, HealthBody{"ok", "up", "up", ""}},
-		{"database down", HealthStatus{false, true, true}, 503, HealthBody{"unavailable", "down", "up", ""}},
-		{"listener down", HealthStatus{true, false, true}, 503, HealthBody{"unavailable", "up", "down", ""}},
-		{"migrations pending", HealthStatus{true, true, false}, 503, HealthBody{"unavailable", "up", "up", "pending"}},
-		{"all down", HealthStatus{false, false, false}, 503, HealthBody{"unavailable", "down", "down", "pending"}},
+		{"up", gateway.Health{Database: true, Listener: true, Migrated: true}, 200, healthBody{"ok", "up", "up", ""}},
+		{"database down", gateway.Health{Database: false, Listener: true, Migrated: true}, 503, healthBody{"unavailable", "down", "up", ""}},
+		{"listener down", gateway.Health{Database: true, Listener: false, Migrated: true}, 503, healthBody{"unavailable", "up", "down", ""}},
+		{"migrations pending", gateway.Health{Database: true, Listener: true, Migrated: false}, 503, healthBody{"unavailable", "up", "up", "pending"}},
+		{"all down", gateway.Health{Database: false, Listener: false, Migrated: false}, 503, healthBody{"unavailable", "down", "down", "pending"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			h := New(Options{AdminKeys: []string{testAdminKey},
-				Health: func(context.Context) HealthStatus { return c.health }})
+				Health: func(context.Context) gateway.Health { return c.health }})
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
 			if rec.Code != c.status {
 				t.Fatalf("status %d, want %d: %s", rec.Code, c.status, rec.Body)
 			}
-			var got HealthBody
+			var got healthBody
 			if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
 				t.Fatal(err)
 			}

@@ -16,9 +16,9 @@ var (
 
 const openAPIPattern = "GET /openapi.json"
 
-// OpenAPI returns the OpenAPI 3.1 description of the admin API, served at
+// adminOpenAPI returns the OpenAPI 3.1 description of the admin API, served at
 // GET /openapi.json. Callers must not modify it.
-func OpenAPI() []byte { return openAPI }
+func adminOpenAPI() []byte { return openAPI }
 
 // SelfOpenAPI returns the OpenAPI 3.1 description of the self-service API,
 // for the self-service handler to serve at its GET /openapi.json. Callers

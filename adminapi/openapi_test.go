@@ -84,7 +84,7 @@ func newOpenAPIValidator(t *testing.T, raw []byte) validator.Validator {
 // 3.1 schema, and every example response against its operation's schema.
 func TestOpenAPIDocumentsValid(t *testing.T) {
 	t.Parallel()
-	for name, raw := range map[string][]byte{"admin": OpenAPI(), "self": SelfOpenAPI()} {
+	for name, raw := range map[string][]byte{"admin": adminOpenAPI(), "self": SelfOpenAPI()} {
 		t.Run(name, func(t *testing.T) {
 			v := newOpenAPIValidator(t, raw)
 			if ok, errs := v.ValidateDocument(); !ok {
@@ -127,10 +127,10 @@ func TestOpenAPIDocumentsValid(t *testing.T) {
 func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 	t.Parallel()
 	var documented []string
-	for key := range operations(t, OpenAPI()) {
+	for key := range operations(t, adminOpenAPI()) {
 		documented = append(documented, key)
 	}
-	served := Routes()
+	served := routes()
 	sort.Strings(documented)
 	for _, r := range served {
 		if !slices.Contains(documented, r) {
@@ -154,7 +154,7 @@ func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 func TestOpenAPIAgainstHandler(t *testing.T) {
 	t.Parallel()
 	h := newStoreAdmin(t)
-	v := newOpenAPIValidator(t, OpenAPI())
+	v := newOpenAPIValidator(t, adminOpenAPI())
 	// Data for the example ids.
 	if rec := do(t, h, "PUT", "/users/alice", testAdminKey, `{"email":"alice@example.com"}`, nil); rec.Code != http.StatusCreated {
 		t.Fatalf("put user: %d %s", rec.Code, rec.Body)
@@ -163,7 +163,7 @@ func TestOpenAPIAgainstHandler(t *testing.T) {
 	if rec := do(t, h, "POST", "/users/alice/tokens", testAdminKey, `{"name":"seed"}`, &tok); rec.Code != http.StatusCreated {
 		t.Fatalf("create token: %d %s", rec.Code, rec.Body)
 	}
-	ops := operations(t, OpenAPI())
+	ops := operations(t, adminOpenAPI())
 	keys := make([]string, 0, len(ops))
 	for k := range ops {
 		keys = append(keys, k)
@@ -217,7 +217,7 @@ func TestOpenAPIAgainstHandler(t *testing.T) {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		routed := rec.Code != http.StatusMethodNotAllowed &&
-			!(rec.Code == http.StatusNotFound && strings.Contains(rec.Body.String(), "no such admin endpoint"))
+			!(rec.Code == http.StatusNotFound && strings.Contains(rec.Body.String(), "no such endpoint"))
 		switch {
 		case slices.Contains(pendingRoutes, key):
 			t.Logf("%s: pending, answered %d", key, rec.Code)
@@ -247,7 +247,7 @@ func TestOpenAPIServed(t *testing.T) {
 	if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "application/json" {
 		t.Fatalf("GET /openapi.json: %d %q", rec.Code, rec.Header().Get("Content-Type"))
 	}
-	if rec.Body.String() != string(OpenAPI()) {
+	if rec.Body.String() != string(adminOpenAPI()) {
 		t.Fatal("served description differs from the embedded one")
 	}
 }

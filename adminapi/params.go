@@ -15,9 +15,9 @@ import (
 // Path and query parameters. Each parser refuses a bad value with a 400,
 // so that a malformed id or filter never reaches the database.
 
-// PathUserID returns the {user_id} path value if it is a valid user id;
+// pathUserID returns the {user_id} path value if it is a valid user id;
 // the store would otherwise just report it not found.
-func PathUserID(r *http.Request) (string, error) {
+func pathUserID(r *http.Request) (string, error) {
 	id := r.PathValue("user_id")
 	if err := ValidateUserID(id); err != nil {
 		return "", BadRequest("invalid user id: %v", err)
@@ -44,10 +44,10 @@ func ParseTokenID(s string) (string, error) {
 	return u.String(), nil
 }
 
-// QueryParams checks that q holds only the known keys, each at most once,
+// queryParams checks that q holds only the known keys, each at most once,
 // so that a typo such as ?state= is an error rather than a silently
 // ignored filter.
-func QueryParams(q url.Values, known ...string) error {
+func queryParams(q url.Values, known ...string) error {
 	for k, v := range q {
 		if !slices.Contains(known, k) {
 			return BadRequest("unknown query parameter %q (known: %s)", k, strings.Join(known, ", "))
@@ -102,9 +102,9 @@ func DecodeCursor(s string) (string, error) {
 	return string(b), nil
 }
 
-// ParseIntrospection returns the token of an RFC 7662 request: a POST with
+// parseIntrospection returns the token of an RFC 7662 request: a POST with
 // an application/x-www-form-urlencoded body holding token=.
-func ParseIntrospection(r *http.Request) (string, error) {
+func parseIntrospection(r *http.Request) (string, error) {
 	if r.URL.Query().Has("token") {
 		// Query strings end up in access logs.
 		return "", BadRequest("send token in the form body, not in the query string")

@@ -132,7 +132,7 @@ func (b RevokeRequest) CleanReason() (string, error) {
 	return r, nil
 }
 
-// EmptyRequest is the body of calls that take no fields: nothing, or {}.
+// emptyRequest is the body of calls that take no fields: nothing, or {}.
 // Decoding into it still refuses any field, so that a client's mistaken
 // payload is an error rather than silently ignored.
-type EmptyRequest struct{}
+type emptyRequest struct{}

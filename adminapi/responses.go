@@ -37,14 +37,14 @@ type TokenList struct {
 	Tokens []storage.Token `json:"tokens"`
 }
 
-// AuditList is the answer of GET /audit; an object for the same reason.
-type AuditList struct {
+// auditList is the answer of GET /audit; an object for the same reason.
+type auditList struct {
 	Events []storage.AuditEvent `json:"events"`
 }
 
-// Introspection is the RFC 7662 answer; an inactive token gets exactly
+// introspection is the RFC 7662 answer; an inactive token gets exactly
 // {"active":false}, so that it reveals nothing about why.
-type Introspection struct {
+type introspection struct {
 	Active  bool   `json:"active"`
 	Sub     string `json:"sub,omitempty"`
 	TokenID string `json:"token_id,omitempty"`
@@ -53,10 +53,10 @@ type Introspection struct {
 	Iat     int64  `json:"iat,omitempty"`
 }
 
-// IntrospectionOf is the active answer for a live credential, in RFC 7662's
+// introspectionOf is the active answer for a live credential, in RFC 7662's
 // names (sub, exp, iat) so that generic OAuth clients understand it.
-func IntrospectionOf(c token.Credential) Introspection {
-	return Introspection{
+func introspectionOf(c token.Credential) introspection {
+	return introspection{
 		Active:  true,
 		Sub:     c.UserID,
 		TokenID: c.TokenID,

@@ -20,9 +20,9 @@ const (
 	MaxGrace = 7 * 24 * time.Hour
 )
 
-// RotateRequest is the body of POST /tokens/{token_id}/rotate. The
+// rotateRequest is the body of POST /tokens/{token_id}/rotate. The
 // lifetime of the new token is given as at create.
-type RotateRequest struct {
+type rotateRequest struct {
 	Grace     *string `json:"grace"`
 	ExpiresIn *string `json:"expires_in"`
 	ExpiresAt *string `json:"expires_at"`
@@ -30,7 +30,7 @@ type RotateRequest struct {
 
 // Rotation validates the body and returns the grace of the old token and
 // the expiry of the new one.
-func (b RotateRequest) Rotation(now time.Time, l TokenLimits) (grace time.Duration, expiresAt time.Time, err error) {
+func (b rotateRequest) Rotation(now time.Time, l TokenLimits) (grace time.Duration, expiresAt time.Time, err error) {
 	grace = DefaultGrace
 	if b.Grace != nil {
 		g, perr := time.ParseDuration(*b.Grace)
@@ -78,21 +78,21 @@ func shortDuration(d time.Duration) string {
 	return d.String()
 }
 
-// RotatedToken is the rotate response: the new token with its plaintext and
+// rotatedToken is the rotate response: the new token with its plaintext and
 // the id of the token it replaces.
-type RotatedToken struct {
+type rotatedToken struct {
 	CreatedToken
 	RotatedFrom string `json:"rotated_from"`
 }
 
-// RevokedCount is the answer of POST /users/{user_id}/tokens/revoke: how
+// revokedCount is the answer of POST /users/{user_id}/tokens/revoke: how
 // many tokens it newly revoked.
-type RevokedCount struct {
+type revokedCount struct {
 	Revoked int `json:"revoked"`
 }
 
 func (h *handler) rotateToken(w http.ResponseWriter, r *http.Request) error {
-	id, body, err := change[RotateRequest](r, PathTokenID)
+	id, body, err := change[rotateRequest](r, PathTokenID)
 	if err != nil {
 		return err
 	}
@@ -104,11 +104,11 @@ func (h *handler) rotateToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return h.changed(w, inv, http.StatusCreated, RotatedToken{CreatedToken: CreatedToken{Token: t, Plaintext: plain}, RotatedFrom: id})
+	return h.changed(w, inv, http.StatusCreated, rotatedToken{CreatedToken: CreatedToken{Token: t, Plaintext: plain}, RotatedFrom: id})
 }
 
 func (h *handler) revokeAllTokens(w http.ResponseWriter, r *http.Request) error {
-	userID, body, err := change[RevokeRequest](r, PathUserID)
+	userID, body, err := change[RevokeRequest](r, pathUserID)
 	if err != nil {
 		return err
 	}
@@ -120,5 +120,5 @@ func (h *handler) revokeAllTokens(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	return h.changed(w, inv, http.StatusOK, RevokedCount{Revoked: n})
+	return h.changed(w, inv, http.StatusOK, revokedCount{Revoked: n})
 }

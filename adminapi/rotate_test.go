@@ -155,7 +155,7 @@ func TestAdminRotate(t *testing.T) {
 
 	before := time.Now()
 	var got struct {
-		RotatedToken
+		rotatedToken
 		RotatedTo *string `json:"rotated_to"`
 	}
 	rec := do(t, h, "POST", "/tokens/"+old.ID+"/rotate", testAdminKey, `{"grace":"1h","expires_in":"2h"}`, &got)
@@ -179,7 +179,7 @@ func TestAdminRotate(t *testing.T) {
 	if len(invs) != 1 || len(invs[0].Hashes) != 1 || len(invs[0].Created) != 1 {
 		t.Errorf("rotation applied %+v locally, want the old hash and the created one", invs)
 	}
-	var audit AuditList
+	var audit auditList
 	do(t, h, "GET", "/audit?user_id=alice&limit=1", testAdminKey, "", &audit)
 	if len(audit.Events) != 1 || audit.Events[0].Action != storage.ActionTokenRotate || audit.Events[0].Target != old.ID ||
 		audit.Events[0].Detail["new_token_id"] != got.ID || audit.Events[0].Actor != storage.ActorAdminKey {
@@ -199,7 +199,7 @@ func TestAdminRotate(t *testing.T) {
 
 	// Default grace: 24h, capped by the token's own expiry (1h here).
 	fresh, _ := e.token(t, "alice", "nightly")
-	var r2 RotatedToken
+	var r2 rotatedToken
 	if rec := do(t, h, "POST", "/tokens/"+fresh.ID+"/rotate", testAdminKey, "", &r2); rec.Code != 201 {
 		t.Fatalf("rotate without body: %d %s", rec.Code, rec.Body)
 	}
@@ -246,7 +246,7 @@ func TestAdminRevokeAll(t *testing.T) {
 		t.Errorf("GET revoke-all: %d %v", rec.Code, rec.Header())
 	}
 
-	var got RevokedCount
+	var got revokedCount
 	if rec := do(t, h, "POST", "/users/alice/tokens/revoke", testAdminKey, `{"reason":"signed out everywhere"}`, &got); rec.Code != 200 || got.Revoked != 2 {
 		t.Fatalf("revoke-all: %d %s", rec.Code, rec.Body)
 	}
@@ -270,7 +270,7 @@ func TestAdminRevokeAll(t *testing.T) {
 	if b, _ := e.store.GetToken(t.Context(), b1.ID); b.Status != token.StatusActive {
 		t.Errorf("bob's token: %s", b.Status)
 	}
-	got = RevokedCount{Revoked: -1}
+	got = revokedCount{Revoked: -1}
 	if rec := do(t, h, "POST", "/users/alice/tokens/revoke", testAdminKey, "", &got); rec.Code != 200 || got.Revoked != 0 {
 		t.Errorf("second revoke-all: %d %s", rec.Code, rec.Body)
 	}
@@ -285,7 +285,7 @@ func TestIntrospectDoesNotMarkUse(t *testing.T) {
 	h := e.admin(v)
 	e.user(t, "alice")
 	tk, plain := e.token(t, "alice", "ci")
-	var in Introspection
+	var in introspection
 	if rec := do(t, h, "POST", "/introspect", testAdminKey, url.Values{"token": {plain}}.Encode(), &in); rec.Code != 200 ||
 		!in.Active || in.TokenID != tk.ID || in.Sub != "alice" || in.Scope != "api" {
 		t.Fatalf("introspect: %d %s", rec.Code, rec.Body)

@@ -100,7 +100,7 @@ func TestAdminOnStore(t *testing.T) {
 	if rec := do(t, h, "GET", "/users/alice", created.Token, "", &u); rec.Code != 200 || u.ID != "alice" || u.MaxTokensPerUser != 10 {
 		t.Fatalf("get user with the admin token: %d %s", rec.Code, rec.Body)
 	}
-	var in Introspection
+	var in introspection
 	if rec := do(t, h, "POST", "/introspect", testAdminKey, url.Values{"token": {created.Token}}.Encode(), &in); rec.Code != 200 ||
 		!in.Active || in.Sub != "alice" || in.TokenID != created.ID || in.Scope != "api admin" {
 		t.Errorf("introspect: %d %s", rec.Code, rec.Body)
@@ -124,12 +124,12 @@ func TestAdminOnStore(t *testing.T) {
 		rec.Header().Get("WWW-Authenticate") != Challenge {
 		t.Errorf("after logout: %d %s", rec.Code, rec.Body)
 	}
-	in = Introspection{}
+	in = introspection{}
 	if rec := do(t, h, "POST", "/introspect", testAdminKey, url.Values{"token": {created.Token}}.Encode(), &in); rec.Code != 200 || in.Active {
 		t.Errorf("introspect after logout: %d %s", rec.Code, rec.Body)
 	}
 
-	var audit AuditList
+	var audit auditList
 	if rec := do(t, h, "GET", "/audit?user_id=alice", testAdminKey, "", &audit); rec.Code != 200 {
 		t.Fatalf("audit: %d %s", rec.Code, rec.Body)
 	}

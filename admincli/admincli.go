@@ -57,13 +57,21 @@ func ExitCode(err error) int {
 func usage(err error) error {
 	var e *adminapi.Error
 	if errors.As(err, &e) && e.Status == http.StatusBadRequest {
-		return &UsageError{e.Message}
+		return &UsageError{flagNames.Replace(e.Message)}
 	}
 	if err != nil && !IsUsage(err) {
-		return &UsageError{err.Error()}
+		return &UsageError{flagNames.Replace(err.Error())}
 	}
 	return err
 }
+
+// flagNames turns the JSON field names in the admin API's shared validation
+// messages into the command line's flags, so that a message names what the
+// user typed.
+var flagNames = strings.NewReplacer(
+	"expires_in", "--expires-in", "expires_at", "--expires-at",
+	"display_name", "--display-name",
+)
 
 // Runner runs calls on a store and prints their results on Out.
 type Runner struct {

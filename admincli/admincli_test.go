@@ -303,7 +303,7 @@ func TestCLIBadInput(t *testing.T) {
 		}, 2, "name"},
 		{"create bad duration", func(c context.Context, r *admincli.Runner) error {
 			return r.TokenCreate(c, admincli.NewToken{UserID: "eve", Name: "x", ExpiresIn: ptr("soon")})
-		}, 2, `expires_in: "soon" is not a duration`},
+		}, 2, `--expires-in: "soon" is not a duration`},
 		{"create over max lifetime", func(c context.Context, r *admincli.Runner) error {
 			return r.TokenCreate(c, admincli.NewToken{UserID: "eve", Name: "x", ExpiresIn: ptr("49h")})
 		}, 2, "exceeds the maximum token lifetime"},
@@ -332,10 +332,10 @@ func TestCLIBadInput(t *testing.T) {
 		{"reapprove unknown", func(c context.Context, r *admincli.Runner) error { return r.TokenReapprove(c, missing) }, 1, "not found"},
 		{"rotate bad grace", func(c context.Context, r *admincli.Runner) error {
 			return r.TokenRotate(c, admincli.Rotation{ID: id, Grace: ptr("200h")})
-		}, 2, "grace must be a Go duration from 0s to 168h"},
+		}, 2, "--grace must be a duration from 0s to 168h"},
 		{"rotate bad duration", func(c context.Context, r *admincli.Runner) error {
 			return r.TokenRotate(c, admincli.Rotation{ID: id, ExpiresIn: ptr("-1h")})
-		}, 2, "expires_in must be positive"},
+		}, 2, "--expires-in must be positive"},
 		{"rotate unknown", func(c context.Context, r *admincli.Runner) error {
 			return r.TokenRotate(c, admincli.Rotation{ID: missing})
 		}, 1, "not found"},

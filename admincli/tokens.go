@@ -190,12 +190,12 @@ func (r *Runner) TokenRotate(ctx context.Context, rot Rotation) error {
 	var in, at string
 	if rot.ExpiresIn != nil {
 		if in = *rot.ExpiresIn; in == "" {
-			return Usagef("expires_in may not be empty (omit it for the default lifetime)")
+			return Usagef("--expires-in may not be empty (leave the flag out for the default lifetime)")
 		}
 	}
 	if rot.ExpiresAt != nil {
 		if at = *rot.ExpiresAt; at == "" {
-			return Usagef("expires_at may not be empty (omit it for the default lifetime)")
+			return Usagef("--expires-at may not be empty (leave the flag out for the default lifetime)")
 		}
 	}
 	exp, err := token.Expiry(r.now(), in, at, r.Limits.Lifetime, r.Limits.MaxLifetime)
@@ -221,7 +221,7 @@ func ParseGrace(s *string) (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(*s)
 	if err != nil || d < 0 || d > MaxGrace {
-		return 0, Usagef("grace must be a Go duration from 0s to 168h, got %q", *s)
+		return 0, Usagef("--grace must be a duration from 0s to 168h, got %q", *s)
 	}
 	return d, nil
 }

@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,7 +12,6 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/armgate/armgate/adminapi"
-	"github.com/armgate/armgate/gateway"
 	"github.com/armgate/armgate/limiter"
 	"github.com/armgate/armgate/token"
 	"github.com/armgate/armgate/ui"
@@ -93,7 +91,7 @@ func (h *AdminHandler) Provision(ctx caddy.Context) error {
 		Timeout:       time.Duration(app.QueryTimeout),
 		Authenticated: logAdminUser,
 		Logger:        ctx.Logger(),
-		Health:        runtimeHealth(app.runtime),
+		Health:        app.runtime.Health,
 	})
 	h.screen = ui.Admin()
 	return nil
@@ -175,6 +173,14 @@ type mount struct {
 }
 
 func (m mount) serve(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		// The mount's root (/admin/, /me/) leads a browser to its screen.
+		// The Location is relative, so that it holds under any mount
+		// (net/http's Redirect would resolve it against the stripped path).
+		w.Header().Set("Location", "ui/")
+		w.WriteHeader(http.StatusFound)
+		return
+	}
 	if ui.Owns(r.URL.Path) {
 		m.screen.ServeHTTP(w, r)
 		return
@@ -231,11 +237,3 @@ var (
 	_ caddyhttp.MiddlewareHandler = (*AdminHandler)(nil)
 	_ caddyfile.Unmarshaler       = (*AdminHandler)(nil)
 )
-
-// runtimeHealth adapts the runtime's health to the admin API's.
-func runtimeHealth(rt *gateway.Runtime) func(context.Context) adminapi.HealthStatus {
-	return func(ctx context.Context) adminapi.HealthStatus {
-		s := rt.Health(ctx)
-		return adminapi.HealthStatus{Database: s.Database, Listener: s.Listener, Migrated: s.Migrated}
-	}
-}

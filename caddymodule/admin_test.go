@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -39,4 +41,30 @@ type verdict struct {
 	cred   token.Credential
 	result token.Status
 	err    error
+}
+
+// TestMountRootLeadsToScreen: GET of the mount's root redirects to the
+// screen relative to the mount; other methods and paths reach the API.
+func TestMountRootLeadsToScreen(t *testing.T) {
+	t.Parallel()
+	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) })
+	m := mount{api: api, screen: api}
+	for _, tc := range []struct {
+		method, path string
+		want         int
+	}{
+		{http.MethodGet, "/", http.StatusFound},
+		{http.MethodHead, "/", http.StatusFound},
+		{http.MethodPost, "/", http.StatusTeapot},
+		{http.MethodGet, "/users", http.StatusTeapot},
+	} {
+		rec := httptest.NewRecorder()
+		m.serve(rec, httptest.NewRequest(tc.method, tc.path, nil))
+		if rec.Code != tc.want {
+			t.Errorf("%s %s = %d, want %d", tc.method, tc.path, rec.Code, tc.want)
+		}
+		if tc.want == http.StatusFound && rec.Header().Get("Location") != "ui/" {
+			t.Errorf("%s %s: Location %q, want ui/", tc.method, tc.path, rec.Header().Get("Location"))
+		}
+	}
 }

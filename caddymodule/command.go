@@ -164,7 +164,8 @@ func run(c *cobra.Command, fn runFunc) (err error) {
 	}
 	dsn := caddy.NewReplacer().ReplaceAll(app.Database, "")
 	if dsn == "" {
-		return errors.New("the armgate option's database resolved to an empty string")
+		return fmt.Errorf("the armgate option's database in %s (%s) is empty: set the variable it names; "+
+			"for the gateway scripts/run.sh started, run `. .armgate/env` in this shell first", configFile, app.Database)
 	}
 	defer func() { err = hidePassword(err, dsn) }()
 	ctx, cancel := context.WithTimeout(c.Context(), commandTimeout)

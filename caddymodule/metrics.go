@@ -163,6 +163,8 @@ func (a *App) registerMetrics(reg *prometheus.Registry) error {
 			func() float64 { return float64(rt.Database().PoolStat().TotalConns()) }),
 		counter("pool_empty_acquire_total", "Acquires that waited for a connection.",
 			func() float64 { return float64(rt.Database().PoolStat().EmptyAcquireCount()) }),
+		counter("last_used_writes_total", "Batched last-use writes (one UPDATE of every token used since the previous one).",
+			func() float64 { return float64(rt.LastUsedWrites()) }),
 	}
 	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {

@@ -113,6 +113,8 @@ type Runtime struct {
 	loader *knownset.Loader
 	// health caches the database ping of health checks.
 	health pingCache
+	// lastUsedWrites counts the batched last-use writes that succeeded.
+	lastUsedWrites atomic.Int64
 
 	startOnce sync.Once
 	cancel    context.CancelFunc
@@ -192,6 +194,10 @@ func (r *Runtime) KnownTokens() (n int, current bool) {
 
 // Migrated is closed once the schema is in place.
 func (r *Runtime) Migrated() <-chan struct{} { return r.migrated }
+
+// LastUsedWrites is the number of batched last-use writes that succeeded
+// (flushes with nothing buffered write nothing and are not counted).
+func (r *Runtime) LastUsedWrites() int64 { return r.lastUsedWrites.Load() }
 
 func (r *Runtime) loadCredential(ctx context.Context, h token.Hash) (token.Credential, error) {
 	start := time.Now()
@@ -305,7 +311,9 @@ func (r *Runtime) writeLastUsed(ctx context.Context) {
 	if err := r.db.Store().RecordLastUsed(ctx, used); err != nil {
 		r.verifier.PutBackUsed(used)
 		r.logger.Warn("recording token last use", zap.Error(err), zap.Int("tokens", len(used)))
+		return
 	}
+	r.lastUsedWrites.Add(1)
 }
 
 // Invalidate applies a change made by this instance to the local cache and

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/armgate/armgate/internal/testpg"
+	"github.com/armgate/armgate/internal/wait"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
 	"github.com/armgate/armgate/verifier"
@@ -21,23 +22,12 @@ import (
 
 func TestMain(m *testing.M) { testpg.Main(m) }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestRuntime runs a Runtime through its life on a fresh database: Open
 // dials nothing, Start applies the migrations and connects the listener,
 // a revoke committed by anyone reaches the cache through NOTIFY, and Close
 // flushes last use before closing the pool.
 func TestRuntime(t *testing.T) {
+	t.Parallel()
 	dsn := testpg.NewDatabase(t)
 	var lookups, invalidations atomic.Int64
 	rt, err := Open(Config{
@@ -79,7 +69,7 @@ func TestRuntime(t *testing.T) {
 	if app != "armgate" {
 		t.Errorf("pool application_name = %q, want armgate", app)
 	}
-	waitFor(t, "the listener", rt.Listening)
+	wait.For(t, "the listener", rt.Listening)
 	var listeners int
 	if err := rt.db.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
 		WHERE datname = current_database() AND application_name = 'armgate-listen'`).Scan(&listeners); err != nil {
@@ -108,7 +98,7 @@ func TestRuntime(t *testing.T) {
 	}
 	// The cache stores asynchronously (and ristretto may drop a set): once
 	// the entry has landed, a check costs no lookup.
-	waitFor(t, "a check answered from the cache", func() bool {
+	wait.For(t, "a check answered from the cache", func() bool {
 		before := lookups.Load()
 		verify()
 		return lookups.Load() == before
@@ -119,7 +109,7 @@ func TestRuntime(t *testing.T) {
 	if _, _, err := rt.Store().RevokeToken(ctx, "test", tok.ID, "lost"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the revoke to reach the cache", func() bool {
+	wait.For(t, "the revoke to reach the cache", func() bool {
 		_, res, err := rt.Verifier().Verify(ctx, plain)
 		return err == nil && res == token.Revoked
 	})
@@ -149,6 +139,7 @@ func TestRuntime(t *testing.T) {
 // TestInvalidate checks that a local invalidation drops the cached entry at
 // once, without the listener (the runtime is not started).
 func TestInvalidate(t *testing.T) {
+	t.Parallel()
 	dsn := testpg.NewDatabase(t)
 	rt, err := Open(Config{DSN: dsn, LastUsedFlush: time.Hour,
 		Verifier: verifier.Config{TTL: time.Hour, NegativeTTL: time.Hour, MaxEntries: 1000}})
@@ -170,10 +161,14 @@ func TestInvalidate(t *testing.T) {
 	if _, res, err := rt.Verifier().Verify(ctx, plain); err != nil || res != token.Active {
 		t.Fatalf("Verify = %v, %v; want active", res, err)
 	}
-	// The cache stores asynchronously: wait for the entry to land.
-	for deadline := time.Now().Add(10 * time.Second); rt.Verifier().CacheEntries() == 0 && time.Now().Before(deadline); {
-		time.Sleep(5 * time.Millisecond)
-	}
+	// The cache stores asynchronously (and ristretto may drop a set): wait
+	// until a check is answered from it, so that the check below proves the
+	// Invalidate.
+	wait.For(t, "a check answered from the cache", func() bool {
+		before := rt.Verifier().Stats.Loads.Load()
+		_, _, err := rt.Verifier().Verify(ctx, plain)
+		return err == nil && rt.Verifier().Stats.Loads.Load() == before
+	})
 	_, inv, err := rt.Store().RevokeToken(ctx, "test", tok.ID, "lost")
 	if err != nil {
 		t.Fatal(err)
@@ -190,6 +185,7 @@ func TestInvalidate(t *testing.T) {
 // TestOpenConfig checks the connection settings, and that a bad connection
 // string is refused without being quoted.
 func TestOpenConfig(t *testing.T) {
+	t.Parallel()
 	pool, err := poolConfig("postgres://u:pw@localhost/db")
 	if err != nil {
 		t.Fatal(err)
@@ -326,6 +322,7 @@ func runtimeFuncName(f any) string {
 // creates) is known at once. With the lookup budget off, an absent token is
 // refused without a lookup.
 func TestKnownTokens(t *testing.T) {
+	t.Parallel()
 	dsn := testpg.NewDatabase(t)
 	var lookups atomic.Int64
 	rt, err := Open(Config{DSN: dsn, LastUsedFlush: time.Hour,
@@ -347,14 +344,14 @@ func TestKnownTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	rt.Start()
-	waitFor(t, "the known set to load", func() bool { n, ok := rt.KnownTokens(); return ok && n == 1 })
+	wait.For(t, "the known set to load", func() bool { n, ok := rt.KnownTokens(); return ok && n == 1 })
 
 	newToken.Name = "b"
 	_, notified, err := rt.Store().CreateToken(ctx, "test", newToken)
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the creation's notification", func() bool { n, _ := rt.KnownTokens(); return n == 2 })
+	wait.For(t, "the creation's notification", func() bool { n, _ := rt.KnownTokens(); return n == 2 })
 	if _, res, err := rt.Verifier().Verify(ctx, notified); err != nil || res != token.Active {
 		t.Errorf("notified token: %v, %v; want active", res, err)
 	}
@@ -387,7 +384,7 @@ func TestKnownTokens(t *testing.T) {
 		if _, _, err := rt.Store().CreateToken(ctx, "test", newToken); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "the notification of "+name, func() bool { n, _ := rt.KnownTokens(); return n >= want })
+		wait.For(t, "the notification of "+name, func() bool { n, _ := rt.KnownTokens(); return n >= want })
 		if n, _ := rt.KnownTokens(); n != want {
 			t.Errorf("known tokens after %s = %d, want %d (the rows that exist)", name, n, want)
 		}
@@ -448,7 +445,7 @@ func TestRetention(t *testing.T) {
 	rt.Start()
 	off.Start()
 	for _, r := range []*Runtime{rt, off} {
-		waitFor(t, "the known set", func() bool { n, ok := r.KnownTokens(); return ok && n == 4 })
+		wait.For(t, "the known set", func() bool { n, ok := r.KnownTokens(); return ok && n == 4 })
 	}
 	// The expired refusal is cached on both.
 	for _, r := range []*Runtime{rt, off} {
@@ -480,8 +477,8 @@ func TestRetention(t *testing.T) {
 		t.Errorf("token.purge events for %v, %v; want %v", events, err, want)
 	}
 	for _, r := range []*Runtime{rt, off} {
-		waitFor(t, "the purge's notifications", func() bool { n, _ := r.KnownTokens(); return n == 2 })
-		waitFor(t, "the cached refusal to go", func() bool {
+		wait.For(t, "the purge's notifications", func() bool { n, _ := r.KnownTokens(); return n == 2 })
+		wait.For(t, "the cached refusal to go", func() bool {
 			_, res, err := r.Verifier().Verify(ctx, plain["old"])
 			return err == nil && res == token.Unknown
 		})

@@ -25,10 +25,6 @@ type Health struct {
 	Migrated bool
 }
 
-// OK reports whether the instance can serve: requests that need the
-// database would otherwise get 503, or revocations would not arrive.
-func (h Health) OK() bool { return h.Database && h.Listener && h.Migrated }
-
 // Health reports the runtime's state. The database ping is cached for
 // HealthInterval and concurrent callers share one ping.
 func (r *Runtime) Health(ctx context.Context) Health {

@@ -37,8 +37,8 @@ import (
 // big-endian.
 func Prefix(h token.Hash) uint64 { return binary.BigEndian.Uint64(h[:8]) }
 
-// PrefixOf is Prefix for a hash held as a byte slice (as in notifications);
-// it returns false for a slice shorter than eight bytes.
+// PrefixOf is Prefix for a hash held as a byte slice (as notifications
+// carry it); it returns false for a slice shorter than eight bytes.
 func PrefixOf(b []byte) (uint64, bool) {
 	if len(b) < 8 {
 		return 0, false
@@ -94,10 +94,6 @@ func New() *Set {
 // Current reports whether the set reflects every token that exists: it was
 // loaded and the listener has not been disconnected since.
 func (s *Set) Current() bool { return s.current.Load() }
-
-// Contains reports whether prefix p may belong to an existing token. Only a
-// current set's false is meaningful.
-func (s *Set) Contains(p uint64) bool { return s.tab.Load().contains(key(p)) || s.hasLocal(p) }
 
 // Absent reports whether the token with prefix p certainly does not exist:
 // the set is current and p is not in it.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/armgate/armgate/internal/wait"
 	"github.com/armgate/armgate/token"
 )
 
@@ -32,6 +33,7 @@ func load(t *testing.T, s *Set, ps ...uint64) {
 }
 
 func TestPrefix(t *testing.T) {
+	t.Parallel()
 	h := token.Sum("arm_x")
 	want := binary.BigEndian.Uint64(h[:8])
 	if got := Prefix(h); got != want {
@@ -46,6 +48,7 @@ func TestPrefix(t *testing.T) {
 }
 
 func TestAddRemoveContains(t *testing.T) {
+	t.Parallel()
 	s := New()
 	if s.Current() || s.Contains(42) || s.Absent(42) {
 		t.Fatal("a new set is empty and not current")
@@ -85,6 +88,7 @@ func TestAddRemoveContains(t *testing.T) {
 // TestGrow adds and removes far beyond the loaded size and checks every
 // entry against a reference multiset.
 func TestGrow(t *testing.T) {
+	t.Parallel()
 	s := New()
 	load(t, s)
 	ref := map[uint64]int{}
@@ -125,6 +129,7 @@ func TestGrow(t *testing.T) {
 
 // TestShrink: a set that lost most of its tokens gives the memory back.
 func TestShrink(t *testing.T) {
+	t.Parallel()
 	s := New()
 	ps := make([]uint64, 100000)
 	for i := range ps {
@@ -145,6 +150,7 @@ func TestShrink(t *testing.T) {
 }
 
 func TestStaleCurrent(t *testing.T) {
+	t.Parallel()
 	s := New()
 	load(t, s, 1000)
 	if !s.Current() {
@@ -187,6 +193,7 @@ func TestStaleCurrent(t *testing.T) {
 // the loaded set; deletions notified then stay (a false positive, never a
 // false negative).
 func TestLoadKeepsConcurrentAdds(t *testing.T) {
+	t.Parallel()
 	s := New()
 	load(t, s, 7)
 	s.Add(8)
@@ -215,6 +222,7 @@ func TestLoadKeepsConcurrentAdds(t *testing.T) {
 // TestLoadConcurrent races many adds from other goroutines against loads
 // and readers: no add is ever lost.
 func TestLoadConcurrent(t *testing.T) {
+	t.Parallel()
 	s := New()
 	const writers, perWriter = 4, 2000
 	var (
@@ -272,6 +280,7 @@ func TestLoadConcurrent(t *testing.T) {
 }
 
 func TestBudget(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name  string
 		rate  float64
@@ -301,13 +310,7 @@ func TestBudget(t *testing.T) {
 		b := NewBudget(1000, 1)
 		for b.Allow() {
 		}
-		deadline := time.Now().Add(10 * time.Second)
-		for !b.Allow() {
-			if time.Now().After(deadline) {
-				t.Fatal("budget never refilled")
-			}
-			time.Sleep(time.Millisecond)
-		}
+		wait.For(t, "the budget to refill", b.Allow)
 	})
 	t.Run("concurrent callers share it", func(t *testing.T) {
 		b := NewBudget(0.001, 50)
@@ -330,6 +333,7 @@ func TestBudget(t *testing.T) {
 }
 
 func TestLoader(t *testing.T) {
+	t.Parallel()
 	var (
 		mu    sync.Mutex
 		rows  = []uint64{1 << 40}
@@ -356,19 +360,8 @@ func TestLoader(t *testing.T) {
 	s := New()
 	l := NewLoader(s, scan, LoaderOptions{Jitter: 50 * time.Millisecond})
 	defer l.Stop()
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
-
 	l.Connected()
-	waitFor("the first load", s.Current)
+	wait.For(t, "the first load", s.Current)
 	if !s.Contains(1 << 40) {
 		t.Fatal("loaded set lacks the row")
 	}
@@ -381,7 +374,7 @@ func TestLoader(t *testing.T) {
 	rows = append(rows, 2<<40)
 	mu.Unlock()
 	l.Connected() // a reconnect: after jitter
-	waitFor("the reload", s.Current)
+	wait.For(t, "the reload", s.Current)
 
 	// A disconnect cancels a running load; the set stays stale.
 	mu.Lock()
@@ -389,7 +382,7 @@ func TestLoader(t *testing.T) {
 	mu.Unlock()
 	before := scans.Load()
 	l.Rescan()
-	waitFor("the blocked scan", func() bool { return scans.Load() > before })
+	wait.For(t, "the blocked scan", func() bool { return scans.Load() > before })
 	l.Disconnected()
 	close(block)
 	l.Stop() // waits for the cancelled load
@@ -408,6 +401,7 @@ func mix(k uint64) uint64 {
 }
 
 func TestRefuse(t *testing.T) {
+	t.Parallel()
 	known, unknown := token.Sum("arm_known"), token.Sum("arm_unknown")
 	s := New()
 	b := NewBudget(0.001, 2)

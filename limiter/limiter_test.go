@@ -38,6 +38,7 @@ func (l *Limiter) tracked() int {
 // it the window still covers, so a client is held to about max refusals per
 // window, also across bucket boundaries.
 func TestSlidingWindow(t *testing.T) {
+	t.Parallel()
 	clk := newClock()
 	l := New(Config{Max: 4, Window: time.Minute}, clk.now)
 	a := netip.MustParseAddr("198.51.100.1")
@@ -77,6 +78,7 @@ func TestSlidingWindow(t *testing.T) {
 }
 
 func TestRetryAfterAndHorizon(t *testing.T) {
+	t.Parallel()
 	clk := newClock()
 	l := New(Config{Max: 2, Window: 10 * time.Second}, clk.now)
 	a := netip.MustParseAddr("192.0.2.1")
@@ -105,6 +107,7 @@ func TestRetryAfterAndHorizon(t *testing.T) {
 }
 
 func TestKey(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ in, want string }{
 		{"203.0.113.5", "203.0.113.5"},
 		{"::ffff:203.0.113.5", "203.0.113.5"},
@@ -133,6 +136,7 @@ func TestKey(t *testing.T) {
 // TestMemoryBound: a flood from ever new addresses keeps at most MaxClients
 // tracked, and forgets stale ones after the window.
 func TestMemoryBound(t *testing.T) {
+	t.Parallel()
 	clk := newClock()
 	l := New(Config{Max: 3, Window: time.Minute, MaxClients: 640}, clk.now)
 	for i := range 100_000 {
@@ -157,6 +161,7 @@ func TestMemoryBound(t *testing.T) {
 // TestEvictionPrefersUnblocked: a full shard forgets unblocked addresses
 // before blocked ones when it can see one among its sample.
 func TestEvictionPrefersUnblocked(t *testing.T) {
+	t.Parallel()
 	clk := newClock()
 	l := New(Config{Max: 2, Window: time.Minute, MaxClients: numShards * 4}, clk.now)
 	bad := netip.MustParseAddr("198.51.100.99")
@@ -205,6 +210,7 @@ func TestNoAllocs(t *testing.T) {
 // shard track more than its share of MaxClients (checked while they run
 // and after), and blocking still works; run it with -race as well.
 func TestConcurrent(t *testing.T) {
+	t.Parallel()
 	const maxClients = 128
 	l := New(Config{Max: 5, Window: time.Second, MaxClients: maxClients}, newClock().now)
 	perShard := (maxClients + numShards - 1) / numShards

@@ -50,6 +50,14 @@ if ! command -v pgbouncer >/dev/null 2>&1 && [[ ! -x /usr/sbin/pgbouncer ]] && c
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends pgbouncer >&2
 fi
 
+# The README's sessions (tests/readme_test.go) use jq; install it when missing (the test skips
+# itself without it).
+if ! command -v jq >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [[ $EUID -eq 0 ]]; then
+	log "installing jq for the README test"
+	DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends jq >&2
+fi
+
 bindir=$(pg_bindir)
 user=$(pg_user)
 
@@ -93,8 +101,11 @@ export ARMGATE_TEST_DATABASE_URL=$dsn
 export ARMGATE_PG_BINDIR=$bindir
 log "ARMGATE_TEST_DATABASE_URL=$dsn"
 
-log "go vet ${pkgs[*]}"
-go vet "${pkgs[@]}"
+# vet with -race as well: vet needs its dependencies compiled, and compiled once with -race they
+# serve vet, the tests and the end-to-end tests' Caddy binary alike (a cold build cache compiles
+# Caddy once, not once with and once without -race).
+log "go vet -race ${pkgs[*]}"
+go vet -race "${pkgs[@]}"
 
 log "go test -race -count=1 ${test_args[*]}"
 go test -race -count=1 "${test_args[@]}"

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/armgate/armgate/internal/testpg"
+	"github.com/armgate/armgate/internal/wait"
 	"github.com/armgate/armgate/knownset"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
@@ -180,27 +181,17 @@ func TestListenKeepsKnownSet(t *testing.T) {
 			LogError:     func(err error) { t.Log(err) },
 		})
 	})
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
-	waitFor("the first load", set.Current)
+	wait.For(t, "the first load", set.Current)
 	if set.Absent(prefixOf(before)) {
 		t.Fatal("the token created before the start is absent")
 	}
 
 	tk, plain := e.mustCreate(t, "u", "after")
-	waitFor("the creation", func() bool { return !set.Absent(prefixOf(plain)) })
+	wait.For(t, "the creation", func() bool { return !set.Absent(prefixOf(plain)) })
 	if _, err := e.store.DeleteToken(t.Context(), admin, tk.ID); err != nil {
 		t.Fatal(err)
 	}
-	waitFor("the deletion", func() bool { return set.Absent(prefixOf(plain)) })
+	wait.For(t, "the deletion", func() bool { return set.Absent(prefixOf(plain)) })
 	if !set.Current() || set.Absent(prefixOf(before)) {
 		t.Error("the deletion dropped another token")
 	}
@@ -209,7 +200,7 @@ func TestListenKeepsKnownSet(t *testing.T) {
 	// reloaded.
 	e.exec(t, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
 		WHERE application_name = 'listen-known-test'`)
-	waitFor("the reload after the reconnect", func() bool {
+	wait.For(t, "the reload after the reconnect", func() bool {
 		return connects.Load() >= 2 && set.Current() && !set.Absent(prefixOf(before))
 	})
 }

@@ -38,6 +38,13 @@ func ActorToken(id string) string { return actorTokenPrefix + id }
 // (self-service).
 func ActorUser(id string) string { return actorUserPrefix + id }
 
+// AlreadyRotatedError is the ErrTokenNotActive of a token rotated before:
+// it names the successor.
+type AlreadyRotatedError struct{ To string }
+
+func (e *AlreadyRotatedError) Error() string { return "this token was already rotated to " + e.To }
+func (e *AlreadyRotatedError) Unwrap() error { return ErrTokenNotActive }
+
 // Domain errors; the admin handler maps them to status codes.
 var (
 	ErrNotFound        = errors.New("not found")

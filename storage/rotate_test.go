@@ -126,8 +126,12 @@ func TestRotateToken(t *testing.T) {
 	})
 	t.Run("a rotated token does not rotate again", func(t *testing.T) {
 		n := e.auditCount(t)
-		if _, _, _, err := e.store.RotateToken(ctx, admin, old.ID, grace, newExp); !errors.Is(err, storage.ErrTokenNotActive) {
+		_, _, _, err := e.store.RotateToken(ctx, admin, old.ID, grace, newExp)
+		if !errors.Is(err, storage.ErrTokenNotActive) {
 			t.Errorf("second rotation = %v, want ErrTokenNotActive", err)
+		}
+		if ar, ok := errors.AsType[*storage.AlreadyRotatedError](err); !ok || ar.To == "" || err.Error() != "this token was already rotated to "+ar.To {
+			t.Errorf("second rotation = %v, want \"this token was already rotated to <id>\"", err)
 		}
 		if e.auditCount(t) != n {
 			t.Error("a refused rotation wrote an audit row")

@@ -417,7 +417,10 @@ func (s *Store) RotateToken(ctx context.Context, actor, id string, grace time.Du
 		if err != nil {
 			return err
 		}
-		if old.Status != string(token.StatusActive) || old.RotatedTo != nil {
+		if old.RotatedTo != nil {
+			return &AlreadyRotatedError{To: *old.RotatedTo}
+		}
+		if old.Status != string(token.StatusActive) {
 			return ErrTokenNotActive
 		}
 		// Out of the limit and of the name's way before the successor is

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/armgate/armgate/internal/testpg"
+	"github.com/armgate/armgate/internal/wait"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
 )
@@ -242,9 +243,7 @@ func TestAbuseCreatedElsewhereAccepted(t *testing.T) {
 		})
 	}
 	defer func() { stop(); wg.Wait() }()
-	for sent.Load() < 200 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	wait.For(t, "200 flood requests", func() bool { return sent.Load() >= 200 })
 	for i := range 5 {
 		_, tok := a.createToken("cleo", "flood-"+string(rune('a'+i)))
 		if got := b.verdictOf(tok); got != answerLive {
@@ -289,7 +288,7 @@ func TestAbuseKnownSetReloadsAfterReconnect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !eventually(t, 10*time.Second, func() bool {
+	if !wait.Until(10*time.Second, func() bool {
 		now := listenerPIDs(armgateBackends(t, pool))
 		return len(now) == 1 && now[0] != old[0]
 	}) {

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/armgate/armgate/internal/wait"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
 )
@@ -834,15 +835,12 @@ func adminShowOnce(t *testing.T, g *gateway, dir string) {
 		t.Errorf("admin-only token on the api: %d", r.Status)
 	}
 	var access []byte
-	for range 100 {
+	wait.For(t, "the last request in the access log", func() bool {
 		if access, err = os.ReadFile(filepath.Join(dir, "access.log")); err != nil {
 			t.Fatal(err)
 		}
-		if bytes.Contains(access, []byte(`"uri":"/v1/last-request"`)) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return bytes.Contains(access, []byte(`"uri":"/v1/last-request"`))
+	})
 	general, err := os.ReadFile(filepath.Join(dir, "caddy.log"))
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,8 @@ import (
 
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
+
+	"github.com/armgate/armgate/internal/wait"
 )
 
 // chromiumPath is Debian's Chromium (package chromium). The test installs
@@ -429,8 +431,7 @@ func TestBrowserAPITokensScreen(t *testing.T) {
 // waitLastUsed waits until the gateway has flushed the token's last use.
 func waitLastUsed(t *testing.T, g *gateway, user, name string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	wait.For(t, "last_used_at of "+name, func() bool {
 		var list struct {
 			Tokens []struct {
 				Name       string  `json:"name"`
@@ -443,12 +444,9 @@ func waitLastUsed(t *testing.T, g *gateway, user, name string) {
 		}
 		for _, tk := range list.Tokens {
 			if tk.Name == name && tk.LastUsedAt != nil {
-				return
+				return true
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("last_used_at of %s never set", name)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return false
+	})
 }

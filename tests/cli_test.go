@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/armgate/armgate/internal/testpg"
+	"github.com/armgate/armgate/internal/wait"
 	"github.com/armgate/armgate/token"
 )
 
@@ -128,7 +129,7 @@ func TestCLIBinary(t *testing.T) {
 		{"bad id", []string{"token", "delete", "--id", "7", "--config", cfg}, env, 2, "must be a UUID"},
 		{"bad user id", []string{"user", "deactivate", "--user", "a b", "--config", cfg}, env, 2, "invalid user id"},
 		{"bad duration", []string{"token", "create", "--user", "bob", "--name", "x", "--expires-in", "soon", "--config", cfg}, env, 2, `"soon" is not a duration`},
-		{"over max lifetime", []string{"token", "create", "--user", "bob", "--name", "x", "--expires-in", "72h", "--config", cfg}, env, 2, "exceeds the maximum token lifetime 48h0m0s"},
+		{"over max lifetime", []string{"token", "create", "--user", "bob", "--name", "x", "--expires-in", "72h", "--config", cfg}, env, 2, "--expires-in 72h exceeds the maximum token lifetime 48h"},
 		{"bad scope", []string{"token", "create", "--user", "bob", "--name", "x", "--scope", "root", "--config", cfg}, env, 2, "scope"},
 		{"bad grace", []string{"token", "rotate", "--id", id, "--grace", "1y", "--config", cfg}, env, 2, "grace must be"},
 		{"bad limit", []string{"user", "list", "--limit", "0", "--config", cfg}, env, 2, "limit must be"},
@@ -244,7 +245,7 @@ func TestCLIReachesGateway(t *testing.T) {
 	}
 	for _, s := range steps {
 		cli(s.args...)
-		if !eventually(t, 10*time.Second, status(s.want)) {
+		if !wait.Until(10*time.Second, status(s.want)) {
 			t.Fatalf("after %v the gateway still does not answer %d", s.args, s.want)
 		}
 	}

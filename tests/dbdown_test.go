@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/armgate/armgate/internal/testpg"
+	"github.com/armgate/armgate/internal/wait"
 )
 
 // TestDatabaseDown stops PostgreSQL under a running gateway: a token valid in
@@ -36,7 +37,7 @@ func TestDatabaseDown(t *testing.T) {
 	srv.Stop(t)
 	// healthz pings at most once a second, so it may answer from its last
 	// ping for up to that long.
-	if !eventually(t, 10*time.Second, func() bool { status, db := health(); return status == 503 && db == "down" }) {
+	if !wait.Until(10*time.Second, func() bool { status, db := health(); return status == 503 && db == "down" }) {
 		status, db := health()
 		t.Errorf("healthz during the outage: %d, database %v; want 503, down", status, db)
 	}
@@ -67,23 +68,20 @@ func TestDatabaseDown(t *testing.T) {
 	// The pool redials on demand; allow a few attempts for connections
 	// that died with the old server to be discarded.
 	var last response
-	for range 50 {
+	wait.Until(10*time.Second, func() bool {
 		last = g.get("/x", uncached)
-		if last.Status == 200 {
-			break
-		}
-		if last.Status != 503 {
+		if last.Status != 200 && last.Status != 503 {
 			t.Fatalf("after the restart: %d %s", last.Status, last.Body)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return last.Status == 200
+	})
 	if last.Status != 200 {
 		t.Fatalf("no recovery after the restart: %d %s", last.Status, last.Body)
 	}
 	if r := g.get("/x", wellFormedUnknown(t)); r.Status != 401 {
 		t.Errorf("unknown token after recovery: %d", r.Status)
 	}
-	if !eventually(t, 10*time.Second, func() bool { status, db := health(); return status == 200 && db == "up" }) {
+	if !wait.Until(10*time.Second, func() bool { status, db := health(); return status == 200 && db == "up" }) {
 		status, db := health()
 		t.Errorf("healthz after recovery: %d, database %v; want 200, up", status, db)
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/armgate/armgate/internal/testpg"
+	"github.com/armgate/armgate/internal/wait"
 	"github.com/armgate/armgate/token"
 )
 
@@ -90,7 +91,7 @@ func (l *loadRun) waitSamples(t testing.TB, n int, timeout time.Duration, what s
 		}
 		return c
 	}
-	if !eventually(t, timeout, func() bool { return count() >= n }) {
+	if !wait.Until(timeout, func() bool { return count() >= n }) {
 		t.Fatalf("only %d of %d requests %s after %v", count(), n, what, timeout)
 	}
 }
@@ -253,7 +254,7 @@ func TestDatabaseDownUnderLoad(t *testing.T) {
 		r   response
 		err error
 	)
-	if !eventually(t, 20*time.Second, func() bool {
+	if !wait.Until(20*time.Second, func() bool {
 		r, err = p.try(http.MethodGet, "/", fresh)
 		return err == nil && r.Status == http.StatusOK
 	}) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/armgate/armgate/internal/promtext"
+	"github.com/armgate/armgate/internal/wait"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
 )
@@ -187,7 +188,7 @@ func TestExpiredWhileCached(t *testing.T) {
 	}
 	// Poll until it is refused; a request sent after the expiry must never
 	// be served.
-	refused := eventually(t, 10*time.Second, func() bool {
+	refused := wait.Until(10*time.Second, func() bool {
 		sent := time.Now()
 		r := g.get("/x", plain)
 		switch {
@@ -224,7 +225,7 @@ func TestFailureLimit(t *testing.T) {
 	}
 	// The live token is created behind the gateway's back: wait for the
 	// set of known tokens, which then learns of it by notification.
-	if !eventually(t, 10*time.Second, func() bool { return metrics().Value("caddy_armgate_known_tokens_current") == 1 }) {
+	if !wait.Until(10*time.Second, func() bool { return metrics().Value("caddy_armgate_known_tokens_current") == 1 }) {
 		t.Fatal("the set of known tokens never became current")
 	}
 	_, live := g.createToken("hank", "live", nil, time.Hour)

@@ -121,21 +121,6 @@ func freePort(t testing.TB) int {
 	return p
 }
 
-// eventually polls cond every 20 ms until it returns true, for at most
-// timeout; it reports whether cond returned true. Tests wait with it for a
-// condition instead of sleeping for a fixed time.
-func eventually(t testing.TB, timeout time.Duration, cond func() bool) bool {
-	t.Helper()
-	for deadline := time.Now().Add(timeout); ; time.Sleep(20 * time.Millisecond) {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-	}
-}
-
 // startGateway loads a config into the in-process Caddy (a reload when one
 // is running) and returns a client for it.
 func startGateway(t testing.TB, gc gatewayConfig) *gateway {

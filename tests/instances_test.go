@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/armgate/armgate/internal/testpg"
+	"github.com/armgate/armgate/internal/wait"
 )
 
 // longTTL makes the cache hold a token far longer than any test runs, so a
@@ -98,19 +99,15 @@ func (p *caddyProc) verdictOf(tok string) verdict {
 // repeats passes until one makes no database lookup, checking every answer.
 func (p *caddyProc) ensureCachedAs(want verdict, toks ...string) {
 	p.t.Helper()
-	for range 50 {
+	wait.For(p.t, "caddy "+p.Name+" to serve the tokens from its cache", func() bool {
 		before := p.metrics().Value("caddy_armgate_db_lookups_total")
 		for _, tok := range toks {
 			if got := p.verdictOf(tok); got != want {
 				p.t.Fatalf("caddy %s before the change: %v, want %v", p.Name, got, want)
 			}
 		}
-		if p.metrics().Value("caddy_armgate_db_lookups_total") == before {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	p.t.Fatalf("caddy %s never served the tokens from its cache", p.Name)
+		return p.metrics().Value("caddy_armgate_db_lookups_total") == before
+	})
 }
 
 // waitVerdict polls p tightly until it answers want for tok, for at most
@@ -347,30 +344,28 @@ func TestLastUsedBatched(t *testing.T) {
 	t.Run("interval", func(t *testing.T) {
 		p := startCaddy(t, "flush-1s", procConfig{DSN: dsn, ExtraApp: "last_used_flush 1s"})
 		id, tok := p.createToken("uma", "busy")
+		writes := func() int64 { return int64(p.metrics().Value("caddy_armgate_last_used_writes_total")) }
 		start := time.Now()
-		updatesBefore := rowUpdates()
+		updatesBefore, writesBefore := rowUpdates(), writes()
 		const requests = 100
 		for range requests {
 			if r := p.get("/", tok); r.Status != 200 {
 				t.Fatalf("live token: %d", r.Status)
 			}
 		}
+		// Wait for a write the instance reports, and until every row update
+		// seen is one of its writes (one token: one row per write).
 		var at *time.Time
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-			if at = lastUsed(id); at != nil {
-				break
-			}
-		}
-		if at == nil {
-			t.Fatal("last_used_at still empty 10s after the requests, with last_used_flush 1s")
-		}
+		var n, w int64
+		wait.For(t, "a last-use write that sets last_used_at, with last_used_flush 1s", func() bool {
+			at, n = lastUsed(id), rowUpdates()-updatesBefore
+			w = writes() - writesBefore
+			return at != nil && n == w
+		})
 		if at.Before(start.Add(-time.Second)) || at.After(time.Now().Add(time.Second)) {
 			t.Errorf("last_used_at = %v, want between %v and now", at, start)
 		}
-		// Let one more flush interval pass, so trailing flushes are counted.
-		time.Sleep(1500 * time.Millisecond)
 		elapsed := time.Since(start)
-		n := rowUpdates() - updatesBefore
 		t.Logf("%d requests over %v: %d row updates of armgate.tokens", requests, elapsed.Round(time.Millisecond), n)
 		// At most one update per flush (and per second of use).
 		if limit := int64(elapsed/time.Second) + 2; n < 1 || n > limit {

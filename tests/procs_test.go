@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/armgate/armgate/internal/promtext"
+	"github.com/armgate/armgate/internal/wait"
 	"github.com/armgate/armgate/storage"
 )
 
@@ -69,10 +70,10 @@ func buildCaddyBinary() {
 		return
 	}
 	path := filepath.Join(dir, "caddy")
-	cmd := exec.Command("go", "build", "-o", path, "./internal/caddybin")
+	cmd := exec.Command("go", append(append([]string{"build"}, raceFlags...), "-o", path, "./internal/caddybin")...)
 	cmd.Dir = ".." // the module root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		caddyBin.err = fmt.Errorf("go build ./internal/caddybin: %v\n%s", err, out)
+		caddyBin.err = fmt.Errorf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, out)
 		return
 	}
 	caddyBin.path = path
@@ -422,16 +423,10 @@ func (p *caddyProc) metrics() metricSet {
 // most d; it reports whether it did.
 func (p *caddyProc) waitMetric(series string, d time.Duration, ok func(float64) bool) bool {
 	p.t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		if m, err := p.scrape(); err == nil && ok(m.Value(series)) {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return wait.Until(d, func() bool {
+		m, err := p.scrape()
+		return err == nil && ok(m.Value(series))
+	})
 }
 
 // ensureCached requests every token through p until a whole pass is served
@@ -440,19 +435,15 @@ func (p *caddyProc) waitMetric(series string, d time.Duration, ok func(float64) 
 // enough.
 func (p *caddyProc) ensureCached(toks ...string) {
 	p.t.Helper()
-	for range 50 {
+	wait.For(p.t, "caddy "+p.Name+" to serve the tokens from its cache", func() bool {
 		before := p.metrics().Value("caddy_armgate_db_lookups_total")
 		for _, tok := range toks {
 			if r := p.get("/", tok); r.Status != http.StatusOK {
 				p.t.Fatalf("caddy %s: a live token got %d %s", p.Name, r.Status, r.Body)
 			}
 		}
-		if p.metrics().Value("caddy_armgate_db_lookups_total") == before {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	p.t.Fatalf("caddy %s never served the tokens from its cache", p.Name)
+		return p.metrics().Value("caddy_armgate_db_lookups_total") == before
+	})
 }
 
 // openStore opens a pool on dsn for the test's own reads and writes, with

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/armgate/armgate/internal/promtext"
+	"github.com/armgate/armgate/internal/wait"
 )
 
 // TestTokenExpiresHeaderE2E: a response that passed armgate_auth, the
@@ -102,7 +103,7 @@ func TestClientHangUpE2E(t *testing.T) {
 		}
 		done <- err
 	}()
-	waiting := eventually(t, 10*time.Second, func() bool {
+	waiting := wait.Until(10*time.Second, func() bool {
 		var n int
 		err := g.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
 			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n)
@@ -115,7 +116,7 @@ func TestClientHangUpE2E(t *testing.T) {
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("the client's request ended with %v, want context.Canceled", err)
 	}
-	if !eventually(t, 10*time.Second, func() bool { c, _ := decisions(); return c > canceled0 }) {
+	if !wait.Until(10*time.Second, func() bool { c, _ := decisions(); return c > canceled0 }) {
 		t.Fatal("the hang-up was not counted as canceled")
 	}
 	if err := tx.Rollback(ctx); err != nil {

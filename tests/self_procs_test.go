@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/armgate/armgate/internal/testpg"
+	"github.com/armgate/armgate/internal/wait"
 )
 
 // selfCall calls instance p's armgate_self (at /me/) as user with basic
@@ -52,7 +53,7 @@ func TestSelfServiceTwoInstances(t *testing.T) {
 
 	rot := a.selfCall(201, "alice", http.MethodPost, "/tokens/"+oldID+"/rotate", `{"grace":"0s"}`)
 	newTok := rot["token"].(string)
-	if !eventually(t, 10*time.Second, func() bool { return b.get("/", oldTok).Status == http.StatusUnauthorized }) {
+	if !wait.Until(10*time.Second, func() bool { return b.get("/", oldTok).Status == http.StatusUnauthorized }) {
 		t.Fatal("B still accepts the token rotated away on A")
 	}
 	if r := b.get("/", newTok); r.Status != http.StatusOK || string(r.Body) != "ok alice" {
@@ -65,7 +66,7 @@ func TestSelfServiceTwoInstances(t *testing.T) {
 	if err := json.Unmarshal(r.Body, &n); err != nil || n.Revoked != 2 { // the new token, and the rotated-away one
 		t.Errorf("revoke-all: %s", r.Body)
 	}
-	if !eventually(t, 10*time.Second, func() bool { return b.get("/", newTok).Status == http.StatusUnauthorized }) {
+	if !wait.Until(10*time.Second, func() bool { return b.get("/", newTok).Status == http.StatusUnauthorized }) {
 		t.Fatal("B still accepts a token revoked on A")
 	}
 	if r := a.get("/", newTok); r.Status != http.StatusUnauthorized {

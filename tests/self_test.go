@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/armgate/armgate/internal/wait"
 	"github.com/armgate/armgate/storage"
 )
 
@@ -169,7 +170,7 @@ func TestSelfServiceBasicAuth(t *testing.T) {
 	if r := g.get("/api/x", plain); r.Status != 200 {
 		t.Errorf("old token during the grace: %d", r.Status)
 	}
-	if !eventually(t, 15*time.Second, func() bool { return g.get("/api/x", plain).Status == http.StatusUnauthorized }) {
+	if !wait.Until(15*time.Second, func() bool { return g.get("/api/x", plain).Status == http.StatusUnauthorized }) {
 		t.Error("the old token still passes after its grace")
 	}
 	old := want(t, g.self("alice", http.MethodGet, "/tokens/"+laptop, "", nil), 200, "")

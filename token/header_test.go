@@ -11,6 +11,7 @@ import (
 const tok42 = "arm_0123456789ABCDEFGHIJKLMNOPQRSTUV2drOfJ"
 
 func TestParseAuthorization(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name    string
 		values  []string

@@ -8,6 +8,7 @@ import (
 )
 
 func TestStatusNames(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		s          token.Status
 		name, desc string
@@ -34,6 +35,7 @@ func TestStatusNames(t *testing.T) {
 }
 
 func TestStatusJSON(t *testing.T) {
+	t.Parallel()
 	type row struct {
 		Status token.Status `json:"status"`
 	}

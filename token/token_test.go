@@ -34,6 +34,7 @@ func withChecksum(body string) string {
 }
 
 func TestBase62Helper(t *testing.T) {
+	t.Parallel()
 	// Hand-checked: 0xCBF43926 (the CRC-32 check value of "123456789") =
 	// 3421780262 = 3·62^5 + 45·62^4 + 35·62^3 + 27·62^2 + 22·62 + 14
 	// -> digits 3 j Z R M E.
@@ -57,6 +58,7 @@ func TestBase62Helper(t *testing.T) {
 }
 
 func TestKnownVectors(t *testing.T) {
+	t.Parallel()
 	// Computed outside Go (Python zlib.crc32) and checked by hand as above.
 	for _, tc := range []struct{ tok string }{
 		{"arm_000000000000000000000000000000001zGUWI"}, // crc 0x6c90a97a
@@ -72,6 +74,7 @@ func TestKnownVectors(t *testing.T) {
 }
 
 func TestGenerate(t *testing.T) {
+	t.Parallel()
 	seen := map[string]bool{}
 	for range 200 {
 		tok, err := token.Generate()
@@ -108,6 +111,7 @@ func TestGenerate(t *testing.T) {
 // generator; modulo bias (8 characters 25% more likely) or a missing
 // character exceeds it by orders of magnitude.
 func TestGenerateUniform(t *testing.T) {
+	t.Parallel()
 	const tokens = 20000
 	var counts [256]int
 	for range tokens {
@@ -139,6 +143,7 @@ func TestGenerateUniform(t *testing.T) {
 }
 
 func TestCheck(t *testing.T) {
+	t.Parallel()
 	good, err := token.Generate()
 	if err != nil {
 		t.Fatal(err)
@@ -174,6 +179,7 @@ func TestCheck(t *testing.T) {
 // TestCheckSingleCharacterChange replaces every character of a valid token by
 // every other base62 character: no such typo may pass.
 func TestCheckSingleCharacterChange(t *testing.T) {
+	t.Parallel()
 	for range 5 {
 		good, err := token.Generate()
 		if err != nil {
@@ -201,6 +207,7 @@ func TestCheckSingleCharacterChange(t *testing.T) {
 }
 
 func TestHint(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ in, want string }{
 		{"arm_AbCdEfGh0123456789abcdefghijklmnopqrst", "arm_AbCd…"},
 		{"arm_0123456789ABCDEFGHIJKLMNOPQRSTUV2drOfJ", "arm_0123…"},
@@ -217,6 +224,7 @@ func TestHint(t *testing.T) {
 }
 
 func TestSum(t *testing.T) {
+	t.Parallel()
 	tok, _ := token.Generate()
 	for _, s := range []string{tok, tok[:41], tok + "x", "", "arm_0123456789ABCDEFGHIJKLMNOPQRSTUV2drOfJ"} {
 		if got, want := token.Sum(s), sha256.Sum256([]byte(s)); got != token.Hash(want) {

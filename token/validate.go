@@ -57,6 +57,19 @@ func NormalizeScopes(scopes []string) ([]string, error) {
 	return out, nil
 }
 
+// FormatDuration writes d as a person would type it: "48h", "1h30m",
+// "90s", not Go's "48h0m0s".
+func FormatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
 // Expiry computes a new token's expiry from at most one of expiresIn (a Go
 // duration string) and expiresAt (RFC 3339). With neither, the lifetime is
 // def. A non-positive lifetime, a time in the past or a lifetime over max is
@@ -74,7 +87,7 @@ func Expiry(now time.Time, expiresIn, expiresAt string, def, max time.Duration) 
 			return time.Time{}, errors.New("expires_in must be positive")
 		}
 		if d > max {
-			return time.Time{}, fmt.Errorf("expires_in %s exceeds the maximum token lifetime %s", d, max)
+			return time.Time{}, fmt.Errorf("expires_in %s exceeds the maximum token lifetime %s", expiresIn, FormatDuration(max))
 		}
 		return now.Add(d), nil
 	case expiresAt != "":
@@ -86,7 +99,7 @@ func Expiry(now time.Time, expiresIn, expiresAt string, def, max time.Duration) 
 			return time.Time{}, errors.New("expires_at is in the past")
 		}
 		if t.Sub(now) > max {
-			return time.Time{}, fmt.Errorf("expires_at is more than the maximum token lifetime %s away", max)
+			return time.Time{}, fmt.Errorf("expires_at is more than the maximum token lifetime %s away", FormatDuration(max))
 		}
 		return t, nil
 	}

@@ -10,6 +10,7 @@ import (
 )
 
 func TestNormalizeName(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, in, want string
 		ok             bool
@@ -50,6 +51,7 @@ func TestNormalizeName(t *testing.T) {
 }
 
 func TestNormalizeScopes(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		in   []string
@@ -77,6 +79,7 @@ func TestNormalizeScopes(t *testing.T) {
 }
 
 func TestExpiry(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	const def, max = 90 * 24 * time.Hour, 365 * 24 * time.Hour
 	for _, tc := range []struct {
@@ -113,6 +116,7 @@ func TestExpiry(t *testing.T) {
 }
 
 func TestStatus(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	future, past := now.Add(time.Hour), now.Add(-time.Hour)
 	for _, tc := range []struct {
@@ -135,5 +139,17 @@ func TestStatus(t *testing.T) {
 	c := token.Credential{Scopes: []string{"api"}}
 	if !c.HasScope("api") || c.HasScope("admin") {
 		t.Error("HasScope wrong")
+	}
+}
+
+func TestFormatDuration(t *testing.T) {
+	t.Parallel()
+	for d, want := range map[time.Duration]string{
+		48 * time.Hour: "48h", 90 * time.Minute: "1h30m", 90 * time.Second: "1m30s",
+		8760 * time.Hour: "8760h", 0: "0s", 1500 * time.Millisecond: "1.5s",
+	} {
+		if got := token.FormatDuration(d); got != want {
+			t.Errorf("FormatDuration(%v) = %q, want %q", d, got, want)
+		}
 	}
 }

@@ -27,6 +27,7 @@ func loadSet(t *testing.T, set *knownset.Set, toks ...string) {
 // without a lookup once the budget is spent; a known token is looked up;
 // while the set is not current every miss is looked up.
 func TestKnownSet(t *testing.T) {
+	t.Parallel()
 	for _, cacheOn := range []bool{true, false} {
 		t.Run(map[bool]string{true: "cache", false: "no cache"}[cacheOn], func(t *testing.T) {
 			f := newFake()
@@ -94,6 +95,7 @@ func TestKnownSet(t *testing.T) {
 // TestNeedsBlindLookupCached: a cached answer, known or unknown, needs no
 // lookup even while the set is not current; a malformed token never does.
 func TestNeedsBlindLookupCached(t *testing.T) {
+	t.Parallel()
 	f := newFake()
 	good, unknown := genToken(t), genToken(t)
 	f.set(good, liveCred("g"))
@@ -114,6 +116,7 @@ func TestNeedsBlindLookupCached(t *testing.T) {
 // for the set to learn of it (a notification on its way) and is then looked
 // up; one that stays absent is refused after the wait.
 func TestAbsentWait(t *testing.T) {
+	t.Parallel()
 	f := newFake()
 	set := knownset.New()
 	cfg := defaultCfg

@@ -10,6 +10,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/armgate/armgate/internal/wait"
 	"github.com/armgate/armgate/token"
 )
 
@@ -102,19 +103,6 @@ func (c countingCtx) Done() <-chan struct{} {
 	return c.Context.Done()
 }
 
-// waitFor polls cond until it holds, failing the test after a generous
-// deadline (the deadline only guards against hangs).
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 func recv(t testing.TB, ch <-chan struct{}, what string) {
 	t.Helper()
 	select {
@@ -162,6 +150,7 @@ func verify(t testing.TB, v *Verifier, tok string) (token.Credential, token.Stat
 }
 
 func TestNewRejectsZeroMaxEntries(t *testing.T) {
+	t.Parallel()
 	if _, err := New(Config{TTL: time.Minute}, newFake().load); err == nil {
 		t.Error("New with a cache and MaxEntries 0 succeeded")
 	}
@@ -177,6 +166,7 @@ func TestNewRejectsZeroMaxEntries(t *testing.T) {
 }
 
 func TestResults(t *testing.T) {
+	t.Parallel()
 	now := time.Now()
 	for _, tc := range []struct {
 		name string
@@ -207,6 +197,7 @@ func TestResults(t *testing.T) {
 }
 
 func TestHitAfterMiss(t *testing.T) {
+	t.Parallel()
 	f := newFake()
 	v := newVerifier(t, defaultCfg, f)
 	tok := genToken(t)
@@ -227,6 +218,7 @@ func TestHitAfterMiss(t *testing.T) {
 }
 
 func TestNegativeCaching(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name      string
 		negTTL    time.Duration
@@ -253,6 +245,7 @@ func TestNegativeCaching(t *testing.T) {
 }
 
 func TestNegativeTTLBound(t *testing.T) {
+	t.Parallel()
 	f := newFake()
 	v := newVerifier(t, Config{TTL: time.Hour, NegativeTTL: 10 * time.Second, MaxEntries: 100}, f)
 	t0 := time.Now()
@@ -274,6 +267,7 @@ func TestNegativeTTLBound(t *testing.T) {
 }
 
 func TestMalformedNeverLoads(t *testing.T) {
+	t.Parallel()
 	good := genToken(t)
 	flipped := []byte(good)
 	flipped[20] ^= 'A' ^ 'B'
@@ -308,6 +302,7 @@ func TestMalformedNeverLoads(t *testing.T) {
 }
 
 func TestExpiredWhileCached(t *testing.T) {
+	t.Parallel()
 	f := newFake()
 	v := newVerifier(t, defaultCfg, f)
 	t0 := time.Now()
@@ -350,6 +345,7 @@ type ttlStep struct {
 // expiry; a token loaded already expired is cached as well (expiry is
 // final), for the cache ttl.
 func TestPositiveTTL(t *testing.T) {
+	t.Parallel()
 	t0 := time.Now()
 	for _, tc := range []struct {
 		name      string
@@ -382,6 +378,7 @@ func TestPositiveTTL(t *testing.T) {
 }
 
 func TestLoaderErrorNotCached(t *testing.T) {
+	t.Parallel()
 	f := newFake()
 	v := newVerifier(t, defaultCfg, f)
 	tok := genToken(t)
@@ -420,6 +417,7 @@ func TestLoaderErrorNotCached(t *testing.T) {
 }
 
 func TestConcurrentMissesShareOneLoad(t *testing.T) {
+	t.Parallel()
 	const n = 50
 	f := newFake()
 	v := newVerifier(t, defaultCfg, f)
@@ -441,7 +439,7 @@ func TestConcurrentMissesShareOneLoad(t *testing.T) {
 		})
 	}
 	recv(t, started, "the load to start")
-	waitFor(t, "all callers to wait on the load", func() bool { return waiting.Load() >= n })
+	wait.For(t, "all callers to wait on the load", func() bool { return waiting.Load() >= n })
 	release()
 	wg.Wait()
 	close(results)
@@ -464,6 +462,7 @@ func TestConcurrentMissesShareOneLoad(t *testing.T) {
 // TestGenerationGuard: a load that read the database before an invalidation
 // must not store its result after it.
 func TestGenerationGuard(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		drop func(v *Verifier, h token.Hash)
@@ -506,6 +505,7 @@ func TestGenerationGuard(t *testing.T) {
 // (the changing instance drops its entries "before it answers, so the very
 // next request on that instance already sees the change").
 func TestNoJoinAcrossInvalidation(t *testing.T) {
+	t.Parallel()
 	f := newFake()
 	v := newVerifier(t, defaultCfg, f)
 	tok := genToken(t)
@@ -536,7 +536,7 @@ func TestNoJoinAcrossInvalidation(t *testing.T) {
 		_, r, _ := v.Verify(countingCtx{context.Background(), &waiting}, tok)
 		second <- r
 	}()
-	waitFor(t, "the second request to wait", func() bool { return waiting.Load() >= 1 })
+	wait.For(t, "the second request to wait", func() bool { return waiting.Load() >= 1 })
 	release()
 	if r := <-first; r != token.Active {
 		t.Errorf("first request (before the change) = %v, want Active", r)
@@ -547,6 +547,7 @@ func TestNoJoinAcrossInvalidation(t *testing.T) {
 }
 
 func TestDropAndDropAll(t *testing.T) {
+	t.Parallel()
 	f := newFake()
 	v := newVerifier(t, defaultCfg, f)
 	a, b := genToken(t), genToken(t)
@@ -597,6 +598,7 @@ func TestDropAndDropAll(t *testing.T) {
 }
 
 func TestCacheDisabled(t *testing.T) {
+	t.Parallel()
 	f := newFake()
 	v := newVerifier(t, Config{TTL: 0, NegativeTTL: time.Hour}, f)
 	tok, unknown := genToken(t), genToken(t)
@@ -621,6 +623,7 @@ func TestCacheDisabled(t *testing.T) {
 // the load it started runs on, uncancelled, and its result is cached for
 // everyone else.
 func TestCallerCancelled(t *testing.T) {
+	t.Parallel()
 	f := newFake()
 	v := newVerifier(t, defaultCfg, f)
 	tok := genToken(t)
@@ -646,7 +649,7 @@ func TestCallerCancelled(t *testing.T) {
 		_, r, err := v.Verify(countingCtx{context.Background(), &waiting}, tok)
 		b <- out{r, err}
 	}()
-	waitFor(t, "the second caller to join", func() bool { return waiting.Load() >= 1 })
+	wait.For(t, "the second caller to join", func() bool { return waiting.Load() >= 1 })
 
 	cancel()
 	if o := <-a; !errors.Is(o.err, context.Canceled) || o.r != token.Unknown {
@@ -672,6 +675,7 @@ func TestCallerCancelled(t *testing.T) {
 }
 
 func TestCallerDeadlineWithDatabaseHanging(t *testing.T) {
+	t.Parallel()
 	f := newFake()
 	v := newVerifier(t, defaultCfg, f)
 	tok := genToken(t)
@@ -685,6 +689,7 @@ func TestCallerDeadlineWithDatabaseHanging(t *testing.T) {
 }
 
 func TestMarkUsed(t *testing.T) {
+	t.Parallel()
 	f := newFake()
 	v := newVerifier(t, defaultCfg, f)
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -763,6 +768,7 @@ func TestMarkUsed(t *testing.T) {
 // TestConcurrentVerifyAndInvalidate is for the race detector: verifications,
 // drops and clears at once, with the final state consistent.
 func TestConcurrentVerifyAndInvalidate(t *testing.T) {
+	t.Parallel()
 	f := newFake()
 	v := newVerifier(t, Config{TTL: time.Hour, NegativeTTL: time.Hour, MaxEntries: 100}, f)
 	toks := make([]string, 8)
@@ -872,6 +878,7 @@ func TestVerifyHitAllocs(t *testing.T) {
 // hash; an entry stored under the same key for another hash is a miss, never
 // another token's verdict.
 func TestCacheKeyCollision(t *testing.T) {
+	t.Parallel()
 	f := newFake()
 	v := newVerifier(t, defaultCfg, f)
 	tok := genToken(t)
@@ -897,6 +904,7 @@ func TestCacheKeyCollision(t *testing.T) {
 // not touch the closed cache (ristretto panics on a send to its closed
 // buffer); Verify after Close reads through. Run with -race.
 func TestCloseWithLoadsInFlight(t *testing.T) {
+	t.Parallel()
 	for range 20 {
 		f := newFake()
 		v, err := New(defaultCfg, f.load)
@@ -940,6 +948,7 @@ func (v *Verifier) wait() {
 // than the cache holds, does not evict cached known tokens: unknown tokens
 // are remembered apart from known ones.
 func TestUnknownFloodKeepsKnown(t *testing.T) {
+	t.Parallel()
 	const live, flood, cacheSize = 1000, 100_000, 2000
 	f := newFake()
 	v := newVerifier(t, Config{TTL: time.Hour, NegativeTTL: time.Hour, MaxEntries: cacheSize}, f)
@@ -950,7 +959,7 @@ func TestUnknownFloodKeepsKnown(t *testing.T) {
 	}
 	// Cache every known token (ristretto may drop a Set under load: retry).
 	for _, tok := range toks {
-		waitFor(t, "a known token to be cached", func() bool {
+		wait.For(t, "a known token to be cached", func() bool {
 			loads := f.calls.Load()
 			verify(t, v, tok)
 			v.wait()
@@ -994,6 +1003,7 @@ func TestUnknownFloodKeepsKnown(t *testing.T) {
 // TestNegativeTableDrop: Drop and DropAll forget unknown tokens too, so a
 // token created after its hash was remembered as unknown is found.
 func TestNegativeTableDrop(t *testing.T) {
+	t.Parallel()
 	for _, all := range []bool{false, true} {
 		f := newFake()
 		v := newVerifier(t, defaultCfg, f)
@@ -1018,6 +1028,7 @@ func TestNegativeTableDrop(t *testing.T) {
 // TestNegativeTableBounded: more unknown hashes than the table holds only
 // push out other unknown hashes; the newest are remembered until their time.
 func TestNegativeTableBounded(t *testing.T) {
+	t.Parallel()
 	tab := newNegTable(minNegSlots)
 	if got := len(tab.buckets) * negWays; got != minNegSlots {
 		t.Fatalf("slots = %d, want %d", got, minNegSlots)
@@ -1045,6 +1056,7 @@ func TestNegativeTableBounded(t *testing.T) {
 // TestCacheSize: CacheEntries counts cached known tokens only, and
 // CacheBytes grows with them from the fixed part.
 func TestCacheSize(t *testing.T) {
+	t.Parallel()
 	f := newFake()
 	v := newVerifier(t, defaultCfg, f)
 	fixed := v.CacheBytes()
@@ -1073,6 +1085,7 @@ func TestCacheSize(t *testing.T) {
 // size class, and a field added carelessly would cost every cached token
 // 16 bytes or more.
 func TestEntryLayout(t *testing.T) {
+	t.Parallel()
 	if n := unsafe.Sizeof(entry{}); n != 72 {
 		t.Errorf("entry header is %d bytes, want 72", n)
 	}

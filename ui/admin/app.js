@@ -95,6 +95,10 @@
           : `User “${ctx.user || ""}” is deactivated, so no new token can be created. Reactivate the user first.`;
       case "token_expired":
         return "This token has expired, so it can no longer be re-approved. Create a new token instead.";
+      case "token_not_active":
+        return /already rotated/.test(err.apiMessage || "")
+          ? sentence(err.apiMessage) + " Rotate its successor instead."
+          : "Only an active token can be rotated. Re-approve it first, or create a new token.";
       case "not_found":
         return ctx.notFound || "It no longer exists; someone may have deleted it meanwhile. The page has been refreshed.";
       case "invalid_request":
@@ -486,17 +490,25 @@
     const expired = new Date(t.expires_at).getTime() <= Date.now();
     const actions = [];
     const act = (label, cls, fn) => armgate.tokenButton(t, label, cls, fn);
+    const rotated = !!t.rotated_to;
+    if (t.status === "active" && !rotated) actions.push(act("Rotate", "", () => confirmRotate(t)));
     if (t.status === "active" || t.status === "deactivated") actions.push(act("Revoke", "btn-link-danger", () => confirmRevoke(t)));
     if (t.status === "revoked" && !expired) actions.push(act("Re-approve", "", () => confirmReapprove(t)));
     actions.push(act("Delete", "btn-link-danger", () => confirmDelete(t)));
     const scopes = (t.scopes || []).filter((s) => s !== "api");
+    const successor = rotated ? currentTokens.find((x) => x.id === t.rotated_to) : null;
+    const rotatedTo = rotated ? "Rotated to " + (successor ? `“${successor.name}” (${successor.hint})` : t.rotated_to.slice(0, 8) + "…") : "";
     const statusSub =
       t.status === "revoked" && t.revoked_reason
-        ? el("span", { class: "sub", text: "Reason: " + t.revoked_reason })
-        : t.status === "deactivated"
-          ? el("span", { class: "sub", text: "User deactivated" })
-          : null;
-    return armgate.tokenRow(t, { showScopes: scopes.length > 0, statusSub, actions });
+        ? el("span", { class: "sub", text: "Reason: " + t.revoked_reason + (rotated ? ". " + rotatedTo : "") })
+        : rotated && t.status === "active"
+          ? el("span", { class: "sub", text: `${rotatedTo}; works until ${dateFmt.format(new Date(t.expires_at))}` })
+          : rotated
+            ? el("span", { class: "sub", text: rotatedTo })
+            : t.status === "deactivated"
+              ? el("span", { class: "sub", text: "User deactivated" })
+              : null;
+    return armgate.tokenRow(t, { attrs: { "data-rotated": rotated ? "true" : null }, showScopes: scopes.length > 0, statusSub, actions });
   }
 
   function confirmRevoke(t) {
@@ -512,6 +524,24 @@
         await withCtx(api("POST", "/tokens/" + enc(t.id) + "/revoke", reason ? { reason } : {}), {});
         showNotice(`Token “${t.name}” revoked. The gateway refuses it from now on.`);
         await reloadUser();
+      },
+    });
+  }
+
+  function confirmRotate(t) {
+    confirmAction({
+      title: `Rotate “${t.name}”?`,
+      text:
+        "The user gets a new token with the same name and scopes, shown once here. " +
+        `The old one (${t.hint}) keeps working for the time you choose, so it can be replaced where it is used.`,
+      ok: "Rotate token",
+      danger: false,
+      grace: true,
+      run: async () => {
+        const created = await withCtx(api("POST", "/tokens/" + enc(t.id) + "/rotate", { grace: $("confirm-grace").value }), {});
+        $("dlg-confirm").close();
+        await reloadUser();
+        showOnce(created);
       },
     });
   }
@@ -610,6 +640,7 @@
     "token.reapprove": "Token re-approved",
     "token.delete": "Token deleted",
     "token.logout": "Token logged out",
+    "token.rotate": "Token rotated",
   };
 
   function tokenLabel(id) {
@@ -617,9 +648,18 @@
     return t ? `token “${t.name}”` : "token " + id.slice(0, 8) + "…";
   }
 
-  function actorLabel(a) {
+  // actorLabel words who made a change: an admin key, an admin-scope token,
+  // a token's holder logging it out, a user through self-service, or the
+  // command line.
+  function actorLabel(a, ev) {
     if (a === "admin_key") return "Admin key";
-    if (a.startsWith("token:")) return "Admin " + tokenLabel(a.slice(6));
+    if (a === "cli") return "Command line";
+    if (a.startsWith("user:")) return `${a.slice(5)} (self-service)`;
+    if (a.startsWith("token:")) {
+      const id = a.slice(6);
+      if (ev && ev.action === "token.logout" && ev.target === id) return "The token's holder (logout)";
+      return "Admin " + tokenLabel(id);
+    }
     return a;
   }
 
@@ -647,7 +687,7 @@
           "tr",
           null,
           cell("When", null, when(ev.at)),
-          cell("Who", { title: ev.actor }, actorLabel(ev.actor)),
+          cell("Who", { title: ev.actor }, actorLabel(ev.actor, ev)),
           cell("Action", null, ACTIONS[ev.action] || ev.action),
           cell(
             "Target",

@@ -41,6 +41,9 @@
       case "token_expired":
         return "This token has expired, so it can no longer be re-approved. Create a new token instead.";
       case "token_not_active":
+        if (/already rotated/.test(err.apiMessage || "")) {
+          return "This token was already rotated; use its successor (the list has been refreshed).";
+        }
         return "Only an active token can be rotated. Re-approve it first, or create a new token.";
       case "user_deactivated":
         return "Your account is deactivated, so your tokens cannot be used or re-approved. Ask an administrator.";
