@@ -76,6 +76,9 @@ type App struct {
 	// KnownTokens configures the set of existing tokens that refuses
 	// unknown tokens without a database query.
 	KnownTokens *KnownTokensConfig `json:"known_tokens,omitempty"`
+	// Quota sets the default quotas of tokens and users and the interval
+	// at which instances reconcile their counts.
+	Quota *QuotaConfig `json:"quota,omitempty"`
 
 	adminKeys []string
 	runtime   *gateway.Runtime
@@ -163,6 +166,7 @@ func (a *App) Provision(ctx caddy.Context) (err error) {
 		ListenDSN:     listenDSN,
 		Verifier:      vcfg,
 		LastUsedFlush: time.Duration(a.LastUsedFlush),
+		QuotaSync:     a.quotaSync(),
 		KnownTokens: gateway.KnownTokens{
 			LookupsPerSecond: a.KnownTokens.LookupsPerSecond,
 			Burst:            a.KnownTokens.Burst,
@@ -274,7 +278,7 @@ func (a *App) Validate() error {
 	case a.KnownTokens.LookupsPerSecond < 0 || a.KnownTokens.Burst < 0 || a.KnownTokens.ReloadJitter < 0:
 		return errors.New("armgate: known_tokens lookups_per_second, burst and reload_jitter must be positive")
 	}
-	return nil
+	return a.Quota.validate()
 }
 
 // Start applies migrations (once per process) and starts background work.
@@ -309,7 +313,7 @@ func resourceKey(c gateway.Config) string {
 	for _, s := range []string{c.DSN, c.ListenDSN, v.TTL.String(), v.NegativeTTL.String(),
 		strconv.FormatInt(v.MaxEntries, 10), v.QueryTimeout.String(), c.LastUsedFlush.String(),
 		strconv.FormatFloat(c.KnownTokens.LookupsPerSecond, 'g', -1, 64), strconv.Itoa(c.KnownTokens.Burst),
-		c.KnownTokens.ReloadJitter.String()} {
+		c.KnownTokens.ReloadJitter.String(), c.QuotaSync.String()} {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}

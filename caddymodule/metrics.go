@@ -29,6 +29,10 @@ const (
 	// outcomeCanceled: the client went away while its token was being
 	// looked up; no decision reached it.
 	outcomeCanceled
+	// outcomeQuotaExceeded: a live token over its (or its user's) quota.
+	outcomeQuotaExceeded
+	// outcomeIPNotAllowed: a live token used from outside its allow-list.
+	outcomeIPNotAllowed
 	numOutcomes
 )
 
@@ -46,6 +50,8 @@ var outcomeLabels = [numOutcomes]string{
 	outcomeUnavailable:       "unavailable",
 	outcomeRateLimited:       "rate_limited",
 	outcomeCanceled:          "canceled",
+	outcomeQuotaExceeded:     "quota_exceeded",
+	outcomeIPNotAllowed:      "ip_not_allowed",
 }
 
 // String returns the outcome's metric label.

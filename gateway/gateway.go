@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/armgate/armgate/knownset"
+	"github.com/armgate/armgate/quota"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
 	"github.com/armgate/armgate/verifier"
@@ -37,6 +38,10 @@ type Config struct {
 	// KnownTokens tunes the set of known tokens that refuses unknown
 	// tokens without a query.
 	KnownTokens KnownTokens
+	// QuotaSync is how often the quota counts are reconciled with the
+	// other instances through PostgreSQL (one statement each time); zero
+	// means DefaultQuotaSync.
+	QuotaSync time.Duration
 	// Logger receives the runtime's logs; nil discards them.
 	Logger *zap.Logger
 	// Hooks let the caller count what the runtime does.
@@ -88,11 +93,16 @@ type Hooks struct {
 	Invalidation func()
 }
 
+// DefaultQuotaSync is the default QuotaSync.
+const DefaultQuotaSync = time.Second
+
 // Runtime is the process-wide state: one pool, one store, one verifier and
 // their background goroutines.
 type Runtime struct {
 	db        *Database
 	verifier  *verifier.Verifier
+	quota     *quota.Counters
+	quotaSync time.Duration
 	logger    *zap.Logger
 	flush     time.Duration
 	hooks     Hooks
@@ -133,7 +143,12 @@ func Open(cfg Config) (*Runtime, error) {
 		hooks:     cfg.Hooks,
 		listenCfg: listenCfg,
 		migrated:  make(chan struct{}),
+		quotaSync: cfg.QuotaSync,
 	}
+	if r.quotaSync <= 0 {
+		r.quotaSync = DefaultQuotaSync
+	}
+	r.quota = quota.New(quota.Config{Store: db.Store()})
 	if r.logger == nil {
 		r.logger = zap.NewNop()
 	}
@@ -166,6 +181,9 @@ func (r *Runtime) Store() *storage.Store { return r.db.Store() }
 
 // Verifier returns the token verifier (the cache in front of the store).
 func (r *Runtime) Verifier() *verifier.Verifier { return r.verifier }
+
+// Quota returns the process's quota counters and usage buffer.
+func (r *Runtime) Quota() *quota.Counters { return r.quota }
 
 // Database returns the runtime's pool and store.
 func (r *Runtime) Database() *Database { return r.db }
@@ -202,8 +220,9 @@ func (r *Runtime) Start() {
 	r.startOnce.Do(func() {
 		ctx, cancel := context.WithCancel(context.Background())
 		r.cancel = cancel
-		r.wg.Add(3)
+		r.wg.Add(4)
 		go func() { defer r.wg.Done(); r.migrate(ctx) }()
+		go func() { defer r.wg.Done(); r.syncQuota(ctx) }()
 		go func() { defer r.wg.Done(); r.flushLastUsed(ctx) }()
 		go func() { defer r.wg.Done(); r.listen(ctx) }()
 	})
@@ -284,6 +303,7 @@ func (r *Runtime) flushLastUsed(ctx context.Context) {
 }
 
 func (r *Runtime) writeLastUsed(ctx context.Context) {
+	r.writeUsage(ctx)
 	used := r.verifier.TakeUsed()
 	if used == nil {
 		return
@@ -292,6 +312,35 @@ func (r *Runtime) writeLastUsed(ctx context.Context) {
 		r.verifier.PutBackUsed(used)
 		r.logger.Warn("recording token last use", zap.Error(err), zap.Int("tokens", len(used)))
 	}
+}
+
+// writeUsage writes the requests counted per token and day and the last
+// client addresses, and deletes the quota windows that are over.
+func (r *Runtime) writeUsage(ctx context.Context) {
+	usage, addrs := r.quota.TakeUsage()
+	if len(usage) > 0 || len(addrs) > 0 {
+		if err := r.db.Store().RecordUsage(ctx, usage, addrs); err != nil {
+			r.quota.PutBackUsage(usage, addrs)
+			r.logger.Warn("recording token usage", zap.Error(err), zap.Int("rows", len(usage)))
+		}
+	}
+	// Windows are at most a day long; an hour of slack for clock skew.
+	_ = r.db.Store().PruneQuotaCounters(ctx, r.quota.Now().Add(-time.Hour))
+}
+
+// syncQuota reconciles the quota counts with the other instances every
+// quotaSync. With the database down every instance counts on its own.
+func (r *Runtime) syncQuota(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-r.migrated:
+	}
+	r.quota.Run(ctx, r.quotaSync,
+		func(err error) {
+			r.logger.Warn("syncing quota counts; counting locally until the database answers", zap.Error(err))
+		},
+		func() { r.logger.Info("quota counts synced again") })
 }
 
 // Invalidate applies a change to the local cache and the set of known

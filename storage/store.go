@@ -49,7 +49,8 @@ func New(pool *pgxpool.Pool) *Store {
 
 const credentialQuery = `
 SELECT t.id::text, t.user_id, t.name, t.scopes, t.created_at, t.expires_at,
-       t.revoked_at IS NOT NULL, u.deactivated_at IS NOT NULL
+       t.revoked_at IS NOT NULL, u.deactivated_at IS NOT NULL,
+       ` + rateLimitColumns + `
 FROM armgate.tokens t JOIN armgate.users u ON u.id = t.user_id
 WHERE t.hash = $1`
 
@@ -57,12 +58,17 @@ WHERE t.hash = $1`
 // ErrNotFound.
 func (s *Store) LookupCredential(ctx context.Context, h token.Hash) (token.Credential, error) {
 	var c token.Credential
+	var q controlColumns
 	err := s.pool.QueryRow(ctx, credentialQuery, h[:]).Scan(
-		&c.TokenID, &c.UserID, &c.Name, &c.Scopes, &c.CreatedAt, &c.ExpiresAt, &c.Revoked, &c.UserDeactivated)
+		&c.TokenID, &c.UserID, &c.Name, &c.Scopes, &c.CreatedAt, &c.ExpiresAt, &c.Revoked, &c.UserDeactivated,
+		&q.tokReq, &q.tokWin, &q.userReq, &q.userWin, &q.ips)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return c, ErrNotFound
 	}
-	return c, err
+	if err != nil {
+		return c, err
+	}
+	return c, q.apply(&c)
 }
 
 // querier is what the read helpers need: the pool or a transaction.
