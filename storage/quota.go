@@ -193,3 +193,134 @@ ORDER BY d`, tokenID, days)
 	}
 	return out, a, nil
 }
+
+// Audit actions of the per-token controls.
+const (
+	ActionTokenControls = "token.controls"
+	ActionUserRateLimit = "user.rate_limit"
+)
+
+// TokenControls is a change of a token's quota and allow-list; a nil field
+// is left as it is, a zero Limit or an empty List removes the control.
+type TokenControls struct {
+	RateLimit  *quota.Limit
+	AllowedIPs *ipallow.List
+}
+
+// Controls is what a token carries of quota and allow-list, and its last
+// client address.
+type Controls struct {
+	RateLimit      *quota.Limit `json:"rate_limit"`
+	AllowedIPs     []string     `json:"allowed_ips"`
+	LastClientAddr *string      `json:"last_client_addr"`
+}
+
+// TokenControlsOf reads the token's quota, allow-list and last client
+// address.
+func (s *Store) TokenControlsOf(ctx context.Context, id string) (Controls, error) {
+	var req, win *int64
+	var ips []netip.Prefix
+	var last *netip.Addr
+	err := s.pool.QueryRow(ctx, `SELECT rate_limit_requests, rate_limit_window, coalesce(allowed_ips, '{}'), last_client_addr
+		FROM armgate.tokens WHERE id = $1`, id).Scan(&req, &win, &ips, &last)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Controls{}, ErrNotFound
+	}
+	if err != nil {
+		return Controls{}, err
+	}
+	return controlsOf(req, win, ips, last), nil
+}
+
+func controlsOf(req, win *int64, ips []netip.Prefix, last *netip.Addr) Controls {
+	c := Controls{AllowedIPs: []string{}}
+	if l := limitOf(req, win); !l.IsZero() {
+		c.RateLimit = &l
+	}
+	if l, err := ipallow.New(ips); err == nil {
+		c.AllowedIPs = l.Strings()
+	}
+	if last != nil {
+		a := last.Unmap().String()
+		c.LastClientAddr = &a
+	}
+	return c
+}
+
+// SetTokenControls changes the token's quota and allow-list, audited as
+// actor's, and invalidates its cache entry everywhere. check, if set, runs
+// on the current controls in the transaction and may refuse the change
+// (the self-service mount only lowers and narrows).
+func (s *Store) SetTokenControls(ctx context.Context, actor, id string, c TokenControls,
+	check func(cur Controls) error) (Token, Invalidation, error) {
+	return s.changeToken(ctx, actor, ActionTokenControls, id, func(tx pgx.Tx, _ Token) (map[string]any, bool, error) {
+		var req, win *int64
+		var ips []netip.Prefix
+		if err := tx.QueryRow(ctx, `SELECT rate_limit_requests, rate_limit_window, coalesce(allowed_ips, '{}')
+			FROM armgate.tokens WHERE id = $1`, id).Scan(&req, &win, &ips); err != nil {
+			return nil, false, err
+		}
+		if check != nil {
+			if err := check(controlsOf(req, win, ips, nil)); err != nil {
+				return nil, false, err
+			}
+		}
+		detail := map[string]any{}
+		if c.RateLimit != nil {
+			r, w := limitArgs(*c.RateLimit)
+			req, win = nil, nil
+			if r != nil {
+				rr, ww := r.(int64), w.(int64)
+				req, win = &rr, &ww
+			}
+			detail["rate_limit"] = c.RateLimit.String()
+		}
+		if c.AllowedIPs != nil {
+			ips = c.AllowedIPs.Prefixes()
+			detail["allowed_ips"] = c.AllowedIPs.Strings()
+		}
+		var ipArg any
+		if len(ips) > 0 {
+			ipArg = ips
+		}
+		_, err := tx.Exec(ctx, `UPDATE armgate.tokens SET rate_limit_requests = $2, rate_limit_window = $3, allowed_ips = $4::cidr[]
+			WHERE id = $1`, id, req, win, ipArg)
+		return detail, false, err
+	})
+}
+
+// SetUserRateLimit sets (or, with a zero Limit, removes) the quota on all
+// of the user's tokens together, and invalidates their cache entries.
+func (s *Store) SetUserRateLimit(ctx context.Context, actor, id string, l quota.Limit) (Invalidation, error) {
+	var inv Invalidation
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		req, win := limitArgs(l)
+		tag, err := tx.Exec(ctx, `UPDATE armgate.users SET rate_limit_requests = $2, rate_limit_window = $3, updated_at = now()
+			WHERE id = $1`, id, req, win)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return ErrNotFound
+		}
+		rows, _ := tx.Query(ctx, `SELECT hash FROM armgate.tokens WHERE user_id = $1 AND expires_at > now()`, id)
+		if inv.Hashes, err = pgx.CollectRows(rows, pgx.RowTo[[]byte]); err != nil {
+			return err
+		}
+		if err := audit(ctx, tx, actor, ActionUserRateLimit, id, id, map[string]any{"rate_limit": l.String()}); err != nil {
+			return err
+		}
+		return notify(ctx, tx, inv)
+	})
+	return inv, err
+}
+
+// UserRateLimit returns the user's own quota (zero: none).
+func (s *Store) UserRateLimit(ctx context.Context, id string) (quota.Limit, error) {
+	var req, win *int64
+	err := s.pool.QueryRow(ctx, `SELECT rate_limit_requests, rate_limit_window FROM armgate.users WHERE id = $1`, id).Scan(&req, &win)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return quota.Limit{}, ErrNotFound
+	}
+	return limitOf(req, win), err
+}
