@@ -169,6 +169,10 @@ func (a *App) registerMetrics(reg *prometheus.Registry) error {
 			func() float64 { return float64(rt.Database().PoolStat().TotalConns()) }),
 		counter("pool_empty_acquire_total", "Acquires that waited for a connection.",
 			func() float64 { return float64(rt.Database().PoolStat().EmptyAcquireCount()) }),
+		counter("quota_syncs_total", "Quota syncs with PostgreSQL (one statement each).",
+			func() float64 { return float64(rt.Quota().Syncs.Load()) }),
+		counter("quota_sync_errors_total", "Quota syncs that failed; quotas then count per instance.",
+			func() float64 { return float64(rt.Quota().SyncErrors.Load()) }),
 	}
 	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {

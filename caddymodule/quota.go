@@ -175,6 +175,13 @@ func (h *AuthHandler) setPassHeaders(w http.ResponseWriter, cred *token.Credenti
 	if !wantExp && !wantRL {
 		return
 	}
+	if !wantRL && cred.ExpiresText != "" {
+		// The common case without a quota: the cached value in a slice
+		// of its own, 16 bytes.
+		v := &[1]string{cred.ExpiresText}
+		h.setExpires(w.Header(), v[:])
+		return
+	}
 	rh := new(respHeaders)
 	free := rh.buf[:0] // each value is appended after the previous one
 	hdr := w.Header()
@@ -206,15 +213,19 @@ func (h *AuthHandler) setPassHeaders(w http.ResponseWriter, cred *token.Credenti
 			v = bufString(cred.ExpiresAt.UTC().AppendFormat(free, time.RFC3339))
 		}
 		rh.exp[0] = v
-		key := h.expiresKey
-		if key == "" {
-			key = defaultExpiresHeader
-		}
-		// Set before next, so that it is in every response, the
-		// upstream's included: reverse_proxy adds the upstream's headers
-		// to these.
-		hdr[key] = rh.exp[:]
+		h.setExpires(hdr, rh.exp[:])
 	}
+}
+
+// setExpires sets the expiry notice to v. It is set before next, so that
+// it is in every response, the upstream's included: reverse_proxy adds the
+// upstream's headers to these.
+func (h *AuthHandler) setExpires(hdr http.Header, v []string) {
+	key := h.expiresKey
+	if key == "" {
+		key = defaultExpiresHeader
+	}
+	hdr[key] = v
 }
 
 // bufString returns b as a string without copying; b is never written

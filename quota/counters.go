@@ -61,6 +61,10 @@ type Counters struct {
 	usageMu sync.Mutex
 	pending map[usageKey]*Usage
 	addrs   map[string]netip.Addr
+
+	// Syncs and SyncErrors count the syncs that reached the store and
+	// those that failed.
+	Syncs, SyncErrors atomic.Uint64
 }
 
 // New returns empty Counters.

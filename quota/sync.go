@@ -55,8 +55,10 @@ func (c *Counters) Sync(ctx context.Context) error {
 		return nil
 	}
 	if err := c.store.SyncQuota(ctx, rows); err != nil {
+		c.SyncErrors.Add(1)
 		return err
 	}
+	defer c.Syncs.Add(1) // once the counts are in place
 	for i, p := range ps {
 		p.w.pushed, p.w.pushedIdx, p.w.pushedSecs = p.pushed, p.idx, p.secs
 		others := rows[i].Count - int64(p.pushed)
