@@ -27,8 +27,8 @@ type QuotaConfig struct {
 	User *LimitConfig `json:"user,omitempty"`
 	// Sync is how often each instance adds its counts to the shared ones
 	// in PostgreSQL (one statement per instance per interval). The
-	// cluster may overshoot a quota by at most instances × request rate
-	// per instance × sync. Default 1s.
+	// cluster may overshoot a quota by at most 2 × instances × request
+	// rate per instance × sync. Default 1s.
 	Sync caddy.Duration `json:"sync,omitempty"`
 }
 

@@ -7,11 +7,12 @@
 //
 // Windows are fixed and aligned to the Unix epoch (a 1h window runs from one
 // full UTC hour to the next), so that every instance agrees on them without
-// talking. Between two syncs an instance counts the others' requests as they
-// were at the last sync; the cluster may therefore admit more than the
-// limit, by at most instances × (request rate per instance) × sync interval,
-// and never more than (instances − 1) × limit beyond it. With the store
-// unreachable every instance keeps counting on its own (quotas fail open).
+// talking. An instance learns another's requests at its own next sync after
+// the other's, up to two intervals late; the cluster may therefore admit
+// more than the limit, by at most 2 × instances × (request rate per
+// instance) × sync interval, and never by more than (instances − 1) × limit.
+// With the store unreachable every instance keeps counting on its own
+// (quotas fail open).
 package quota
 
 import (
