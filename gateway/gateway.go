@@ -303,29 +303,27 @@ func (r *Runtime) flushLastUsed(ctx context.Context) {
 }
 
 func (r *Runtime) writeLastUsed(ctx context.Context) {
-	r.writeUsage(ctx)
-	used := r.verifier.TakeUsed()
-	if used == nil {
-		return
-	}
-	if err := r.db.Store().RecordLastUsed(ctx, used); err != nil {
-		r.verifier.PutBackUsed(used)
-		r.logger.Warn("recording token last use", zap.Error(err), zap.Int("tokens", len(used)))
-	}
-}
-
-// writeUsage writes the requests counted per token and day and the last
-// client addresses, and deletes the quota windows that are over.
-func (r *Runtime) writeUsage(ctx context.Context) {
 	usage, addrs := r.quota.TakeUsage()
-	if len(usage) > 0 || len(addrs) > 0 {
-		if err := r.db.Store().RecordUsage(ctx, usage, addrs); err != nil {
-			r.quota.PutBackUsage(usage, addrs)
+	if len(usage) > 0 {
+		if err := r.db.Store().RecordUsage(ctx, usage); err != nil {
+			r.quota.PutBackUsage(usage, nil)
 			r.logger.Warn("recording token usage", zap.Error(err), zap.Int("rows", len(usage)))
 		}
 	}
 	// Windows are at most a day long; an hour of slack for clock skew.
 	_ = r.db.Store().PruneQuotaCounters(ctx, r.quota.Now().Add(-time.Hour))
+	used := r.verifier.TakeUsed()
+	if used == nil && addrs == nil {
+		return
+	}
+	// Last use and last client address in one update per token row.
+	if err := r.db.Store().RecordLastUse(ctx, used, addrs); err != nil {
+		if used != nil {
+			r.verifier.PutBackUsed(used)
+		}
+		r.quota.PutBackUsage(nil, addrs)
+		r.logger.Warn("recording token last use", zap.Error(err), zap.Int("tokens", len(used)))
+	}
 }
 
 // syncQuota reconciles the quota counts with the other instances every

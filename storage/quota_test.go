@@ -116,7 +116,10 @@ func TestRecordUsage(t *testing.T) {
 			{TokenID: tk.ID, Day: today, Allowed: 5, QuotaRefused: 2, IPRefused: 1},
 			{TokenID: tk.ID, Day: yesterday, Allowed: 1},
 			{TokenID: gone.ID, Day: today, Allowed: 9},
-		}, map[string]netip.Addr{tk.ID: netip.MustParseAddr("2001:db8::7")}); err != nil {
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.store.RecordLastUse(ctx, nil, map[string]netip.Addr{tk.ID: netip.MustParseAddr("2001:db8::7")}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -135,6 +138,20 @@ func TestRecordUsage(t *testing.T) {
 	}
 	if last != netip.MustParseAddr("2001:db8::7") {
 		t.Errorf("last client address %v", last)
+	}
+	// A last use with an address, and one without: the address stays.
+	at := time.Now().UTC().Truncate(time.Second)
+	if err := e.store.RecordLastUse(ctx, map[string]time.Time{tk.ID: at}, map[string]netip.Addr{tk.ID: netip.MustParseAddr("192.0.2.5")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.RecordLastUse(ctx, map[string]time.Time{tk.ID: at.Add(time.Second)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, last, _ = e.store.TokenUsage(ctx, tk.ID, 1); last != netip.MustParseAddr("192.0.2.5") {
+		t.Errorf("last client address %v after two last uses", last)
+	}
+	if got := e.get(t, tk.ID).LastUsedAt; got == nil || !got.Equal(at.Add(time.Second)) {
+		t.Errorf("last_used_at %v, want %v", got, at.Add(time.Second))
 	}
 	if _, _, err := e.store.TokenUsage(ctx, gone.ID, 30); err != storage.ErrNotFound {
 		t.Errorf("usage of a deleted token: %v", err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/jackc/pgerrcode"
@@ -663,19 +662,7 @@ func (s *Store) RecordLastUsed(ctx context.Context, used map[string]time.Time) e
 	if len(used) == 0 {
 		return nil
 	}
-	ids := make([]string, 0, len(used))
-	ats := make([]time.Time, 0, len(used))
-	for id, at := range used {
-		ids = append(ids, id)
-		ats = append(ats, at)
-	}
-	_, err := s.pool.Exec(ctx, `UPDATE armgate.tokens t SET last_used_at = v.at
-		FROM unnest($1::uuid[], $2::timestamptz[]) AS v(id, at)
-		WHERE t.id = v.id AND (t.last_used_at IS NULL OR t.last_used_at < v.at)`, ids, ats)
-	if err != nil {
-		return fmt.Errorf("record last use: %w", err)
-	}
-	return nil
+	return s.RecordLastUse(ctx, used, nil)
 }
 
 func utcPtr(t *time.Time) *time.Time {
