@@ -92,6 +92,9 @@ type App struct {
 	// a lost connection, so a hung connection is noticed within twice the
 	// interval. Default 5s.
 	ListenerHeartbeat caddy.Duration `json:"listener_heartbeat,omitempty"`
+	// Quota sets the default quotas of tokens and users and the interval
+	// at which instances reconcile their counts.
+	Quota *QuotaConfig `json:"quota,omitempty"`
 
 	adminKeys []string
 	runtime   *gateway.Runtime
@@ -181,6 +184,7 @@ func (a *App) Provision(ctx caddy.Context) (err error) {
 		LastUsedFlush:     time.Duration(a.LastUsedFlush),
 		Retention:         a.retention(),
 		ListenerHeartbeat: time.Duration(a.ListenerHeartbeat),
+		QuotaSync:         a.quotaSync(),
 		KnownTokens: gateway.KnownTokens{
 			LookupsPerSecond: a.KnownTokens.LookupsPerSecond,
 			Burst:            a.KnownTokens.Burst,
@@ -302,7 +306,7 @@ func (a *App) Validate() error {
 	case time.Duration(a.ListenerHeartbeat) < minHeartbeat:
 		return fmt.Errorf("armgate: listener_heartbeat must be at least %s, got %s", minHeartbeat, time.Duration(a.ListenerHeartbeat))
 	}
-	return nil
+	return a.Quota.validate()
 }
 
 // Start applies migrations (once per process) and starts background work.
@@ -345,7 +349,8 @@ func resourceKey(c gateway.Config) string {
 	for _, s := range []string{c.DSN, c.ListenDSN, v.TTL.String(), v.NegativeTTL.String(),
 		strconv.FormatInt(v.MaxEntries, 10), v.QueryTimeout.String(), c.LastUsedFlush.String(),
 		strconv.FormatFloat(c.KnownTokens.LookupsPerSecond, 'g', -1, 64), strconv.Itoa(c.KnownTokens.Burst),
-		c.KnownTokens.ReloadJitter.String(), c.Retention.String(), c.ListenerHeartbeat.String()} {
+		c.KnownTokens.ReloadJitter.String(), c.Retention.String(), c.ListenerHeartbeat.String(),
+		c.QuotaSync.String()} {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
-	"unsafe"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -18,6 +18,7 @@ import (
 
 	"github.com/armgate/armgate/adminapi"
 	"github.com/armgate/armgate/limiter"
+	"github.com/armgate/armgate/quota"
 	"github.com/armgate/armgate/token"
 )
 
@@ -57,6 +58,10 @@ type AuthHandler struct {
 	// its token expires (RFC 3339, UTC), so that scripts can warn before
 	// their token lapses. Default "ARM-Token-Expires"; "off" drops it.
 	ExpiresHeader string `json:"expires_header,omitempty"`
+	// RateLimitHeaders "off" drops the RateLimit-Policy and RateLimit
+	// headers (draft-ietf-httpapi-ratelimit-headers-11) that responses
+	// carry when a quota applies to the token. Default on.
+	RateLimitHeaders string `json:"ratelimit_headers,omitempty"`
 
 	verifier tokenVerifier
 	limiter  *limiter.Limiter
@@ -70,6 +75,12 @@ type AuthHandler struct {
 	expiresKey string
 	// expiresOff drops the expiry header.
 	expiresOff bool
+	// quota counts requests per token and user; tokenQuota and userQuota
+	// are the defaults for tokens and users without a quota of their own.
+	quota                 *quota.Counters
+	tokenQuota, userQuota quota.Limit
+	// rateLimitOff drops the RateLimit headers.
+	rateLimitOff bool
 }
 
 // defaultExpiresHeader is the default ExpiresHeader, in canonical form.
@@ -103,6 +114,11 @@ func (h *AuthHandler) Provision(ctx caddy.Context) error {
 	}
 	h.challenge = `Bearer realm="` + h.Realm + `"`
 	h.configureExpiresHeader()
+	h.quota = app.runtime.Quota()
+	if app.Quota != nil {
+		h.tokenQuota, h.userQuota = app.Quota.Token.limit(), app.Quota.User.limit()
+	}
+	h.rateLimitOff = h.RateLimitHeaders == "off"
 	return nil
 }
 
@@ -162,6 +178,9 @@ func (h *AuthHandler) Validate() error {
 		if strings.ContainsAny(s, "\"\\\r\n") {
 			return fmt.Errorf("armgate_auth: realm and scope may not contain quotes, backslashes or newlines: %q", s)
 		}
+	}
+	if h.RateLimitHeaders != "" && h.RateLimitHeaders != "on" && h.RateLimitHeaders != "off" {
+		return fmt.Errorf("armgate_auth: ratelimit_headers is on or off, got %q", h.RateLimitHeaders)
 	}
 	if h.ExpiresHeader != "" && h.ExpiresHeader != "off" && !httpguts.ValidHeaderFieldName(h.ExpiresHeader) {
 		return fmt.Errorf("armgate_auth: expires_header %q is not a valid header name", h.ExpiresHeader)
@@ -236,6 +255,25 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 			h.challenge+`, error="invalid_token", error_description="`+desc+`"`, "invalid_token", desc)
 		return nil
 	}
+	// The token is live: from here on nothing counts toward the failure
+	// limiter. The allow-list comes first, so that nothing else about the
+	// token is told to an address it may not be used from.
+	var qs *quota.Token
+	var now time.Time
+	if h.quota != nil {
+		now = h.quota.Now()
+		qs = h.quota.Token(cred.TokenID, cred.UserID)
+	}
+	ip := clientIP(r)
+	if !cred.AllowedIPs.Empty() {
+		if a, err := netip.ParseAddr(ip); err != nil || !cred.AllowedIPs.Allows(a) {
+			if qs != nil {
+				qs.RefuseIP(now)
+			}
+			ipNotAllowed(w)
+			return nil
+		}
+	}
 	if !cred.HasScope(h.Scope) {
 		countDecision(outcomeInsufficientScope)
 		msg := "The access token lacks the required scope " + h.Scope
@@ -243,43 +281,26 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 			h.challenge+`, error="insufficient_scope", scope="`+h.Scope+`"`, "insufficient_scope", msg)
 		return nil
 	}
+	var d quota.Decision
+	if qs != nil {
+		tl, ul := cred.RateLimit, cred.UserRateLimit
+		if tl.IsZero() {
+			tl = h.tokenQuota
+		}
+		if ul.IsZero() {
+			ul = h.userQuota
+		}
+		if d = qs.Take(now, tl, ul); !d.Allowed {
+			h.quotaExceeded(w, &cred, &d)
+			return nil
+		}
+		qs.Seen(ip)
+	}
 	countDecision(outcomeAllowed)
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	setUserPlaceholders(repl, cred.UserID, cred.TokenID, cred.Name)
-	if !h.expiresOff && !cred.ExpiresAt.IsZero() {
-		key := h.expiresKey
-		if key == "" {
-			key = defaultExpiresHeader
-		}
-		// Set before next, so that it is in every response, the
-		// upstream's included: reverse_proxy adds the upstream's headers
-		// to these.
-		w.Header()[key] = expiresValue(cred.ExpiresAt)
-	}
+	h.setPassHeaders(w, &cred, &d)
 	return next.ServeHTTP(w, r)
-}
-
-// rfc3339Len is the length of an RFC 3339 time in UTC with whole seconds
-// and a four-digit year.
-const rfc3339Len = len("2006-01-02T15:04:05Z")
-
-// expiresHeader is a header value and the bytes of its one string, so that
-// both take a single allocation.
-type expiresHeader struct {
-	v   [1]string
-	buf [rfc3339Len]byte
-}
-
-// expiresValue returns t as a one-value header, RFC 3339 in UTC, in one
-// allocation: the string points into the same object as the slice that
-// holds it. The bytes are never written after the string is made. Each
-// request gets its own value, since handlers such as `header` edit
-// response header values in place.
-func expiresValue(t time.Time) []string {
-	e := new(expiresHeader)
-	b := t.UTC().AppendFormat(e.buf[:0], time.RFC3339)
-	e.v[0] = unsafe.String(unsafe.SliceData(b), len(b))
-	return e.v[:]
 }
 
 // setUserPlaceholders provides {http.auth.user.id}, {http.auth.user.token_id}

@@ -14,7 +14,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/armgate/armgate/internal/testpg"
+	"github.com/armgate/armgate/ipallow"
 	"github.com/armgate/armgate/limiter"
+	"github.com/armgate/armgate/quota"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
 	"github.com/armgate/armgate/verifier"
@@ -38,10 +40,19 @@ func (w *discardWriter) WriteHeader(int)             {}
 // benchHandler is an AuthHandler over a real verifier with an in-memory
 // loader that knows the token live.
 func benchHandler(b *testing.B, fl *FailureLimit, live string) *AuthHandler {
+	return benchHandlerWith(b, fl, live, nil)
+}
+
+// benchHandlerWith is benchHandler with the credential edited by edit (a
+// quota, an allow-list).
+func benchHandlerWith(b *testing.B, fl *FailureLimit, live string, edit func(*token.Credential)) *AuthHandler {
 	b.Helper()
 	initProcessMetrics()
 	cred := token.Credential{TokenID: "0190b6b8-6b7e-7c1a-9f3e-2d5c8a1b4e6f", UserID: "alice", Name: "laptop",
 		Scopes: []string{token.ScopeAPI}, CreatedAt: time.Now(), ExpiresAt: time.Now().Add(24 * time.Hour)}
+	if edit != nil {
+		edit(&cred)
+	}
 	want := token.Sum(live)
 	v, err := verifier.New(verifier.Config{TTL: time.Hour, NegativeTTL: time.Hour, MaxEntries: 1 << 16},
 		func(_ context.Context, h token.Hash) (token.Credential, error) {
@@ -54,8 +65,10 @@ func benchHandler(b *testing.B, fl *FailureLimit, live string) *AuthHandler {
 		b.Fatal(err)
 	}
 	b.Cleanup(v.Close)
+	// Counters without a store, as the runtime's between syncs: usage is
+	// counted for every token, quota or not.
 	h := &AuthHandler{Realm: defaultRealm, Scope: "api", verifier: v, logger: zap.NewNop(),
-		challenge: `Bearer realm="` + defaultRealm + `"`}
+		challenge: `Bearer realm="` + defaultRealm + `"`, quota: quota.New(quota.Config{})}
 	if cfg, on := fl.config(); on {
 		h.limiter = limiter.New(cfg, nil)
 	}
@@ -170,6 +183,44 @@ func BenchmarkAuthServeHTTPHit(b *testing.B) {
 	for range 3 {
 		h.ServeHTTP(w, reqs.next(), next)
 		awaitCached(b, h, tok)
+	}
+	reached = 0
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := h.ServeHTTP(w, reqs.next(), next); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if reached != b.N {
+		b.Fatalf("next reached %d of %d times", reached, b.N)
+	}
+}
+
+// BenchmarkAuthServeHTTPHitQuota is the hit with a token quota, a user
+// quota and a 4-prefix allow-list on the token: the allow-list match, both
+// windows, the usage count and the RateLimit headers (one allocation with
+// the expiry notice).
+func BenchmarkAuthServeHTTPHitQuota(b *testing.B) {
+	tok := newToken(b)
+	ips, err := ipallow.Parse([]string{"10.0.0.0/8", "2001:db8::/32", "198.51.100.0/24", "192.0.2.0/24"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := benchHandlerWith(b, nil, tok, func(c *token.Credential) {
+		c.RateLimit = quota.Limit{Requests: 1_000_000_000, Window: time.Hour}
+		c.UserRateLimit = quota.Limit{Requests: 1_000_000_000, Window: 24 * time.Hour}
+		c.AllowedIPs = ips
+	})
+	reqs := newFreshRequests(b, tok)
+	w := &discardWriter{h: http.Header{}}
+	reached := 0
+	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { reached++; return nil })
+	for range 3 {
+		h.ServeHTTP(w, reqs.next(), next)
+		awaitCached(b, h, tok)
+	}
+	if w.h.Get("RateLimit") == "" {
+		b.Fatal("no RateLimit header")
 	}
 	reached = 0
 	b.ReportAllocs()

@@ -47,6 +47,11 @@ func init() {
 //			burst <n>
 //			reload_jitter <duration>
 //		}
+//		quota {
+//			token <requests> <window>
+//			user <requests> <window>
+//			sync <interval>
+//		}
 //	}
 //
 // Secrets may be given as {env.*} or {file.*}; they are resolved at
@@ -137,6 +142,13 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				a.KnownTokens = new(KnownTokensConfig)
 			}
 			if err := a.KnownTokens.unmarshalCaddyfile(d); err != nil {
+				return err
+			}
+		case "quota":
+			if a.Quota == nil {
+				a.Quota = new(QuotaConfig)
+			}
+			if err := a.Quota.unmarshalCaddyfile(d); err != nil {
 				return err
 			}
 		default:
@@ -244,6 +256,7 @@ func intArg(d *caddyfile.Dispenser) (int64, error) {
 //		realm <realm>
 //		scope <scope>
 //		expires_header <name> | off
+//		ratelimit_headers off
 //		failure_limit off
 //		failure_limit <max> <window> {
 //			max_clients <n>
@@ -278,6 +291,13 @@ func (h *AuthHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "expires_header":
 			if !d.AllArgs(&h.ExpiresHeader) {
 				return d.ArgErr()
+			}
+		case "ratelimit_headers":
+			if !d.AllArgs(&h.RateLimitHeaders) {
+				return d.ArgErr()
+			}
+			if h.RateLimitHeaders != "on" && h.RateLimitHeaders != "off" {
+				return d.Errf("ratelimit_headers takes on or off, got %q", h.RateLimitHeaders)
 			}
 		case "failure_limit":
 			if h.FailureLimit != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/armgate/armgate/quota"
 	"github.com/armgate/armgate/token"
 )
 
@@ -90,15 +91,25 @@ func TestExpiresHeaderCaddyfile(t *testing.T) {
 	}
 }
 
-// TestExpiresValue: whole seconds in UTC, and each call its own value.
+// TestExpiresValue: whole seconds in UTC, formatted here or taken from the
+// cached credential, and each response its own value.
 func TestExpiresValue(t *testing.T) {
 	at := time.Date(2026, 12, 2, 21, 30, 0, 999_999_999, time.FixedZone("X", -7*3600))
-	a, b := expiresValue(at), expiresValue(at)
-	if len(a) != 1 || a[0] != "2026-12-03T04:30:00Z" {
-		t.Fatalf("expiresValue = %q", a)
-	}
-	a[0] = "edited in place"
-	if b[0] != "2026-12-03T04:30:00Z" {
-		t.Errorf("values share storage: %q", b)
+	h := &AuthHandler{}
+	for _, cred := range []token.Credential{
+		{ExpiresAt: at},
+		{ExpiresAt: at, ExpiresText: "2026-12-03T04:30:00Z"},
+	} {
+		wa, wb := httptest.NewRecorder(), httptest.NewRecorder()
+		h.setPassHeaders(wa, &cred, &quota.Decision{})
+		h.setPassHeaders(wb, &cred, &quota.Decision{})
+		a, b := wa.Header()[defaultExpiresHeader], wb.Header()[defaultExpiresHeader]
+		if len(a) != 1 || a[0] != "2026-12-03T04:30:00Z" {
+			t.Fatalf("expiry header = %q", a)
+		}
+		a[0] = "edited in place"
+		if b[0] != "2026-12-03T04:30:00Z" {
+			t.Errorf("values share storage: %q", b)
+		}
 	}
 }

@@ -77,6 +77,16 @@ func blocked(l *limiter.Limiter, r *http.Request) (retryAfter int, ok bool) {
 // clientAddr returns the address the limiter counts r under: Caddy's client
 // IP (which honours trusted_proxies), else the connection's peer.
 func clientAddr(r *http.Request) (netip.Addr, bool) {
+	a, err := netip.ParseAddr(clientIP(r))
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return a, true
+}
+
+// clientIP returns Caddy's client IP of r (which honours trusted_proxies),
+// else the connection's peer, as text.
+func clientIP(r *http.Request) string {
 	s, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
 	if s == "" {
 		s = r.RemoteAddr
@@ -84,11 +94,7 @@ func clientAddr(r *http.Request) (netip.Addr, bool) {
 			s = host
 		}
 	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Addr{}, false
-	}
-	return a, true
+	return s
 }
 
 // limiters holds the failure limiters of this process, keyed by their

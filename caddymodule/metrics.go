@@ -29,6 +29,10 @@ const (
 	// outcomeCanceled: the client went away while its token was being
 	// looked up; no decision reached it.
 	outcomeCanceled
+	// outcomeQuotaExceeded: a live token over its (or its user's) quota.
+	outcomeQuotaExceeded
+	// outcomeIPNotAllowed: a live token used from outside its allow-list.
+	outcomeIPNotAllowed
 	numOutcomes
 )
 
@@ -46,6 +50,8 @@ var outcomeLabels = [numOutcomes]string{
 	outcomeUnavailable:       "unavailable",
 	outcomeRateLimited:       "rate_limited",
 	outcomeCanceled:          "canceled",
+	outcomeQuotaExceeded:     "quota_exceeded",
+	outcomeIPNotAllowed:      "ip_not_allowed",
 }
 
 // String returns the outcome's metric label.
@@ -165,6 +171,10 @@ func (a *App) registerMetrics(reg *prometheus.Registry) error {
 			func() float64 { return float64(rt.Database().PoolStat().EmptyAcquireCount()) }),
 		counter("last_used_writes_total", "Batched last-use writes (one UPDATE of every token used since the previous one).",
 			func() float64 { return float64(rt.LastUsedWrites()) }),
+		counter("quota_syncs_total", "Quota syncs with PostgreSQL (one statement each).",
+			func() float64 { return float64(rt.Quota().Syncs.Load()) }),
+		counter("quota_sync_errors_total", "Quota syncs that failed; quotas then count per instance.",
+			func() float64 { return float64(rt.Quota().SyncErrors.Load()) }),
 	}
 	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {

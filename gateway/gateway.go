@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/armgate/armgate/knownset"
+	"github.com/armgate/armgate/quota"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
 	"github.com/armgate/armgate/verifier"
@@ -44,6 +45,10 @@ type Config struct {
 	// Retention is how long after their expiry tokens are deleted (in the
 	// background, by one instance at a time); zero or less keeps them.
 	Retention time.Duration
+	// QuotaSync is how often the quota counts are reconciled with the
+	// other instances through PostgreSQL (one statement each time); zero
+	// means DefaultQuotaSync.
+	QuotaSync time.Duration
 	// Logger receives the runtime's logs; nil discards them.
 	Logger *zap.Logger
 	// Hooks let the caller count what the runtime does.
@@ -95,11 +100,16 @@ type Hooks struct {
 	Invalidation func()
 }
 
+// DefaultQuotaSync is the default QuotaSync.
+const DefaultQuotaSync = time.Second
+
 // Runtime is the process-wide state: one pool, one store, one verifier and
 // their background goroutines.
 type Runtime struct {
 	db        *Database
 	verifier  *verifier.Verifier
+	quota     *quota.Counters
+	quotaSync time.Duration
 	logger    *zap.Logger
 	flush     time.Duration
 	hooks     Hooks
@@ -146,7 +156,12 @@ func Open(cfg Config) (*Runtime, error) {
 		heartbeat: cfg.ListenerHeartbeat,
 		retention: cfg.Retention,
 		migrated:  make(chan struct{}),
+		quotaSync: cfg.QuotaSync,
 	}
+	if r.quotaSync <= 0 {
+		r.quotaSync = DefaultQuotaSync
+	}
+	r.quota = quota.New(quota.Config{Store: db.Store()})
 	if r.logger == nil {
 		r.logger = zap.NewNop()
 	}
@@ -179,6 +194,9 @@ func (r *Runtime) Store() *storage.Store { return r.db.Store() }
 
 // Verifier returns the token verifier (the cache in front of the store).
 func (r *Runtime) Verifier() *verifier.Verifier { return r.verifier }
+
+// Quota returns the process's quota counters and usage buffer.
+func (r *Runtime) Quota() *quota.Counters { return r.quota }
 
 // Database returns the runtime's pool and store.
 func (r *Runtime) Database() *Database { return r.db }
@@ -219,8 +237,9 @@ func (r *Runtime) Start() {
 	r.startOnce.Do(func() {
 		ctx, cancel := context.WithCancel(context.Background())
 		r.cancel = cancel
-		r.wg.Add(4)
+		r.wg.Add(5)
 		go func() { defer r.wg.Done(); r.migrate(ctx) }()
+		go func() { defer r.wg.Done(); r.syncQuota(ctx) }()
 		go func() { defer r.wg.Done(); r.flushLastUsed(ctx) }()
 		go func() { defer r.wg.Done(); r.listen(ctx) }()
 		go func() { defer r.wg.Done(); r.purgeLoop(ctx) }()
@@ -304,16 +323,44 @@ func (r *Runtime) flushLastUsed(ctx context.Context) {
 }
 
 func (r *Runtime) writeLastUsed(ctx context.Context) {
+	usage, addrs := r.quota.TakeUsage()
+	if len(usage) > 0 {
+		if err := r.db.Store().RecordUsage(ctx, usage); err != nil {
+			r.quota.PutBackUsage(usage, nil)
+			r.logger.Warn("recording token usage", zap.Error(err), zap.Int("rows", len(usage)))
+		}
+	}
+	// Windows are at most a day long; an hour of slack for clock skew.
+	_ = r.db.Store().PruneQuotaCounters(ctx, r.quota.Now().Add(-time.Hour))
 	used := r.verifier.TakeUsed()
-	if used == nil {
+	if used == nil && addrs == nil {
 		return
 	}
-	if err := r.db.Store().RecordLastUsed(ctx, used); err != nil {
-		r.verifier.PutBackUsed(used)
+	// Last use and last client address in one update per token row.
+	if err := r.db.Store().RecordLastUse(ctx, used, addrs); err != nil {
+		if used != nil {
+			r.verifier.PutBackUsed(used)
+		}
+		r.quota.PutBackUsage(nil, addrs)
 		r.logger.Warn("recording token last use", zap.Error(err), zap.Int("tokens", len(used)))
 		return
 	}
 	r.lastUsedWrites.Add(1)
+}
+
+// syncQuota reconciles the quota counts with the other instances every
+// quotaSync. With the database down every instance counts on its own.
+func (r *Runtime) syncQuota(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-r.migrated:
+	}
+	r.quota.Run(ctx, r.quotaSync,
+		func(err error) {
+			r.logger.Warn("syncing quota counts; counting locally until the database answers", zap.Error(err))
+		},
+		func() { r.logger.Info("quota counts synced again") })
 }
 
 // Invalidate applies a change made by this instance to the local cache and

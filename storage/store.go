@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/jackc/pgerrcode"
@@ -49,7 +48,8 @@ func New(pool *pgxpool.Pool) *Store {
 
 const credentialQuery = `
 SELECT t.id::text, t.user_id, t.name, t.scopes, t.created_at, t.expires_at,
-       t.revoked_at IS NOT NULL, u.deactivated_at IS NOT NULL
+       t.revoked_at IS NOT NULL, u.deactivated_at IS NOT NULL,
+       ` + rateLimitColumns + `
 FROM armgate.tokens t JOIN armgate.users u ON u.id = t.user_id
 WHERE t.hash = $1`
 
@@ -57,12 +57,17 @@ WHERE t.hash = $1`
 // ErrNotFound.
 func (s *Store) LookupCredential(ctx context.Context, h token.Hash) (token.Credential, error) {
 	var c token.Credential
+	var q controlColumns
 	err := s.pool.QueryRow(ctx, credentialQuery, h[:]).Scan(
-		&c.TokenID, &c.UserID, &c.Name, &c.Scopes, &c.CreatedAt, &c.ExpiresAt, &c.Revoked, &c.UserDeactivated)
+		&c.TokenID, &c.UserID, &c.Name, &c.Scopes, &c.CreatedAt, &c.ExpiresAt, &c.Revoked, &c.UserDeactivated,
+		&q.tokReq, &q.tokWin, &q.userReq, &q.userWin, &q.ips)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return c, ErrNotFound
 	}
-	return c, err
+	if err != nil {
+		return c, err
+	}
+	return c, q.apply(&c)
 }
 
 // querier is what the read helpers need: the pool or a transaction.
@@ -660,19 +665,7 @@ func (s *Store) RecordLastUsed(ctx context.Context, used map[string]time.Time) e
 	if len(used) == 0 {
 		return nil
 	}
-	ids := make([]string, 0, len(used))
-	ats := make([]time.Time, 0, len(used))
-	for id, at := range used {
-		ids = append(ids, id)
-		ats = append(ats, at)
-	}
-	_, err := s.pool.Exec(ctx, `UPDATE armgate.tokens t SET last_used_at = v.at
-		FROM unnest($1::uuid[], $2::timestamptz[]) AS v(id, at)
-		WHERE t.id = v.id AND (t.last_used_at IS NULL OR t.last_used_at < v.at)`, ids, ats)
-	if err != nil {
-		return fmt.Errorf("record last use: %w", err)
-	}
-	return nil
+	return s.RecordLastUse(ctx, used, nil)
 }
 
 func utcPtr(t *time.Time) *time.Time {

@@ -101,6 +101,8 @@ type procConfig struct {
 	Realm     string // default "ARM API"
 	ExtraApp  string // more lines inside the armgate global option
 	ExtraSite string // more lines inside the site block, before the catch-all
+	// ExtraGlobal is more lines in the global options (e.g. servers).
+	ExtraGlobal string
 }
 
 // caddyProc is a Caddy process serving armgate on loopback: the site at
@@ -134,6 +136,7 @@ func (p *caddyProc) caddyfile(pc procConfig) string {
 	persist_config off
 	auto_https off
 	grace_period 10s
+	%s
 	armgate {
 		database "%s"
 		admin_key "%s"
@@ -154,7 +157,7 @@ http://127.0.0.1:%d {
 		respond "ok {http.auth.user.id}" 200
 	}
 }
-`, p.AdminAddr, pc.DSN, testAdminKey, pc.ExtraApp, p.httpPort, pc.ExtraSite, pc.Realm)
+`, p.AdminAddr, pc.ExtraGlobal, pc.DSN, testAdminKey, pc.ExtraApp, p.httpPort, pc.ExtraSite, pc.Realm)
 }
 
 // writeConfig writes the Caddyfile for pc and returns its path.

@@ -7,6 +7,8 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/armgate/armgate/ipallow"
+	"github.com/armgate/armgate/quota"
 	"github.com/armgate/armgate/token"
 )
 
@@ -47,12 +49,12 @@ const (
 	flagUserDeactivated
 )
 
-// entry is a cached known token, packed: a 72-byte header followed, in the
-// same allocation, by the token id, the user id and the name back to back.
-// The header holds no pointer, so the whole entry is one object the garbage
-// collector never scans (128 bytes for a UUID token id, a 12-byte user id
-// and a short name, where a header plus a separate string took 144 in two
-// objects). Only newEntry may create one.
+// entry is a cached known token, packed: a 96-byte header followed, in the
+// same allocation, by the token id, the user id, the name, the expiry as the
+// response header shows it and the encoded allow-list, back to back. The
+// header holds no pointer, so the whole entry is one object the garbage
+// collector never scans (176 bytes for a UUID token id, a 12-byte user id,
+// a short name and no allow-list). Only newEntry may create one.
 type entry struct {
 	// tail is the hash after its first eight bytes, which are the cache
 	// key: a hit counts only when the whole hash matches.
@@ -61,9 +63,12 @@ type entry struct {
 	// of the entry's life (loaded + cache ttl); unix nanoseconds, 0 for
 	// the zero time.
 	createdAt, expiresAt, staleAt int64
-	// userAt, nameAt and strsLen are offsets into the strings that follow
-	// the header.
-	userAt, nameAt, strsLen uint32
+	// userAt, nameAt, expAt, ipsAt and strsLen are offsets into the
+	// strings that follow the header: token id, user id, name, the
+	// expiry formatted for the response header, the encoded allow-list.
+	userAt, nameAt, expAt, ipsAt, strsLen uint32
+	// The token's and the user's quotas: requests per window seconds.
+	tokReq, tokWin, userReq, userWin uint32
 	// usedSec is the last second (since usedEpoch) in which a request used
 	// the token, so that its last use is queued at most once a second.
 	usedSec atomic.Uint32
@@ -74,7 +79,12 @@ type entry struct {
 const entryHeader = unsafe.Sizeof(entry{})
 
 func newEntry(h token.Hash, c token.Credential, staleAt time.Time) *entry {
-	strs := c.TokenID + c.UserID + c.Name
+	var expBuf [len("2006-01-02T15:04:05Z") + 8]byte
+	var exp []byte
+	if !c.ExpiresAt.IsZero() {
+		exp = c.ExpiresAt.UTC().AppendFormat(expBuf[:0], time.RFC3339)
+	}
+	strs := c.TokenID + c.UserID + c.Name + string(exp) + c.AllowedIPs.Encoded()
 	if uint64(len(strs)) > math.MaxUint32 {
 		panic("verifier: credential strings over 4 GiB")
 	}
@@ -87,8 +97,14 @@ func newEntry(h token.Hash, c token.Credential, staleAt time.Time) *entry {
 		staleAt:   nanos(staleAt),
 		userAt:    uint32(len(c.TokenID)),
 		nameAt:    uint32(len(c.TokenID) + len(c.UserID)),
+		expAt:     uint32(len(c.TokenID) + len(c.UserID) + len(c.Name)),
+		ipsAt:     uint32(len(c.TokenID) + len(c.UserID) + len(c.Name) + len(exp)),
 		strsLen:   uint32(len(strs)),
 		scopes:    scopesOf(c.Scopes),
+		tokReq:    uint32(c.RateLimit.Requests),
+		tokWin:    uint32(c.RateLimit.Seconds()),
+		userReq:   uint32(c.UserRateLimit.Requests),
+		userWin:   uint32(c.UserRateLimit.Seconds()),
 	}
 	if len(strs) > 0 { // else the address past the header is past the allocation
 		copy(unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(e), entryHeader)), len(strs)), strs)
@@ -125,13 +141,30 @@ func (e *entry) credential() token.Credential {
 	return token.Credential{
 		TokenID:         strs[:e.userAt],
 		UserID:          strs[e.userAt:e.nameAt],
-		Name:            strs[e.nameAt:],
+		Name:            strs[e.nameAt:e.expAt],
 		Scopes:          scopeSlices[e.scopes&3],
 		CreatedAt:       fromNanos(e.createdAt),
 		ExpiresAt:       fromNanos(e.expiresAt),
 		Revoked:         e.flags&flagRevoked != 0,
 		UserDeactivated: e.flags&flagUserDeactivated != 0,
+		RateLimit:       limit(e.tokReq, e.tokWin),
+		UserRateLimit:   limit(e.userReq, e.userWin),
+		AllowedIPs:      allowList(strs[e.ipsAt:]),
+		ExpiresText:     strs[e.expAt:e.ipsAt],
 	}
+}
+
+func limit(req, win uint32) quota.Limit {
+	if req == 0 {
+		return quota.Limit{}
+	}
+	return quota.Limit{Requests: int64(req), Window: time.Duration(win) * time.Second}
+}
+
+// allowList decodes an allow-list newEntry stored; it was valid then.
+func allowList(enc string) ipallow.List {
+	l, _ := ipallow.FromEncoded(enc)
+	return l
 }
 
 var (

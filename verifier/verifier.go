@@ -381,9 +381,9 @@ const (
 	// bytes of count-min sketch and, rounded, two of bloom filter.
 	bytesPerCounter = 4
 	// bytesPerEntry is one cached known token: the entry with its strings
-	// (128) and ristretto's bookkeeping for it (108 to 172 bytes, as its
+	// (176) and ristretto's bookkeeping for it (108 to 172 bytes, as its
 	// Go maps grow in steps).
-	bytesPerEntry = 260
+	bytesPerEntry = 308
 )
 
 // CacheEntries returns the number of known tokens in the cache.

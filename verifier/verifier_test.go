@@ -11,6 +11,8 @@ import (
 	"unsafe"
 
 	"github.com/armgate/armgate/internal/wait"
+	"github.com/armgate/armgate/ipallow"
+	"github.com/armgate/armgate/quota"
 	"github.com/armgate/armgate/token"
 )
 
@@ -1081,23 +1083,30 @@ func TestCacheSize(t *testing.T) {
 }
 
 // TestEntryLayout pins the cache entry's header size: with a UUID token
-// id, a 12-byte user id and a short name the entry fits the 128-byte Go
-// size class, and a field added carelessly would cost every cached token
-// 16 bytes or more.
+// id, a 12-byte user id, a short name, the formatted expiry and no
+// allow-list the entry fits the 176-byte Go size class, and a field added
+// carelessly would cost every cached token 16 bytes or more. The entry
+// carries the token's and user's quotas, allow-list and formatted expiry,
+// so that a hit needs nothing else.
 func TestEntryLayout(t *testing.T) {
 	t.Parallel()
-	if n := unsafe.Sizeof(entry{}); n != 72 {
-		t.Errorf("entry header is %d bytes, want 72", n)
+	if n := unsafe.Sizeof(entry{}); n != 96 {
+		t.Errorf("entry header is %d bytes, want 96", n)
 	}
 	h := token.Sum(genToken(t))
 	c := liveCred("0190b6b8-6b7e-7c1a-9f3e-2d5c8a1b4e6f")
 	c.Scopes = []string{token.ScopeAdmin, token.ScopeAPI}
 	c.UserDeactivated = true
+	c.RateLimit = quota.Limit{Requests: 1000, Window: time.Hour}
+	c.UserRateLimit = quota.Limit{Requests: 5000, Window: 24 * time.Hour}
+	c.AllowedIPs, _ = ipallow.Parse([]string{"192.0.2.0/24", "2001:db8::/32"})
 	e := newEntry(h, c, time.Now())
 	got := e.credential()
 	if got.TokenID != c.TokenID || got.UserID != c.UserID || got.Name != c.Name ||
 		!got.CreatedAt.Equal(c.CreatedAt) || !got.ExpiresAt.Equal(c.ExpiresAt) ||
-		got.Revoked || !got.UserDeactivated || !got.HasScope(token.ScopeAPI) || !got.HasScope(token.ScopeAdmin) {
+		got.Revoked || !got.UserDeactivated || !got.HasScope(token.ScopeAPI) || !got.HasScope(token.ScopeAdmin) ||
+		got.RateLimit != c.RateLimit || got.UserRateLimit != c.UserRateLimit || got.AllowedIPs != c.AllowedIPs ||
+		got.ExpiresText != c.ExpiresAt.UTC().Format(time.RFC3339) {
 		t.Errorf("credential() = %+v, want %+v", got, c)
 	}
 	if !e.matches(&h) {

@@ -1,0 +1,300 @@
+package quota
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+)
+
+// clock is a settable clock.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// start is a window boundary for every window length used here.
+var start = time.Unix(1_800_000_000-1_800_000_000%86400, 0)
+
+// memStore is the shared store of several Counters, in memory.
+type memStore struct {
+	mu     sync.Mutex
+	counts map[[4]any]int64
+	calls  int
+	down   bool
+}
+
+func newMemStore() *memStore { return &memStore{counts: map[[4]any]int64{}} }
+
+func (s *memStore) SyncQuota(_ context.Context, rows []Row) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down {
+		return errors.New("database down")
+	}
+	s.calls++
+	for i, r := range rows {
+		k := [4]any{r.Kind, r.Subject, r.Window, r.Start}
+		s.counts[k] += r.Delta
+		rows[i].Count = s.counts[k]
+	}
+	return nil
+}
+
+func take(t *testing.T, tk *Token, now time.Time, tok, usr Limit, n int) (allowed int, last Decision) {
+	t.Helper()
+	for range n {
+		last = tk.Take(now, tok, usr)
+		if last.Allowed {
+			allowed++
+		}
+	}
+	return allowed, last
+}
+
+func TestExhaustionAndReset(t *testing.T) {
+	clk := &clock{t: start.Add(4 * time.Second)}
+	c := New(Config{Now: clk.now})
+	lim := Limit{Requests: 3, Window: 10 * time.Second}
+	tk := c.Token("tok", "alice")
+	got, d := take(t, tk, clk.now(), lim, Limit{}, 3)
+	if got != 3 || d.Token.Remaining != 0 || d.Token.Reset != 6 {
+		t.Fatalf("3 requests: allowed %d, last %+v", got, d)
+	}
+	d = tk.Take(clk.now(), lim, Limit{})
+	if d.Allowed || d.RetryAfter != 6 || d.ByUser {
+		t.Fatalf("4th request: %+v, want refused with Retry-After 6", d)
+	}
+	clk.add(6 * time.Second) // the next window
+	d = tk.Take(clk.now(), lim, Limit{})
+	if !d.Allowed || d.Token.Remaining != 2 || d.Token.Reset != 10 {
+		t.Fatalf("after the reset: %+v", d)
+	}
+}
+
+func TestUserQuotaAcrossTokens(t *testing.T) {
+	clk := &clock{t: start}
+	c := New(Config{Now: clk.now})
+	usr := Limit{Requests: 4, Window: time.Minute}
+	tok := Limit{Requests: 10, Window: time.Minute}
+	a, b := c.Token("a", "alice"), c.Token("b", "alice")
+	other := c.Token("c", "bob")
+	take(t, a, clk.now(), tok, usr, 2)
+	take(t, b, clk.now(), tok, usr, 2)
+	d := a.Take(clk.now(), tok, usr)
+	if d.Allowed || !d.ByUser {
+		t.Fatalf("5th request of the user: %+v", d)
+	}
+	// The refusal took nothing from the token's own window.
+	if d.Token.Remaining != 8 {
+		t.Errorf("token remaining %d after a user refusal, want 8", d.Token.Remaining)
+	}
+	if d := other.Take(clk.now(), tok, usr); !d.Allowed {
+		t.Errorf("another user's token refused: %+v", d)
+	}
+}
+
+func TestLimitChangeResetsWindow(t *testing.T) {
+	clk := &clock{t: start}
+	c := New(Config{Now: clk.now})
+	tk := c.Token("t", "u")
+	take(t, tk, clk.now(), Limit{Requests: 2, Window: time.Minute}, Limit{}, 2)
+	if d := tk.Take(clk.now(), Limit{Requests: 5, Window: time.Hour}, Limit{}); !d.Allowed || d.Token.Remaining != 4 {
+		t.Errorf("after the window changed: %+v", d)
+	}
+}
+
+// TestTwoInstances: each instance sees the other's requests after a sync,
+// and together they overshoot by at most what was counted between syncs.
+func TestTwoInstances(t *testing.T) {
+	clk := &clock{t: start}
+	st := newMemStore()
+	a := New(Config{Now: clk.now, Store: st})
+	b := New(Config{Now: clk.now, Store: st})
+	lim := Limit{Requests: 10, Window: time.Hour}
+	ta, tb := a.Token("t", "u"), b.Token("t", "u")
+	if n, _ := take(t, ta, clk.now(), lim, Limit{}, 6); n != 6 {
+		t.Fatalf("a allowed %d of 6", n)
+	}
+	for _, c := range []*Counters{a, b, a} {
+		if err := c.Sync(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// b has never counted in this window, so it sent nothing and learnt
+	// nothing: it syncs a window once it counts in it.
+	n, _ := take(t, tb, clk.now(), lim, Limit{}, 1)
+	if err := b.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	m, d := take(t, tb, clk.now(), lim, Limit{}, 10)
+	if n+m != 4 || d.Allowed {
+		t.Errorf("b allowed %d+%d after a's 6 of 10, want 4 in all", n, m)
+	}
+	for _, c := range []*Counters{b, a} {
+		if err := c.Sync(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := ta.Take(clk.now(), lim, Limit{}); d.Allowed || d.Token.Remaining != 0 {
+		t.Errorf("a after b used the rest: %+v", d)
+	}
+	if st.counts[[4]any{byte(KindToken), "t", int64(3600), start.Unix()}] != 10 {
+		t.Errorf("store counts %v, want 10", st.counts)
+	}
+}
+
+// TestStoreDownCountsLocally: with the store down the instance keeps
+// counting what it knew, and sends its counts once the store is back.
+func TestStoreDownCountsLocally(t *testing.T) {
+	clk := &clock{t: start}
+	st := newMemStore()
+	a := New(Config{Now: clk.now, Store: st})
+	lim := Limit{Requests: 5, Window: time.Hour}
+	ta := a.Token("t", "u")
+	take(t, ta, clk.now(), lim, Limit{}, 2)
+	if err := a.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	st.down = true
+	take(t, ta, clk.now(), lim, Limit{}, 2)
+	if err := a.Sync(t.Context()); err == nil {
+		t.Fatal("sync succeeded with the store down")
+	}
+	n, d := take(t, ta, clk.now(), lim, Limit{}, 3)
+	if n != 1 || d.Allowed {
+		t.Errorf("with the store down: allowed %d of the last 3, want 1 (the quota still counts)", n)
+	}
+	st.down = false
+	if err := a.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := st.counts[[4]any{byte(KindToken), "t", int64(3600), start.Unix()}]; got != 5 {
+		t.Errorf("store has %d after recovery, want 5", got)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	clk := &clock{t: start.Add(23*time.Hour + 59*time.Minute)}
+	c := New(Config{Now: clk.now})
+	lim := Limit{Requests: 2, Window: time.Minute}
+	tk := c.Token("t", "u")
+	take(t, tk, clk.now(), lim, Limit{}, 3) // 2 allowed, 1 refused
+	tk.RefuseIP(clk.now())
+	tk.Seen("192.0.2.1")
+	tk.Seen("::ffff:198.51.100.2")
+	clk.add(2 * time.Minute) // the next UTC day
+	take(t, tk, clk.now(), lim, Limit{}, 1)
+	tk.RefuseIP(clk.now())
+	clk.add(24 * time.Hour) // and the one after: the first day's slot is reused
+	take(t, tk, clk.now(), Limit{}, Limit{}, 4)
+	us, addrs := c.TakeUsage()
+	want := map[string][3]int64{
+		start.UTC().Format(time.DateOnly):                     {2, 1, 1},
+		start.Add(24 * time.Hour).UTC().Format(time.DateOnly): {1, 0, 1},
+		start.Add(48 * time.Hour).UTC().Format(time.DateOnly): {4, 0, 0},
+	}
+	got := map[string][3]int64{}
+	for _, u := range us {
+		if u.TokenID != "t" {
+			t.Errorf("usage of %q", u.TokenID)
+		}
+		got[u.Day.Format(time.DateOnly)] = [3]int64{u.Allowed, u.QuotaRefused, u.IPRefused}
+	}
+	if len(got) != len(want) {
+		t.Errorf("usage %v, want %v", got, want)
+	}
+	for d, w := range want {
+		if got[d] != w {
+			t.Errorf("day %s: %v, want %v", d, got[d], w)
+		}
+	}
+	if a := addrs["t"]; a != netip.MustParseAddr("198.51.100.2") {
+		t.Errorf("last address %v, want 198.51.100.2 (unmapped)", a)
+	}
+	if us, addrs := c.TakeUsage(); len(us) != 0 || len(addrs) != 0 {
+		t.Errorf("second TakeUsage: %v %v", us, addrs)
+	}
+	// Put back (a failed write) comes out with the next take.
+	c.PutBackUsage([]Usage{{TokenID: "t", Day: start, Allowed: 7}}, map[string]netip.Addr{"t": netip.MustParseAddr("192.0.2.9")})
+	tk.Take(start, Limit{}, Limit{})
+	us, addrs = c.TakeUsage()
+	if len(us) != 1 || us[0].Allowed != 8 || addrs["t"] != netip.MustParseAddr("192.0.2.9") {
+		t.Errorf("after put back: %+v %v", us, addrs)
+	}
+}
+
+// TestIdleTokensDropped: the state of a token unused for a few flushes,
+// whose windows are over, goes; a token in a running window stays.
+func TestIdleTokensDropped(t *testing.T) {
+	clk := &clock{t: start}
+	c := New(Config{Now: clk.now})
+	c.Token("old", "u").Take(clk.now(), Limit{Requests: 5, Window: time.Second}, Limit{})
+	c.Token("running", "u").Take(clk.now(), Limit{Requests: 5, Window: time.Hour}, Limit{})
+	clk.add(time.Minute)
+	for range idleFlushes + 1 {
+		c.TakeUsage()
+	}
+	if n := c.Tokens(); n != 1 {
+		t.Errorf("%d tokens kept, want 1", n)
+	}
+	if _, ok := c.tokens.get("running"); !ok {
+		t.Error("the token in a running window was dropped")
+	}
+}
+
+func TestTakeAllocatesNothing(t *testing.T) {
+	c := New(Config{})
+	lim := Limit{Requests: 1 << 30, Window: time.Hour}
+	c.Token("t", "u").Seen("192.0.2.1")
+	now := time.Now()
+	n := testing.AllocsPerRun(1000, func() {
+		tk := c.Token("t", "u")
+		tk.Take(now, lim, lim)
+		tk.Seen("192.0.2.1")
+	})
+	if n != 0 {
+		t.Errorf("the hit path allocates %v times", n)
+	}
+}
+
+func TestLimitValidate(t *testing.T) {
+	for _, l := range []Limit{{1, 0}, {0, time.Second}, {-1, time.Second}, {1, 500 * time.Millisecond},
+		{1, 25 * time.Hour}, {1, 1500 * time.Millisecond}, {MaxRequests + 1, time.Second}} {
+		if l.Validate() == nil {
+			t.Errorf("%+v valid", l)
+		}
+	}
+	var l Limit
+	if err := l.UnmarshalJSON([]byte(`{"requests": 1000, "window": "1h"}`)); err != nil || l != (Limit{1000, time.Hour}) {
+		t.Errorf("UnmarshalJSON = %+v %v", l, err)
+	}
+	if err := l.UnmarshalJSON([]byte(`{"requests": 1000, "window": "forever"}`)); err == nil {
+		t.Error("a bad window accepted")
+	}
+}
+
+func BenchmarkTake(b *testing.B) {
+	c := New(Config{})
+	lim := Limit{Requests: 1 << 30, Window: time.Hour}
+	now := time.Now()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			tk := c.Token("0190b6b8-6b7e-7c1a-9f3e-2d5c8a1b4e6f", "alice")
+			if !tk.Take(now, lim, lim).Allowed {
+				b.Fatal("refused")
+			}
+			tk.Seen("192.0.2.1")
+		}
+	})
+}
