@@ -246,6 +246,7 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 	countDecision(outcomeAllowed)
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	setUserPlaceholders(repl, cred.UserID, cred.TokenID, cred.Name)
+	markTokenAuth(r) // armgate_self refuses it: a token never mints tokens
 	if !h.expiresOff && !cred.ExpiresAt.IsZero() {
 		key := h.expiresKey
 		if key == "" {
