@@ -5,11 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"mime"
-	"net"
 	"net/http"
-	"net/url"
 	"path"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -43,6 +40,11 @@ type SelfOptions struct {
 	Timeout    time.Duration
 	Now        func() time.Time
 	Logger     *zap.Logger
+	// Origin decides which pages may make state-changing calls (the
+	// site's own; see OriginPolicy).
+	Origin OriginPolicy
+	// WriteLimit, when not nil, limits each user's state-changing calls.
+	WriteLimit WriteLimiter
 }
 
 // selfOpenAPI serves the description of the self-service calls.
@@ -52,10 +54,11 @@ var selfOpenAPI = ServeOpenAPI(SelfOpenAPI())
 // API's token endpoints, with the user fixed and the audit actor
 // user:<id>.
 type selfHandler struct {
-	admin *handler
-	store SelfStore
-	user  func(*http.Request) string
-	mux   *http.ServeMux
+	admin  *handler
+	store  SelfStore
+	user   func(*http.Request) string
+	mux    *http.ServeMux
+	writes writeGuard
 }
 
 // NewSelf returns the self-service API as an http.Handler: the signed-in
@@ -75,8 +78,9 @@ func NewSelf(o SelfOptions) http.Handler {
 			Now:        o.Now,
 			Logger:     o.Logger,
 		}).(*handler),
-		store: o.Store,
-		user:  o.User,
+		store:  o.Store,
+		user:   o.User,
+		writes: newWriteGuard(o),
 	}
 	m := http.NewServeMux()
 	m.Handle("GET /tokens", s.call(s.listTokens))
@@ -135,7 +139,7 @@ func (s *selfHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if changesState(r.Method) {
-		if err := sameOrigin(r); err != nil {
+		if err := s.writes.admit(w, r, user); err != nil {
 			WriteError(w, err)
 			return
 		}
@@ -186,44 +190,6 @@ func changesState(method string) bool {
 		return false
 	}
 	return true
-}
-
-// sameOrigin refuses a cross-site request: a browser on another site could
-// otherwise make the signed-in user's browser change their tokens with the
-// user's cookies or cached credentials.
-func sameOrigin(r *http.Request) *Error {
-	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
-		return &Error{Status: http.StatusForbidden, Code: "forbidden", Message: "cross-site requests may not change tokens"}
-	}
-	origin := r.Header.Values("Origin")
-	if len(origin) == 0 {
-		return nil // not a browser, or a same-origin GET-like request
-	}
-	if len(origin) > 1 || !sameHost(origin[0], r) {
-		return &Error{Status: http.StatusForbidden, Code: "forbidden", Message: "requests from another origin may not change tokens"}
-	}
-	return nil
-}
-
-// sameHost reports whether the origin names the host (and port) the request
-// was sent to. An opaque origin ("null") never does.
-func sameHost(origin string, r *http.Request) bool {
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return false
-	}
-	oPort := u.Port()
-	if oPort == "" {
-		oPort = map[string]string{"http": "80", "https": "443"}[u.Scheme]
-	}
-	host, port, err := net.SplitHostPort(r.Host)
-	if err != nil {
-		host, port = r.Host, "80"
-		if r.TLS != nil {
-			port = "443"
-		}
-	}
-	return strings.EqualFold(strings.Trim(u.Hostname(), "[]"), strings.Trim(host, "[]")) && oPort == port
 }
 
 // jsonBody refuses a body that is not declared application/json. HTML
