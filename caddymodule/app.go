@@ -76,6 +76,8 @@ type App struct {
 	// KnownTokens configures the set of existing tokens that refuses
 	// unknown tokens without a database query.
 	KnownTokens *KnownTokensConfig `json:"known_tokens,omitempty"`
+	// Events sends lifecycle events as signed webhooks; none when unset.
+	Events *EventsConfig `json:"events,omitempty"`
 
 	adminKeys []string
 	runtime   *gateway.Runtime
@@ -175,6 +177,9 @@ func (a *App) Provision(ctx caddy.Context) (err error) {
 			LookupDone:   func(d time.Duration) { processMetrics.queryDuration.Observe(d.Seconds()) },
 			Invalidation: func() { processMetrics.invalidations.Inc() },
 		},
+	}
+	if gcfg.Events, err = a.Events.gatewayConfig(repl); err != nil {
+		return err
 	}
 	key := resourceKey(gcfg)
 	val, _, err := resources.LoadOrNew(key, func() (caddy.Destructor, error) {
@@ -309,7 +314,7 @@ func resourceKey(c gateway.Config) string {
 	for _, s := range []string{c.DSN, c.ListenDSN, v.TTL.String(), v.NegativeTTL.String(),
 		strconv.FormatInt(v.MaxEntries, 10), v.QueryTimeout.String(), c.LastUsedFlush.String(),
 		strconv.FormatFloat(c.KnownTokens.LookupsPerSecond, 'g', -1, 64), strconv.Itoa(c.KnownTokens.Burst),
-		c.KnownTokens.ReloadJitter.String()} {
+		c.KnownTokens.ReloadJitter.String(), eventsKey(c.Events)} {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}

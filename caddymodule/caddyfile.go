@@ -45,6 +45,11 @@ func init() {
 //			burst <n>
 //			reload_jitter <duration>
 //		}
+//		events {
+//			webhook <url>
+//			secret <whsec_...>
+//			expiring_notice <duration>|off
+//		}
 //	}
 //
 // Secrets may be given as {env.*} or {file.*}; they are resolved at
@@ -118,6 +123,13 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				a.KnownTokens = new(KnownTokensConfig)
 			}
 			if err := a.KnownTokens.unmarshalCaddyfile(d); err != nil {
+				return err
+			}
+		case "events":
+			if a.Events == nil {
+				a.Events = new(EventsConfig)
+			}
+			if err := a.Events.unmarshalCaddyfile(d); err != nil {
 				return err
 			}
 		default:

@@ -164,7 +164,7 @@ func (a *App) registerMetrics(reg *prometheus.Registry) error {
 		counter("pool_empty_acquire_total", "Acquires that waited for a connection.",
 			func() float64 { return float64(rt.Database().PoolStat().EmptyAcquireCount()) }),
 	}
-	for _, c := range collectors {
+	for _, c := range append(collectors, eventCollectors(rt)...) {
 		if err := reg.Register(c); err != nil {
 			if _, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); !ok {
 				return err

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
+	"github.com/armgate/armgate/events"
 	"github.com/armgate/armgate/knownset"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
@@ -41,6 +42,9 @@ type Config struct {
 	Logger *zap.Logger
 	// Hooks let the caller count what the runtime does.
 	Hooks Hooks
+	// Events, when set, queues lifecycle events and delivers them as
+	// webhooks.
+	Events *events.Config
 }
 
 // KnownTokens tunes the set of the tokens that exist. A well-formed token
@@ -104,6 +108,8 @@ type Runtime struct {
 	loader *knownset.Loader
 	// health caches the database ping of health checks.
 	health pingCache
+	// events delivers lifecycle events; nil when not configured.
+	events *events.Sender
 
 	startOnce sync.Once
 	cancel    context.CancelFunc
@@ -136,6 +142,10 @@ func Open(cfg Config) (*Runtime, error) {
 	}
 	if r.logger == nil {
 		r.logger = zap.NewNop()
+	}
+	if err := r.openEvents(cfg.Events); err != nil {
+		db.Close()
+		return nil, err
 	}
 	kt := cfg.KnownTokens.withDefaults()
 	r.known = knownset.New()
@@ -202,8 +212,9 @@ func (r *Runtime) Start() {
 	r.startOnce.Do(func() {
 		ctx, cancel := context.WithCancel(context.Background())
 		r.cancel = cancel
-		r.wg.Add(3)
+		r.wg.Add(4)
 		go func() { defer r.wg.Done(); r.migrate(ctx) }()
+		go func() { defer r.wg.Done(); r.runEvents(ctx) }()
 		go func() { defer r.wg.Done(); r.flushLastUsed(ctx) }()
 		go func() { defer r.wg.Done(); r.listen(ctx) }()
 	})
@@ -239,6 +250,7 @@ func (r *Runtime) listen(ctx context.Context) {
 				r.hooks.Invalidation()
 			}
 			r.Invalidate(inv)
+			r.wakeEvents()
 		},
 		Connected: func() {
 			r.verifier.DropAll()
