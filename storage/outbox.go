@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"regexp"
 	"time"
@@ -65,7 +66,7 @@ type Event struct {
 	SentAt        *time.Time `json:"sent_at"`
 	LastError     *string    `json:"last_error"`
 	// Payload is the body the receiver gets.
-	Payload []byte `json:"payload" db:"-"`
+	Payload json.RawMessage `json:"payload" db:"-"`
 }
 
 const eventColumns = `event_id AS id, type, user_id, status, attempts, created_at,
@@ -79,7 +80,7 @@ type eventRow struct {
 func collectEvent(row pgx.CollectableRow) (Event, error) {
 	r, err := pgx.RowToStructByName[eventRow](row)
 	e := r.Event
-	e.Payload = []byte(r.PayloadText)
+	e.Payload = json.RawMessage(r.PayloadText)
 	e.CreatedAt = e.CreatedAt.UTC()
 	e.NextAttemptAt, e.SentAt = utcPtr(e.NextAttemptAt), utcPtr(e.SentAt)
 	return e, err
