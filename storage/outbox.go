@@ -92,7 +92,7 @@ func collectEvent(row pgx.CollectableRow) (Event, error) {
 func (s *Store) ListEvents(ctx context.Context, status, after string, limit int) ([]Event, bool, error) {
 	rows, _ := s.pool.Query(ctx, `SELECT `+eventColumns+` FROM armgate.outbox
 		WHERE status = $1 AND ($2 = '' OR id > coalesce((SELECT id FROM armgate.outbox WHERE event_id = $2), 0))
-		ORDER BY id LIMIT $3`, status, after, limit+1)
+		ORDER BY armgate.outbox.id LIMIT $3`, status, after, limit+1) // not the id column of the answer: that is event_id
 	events, err := pgx.CollectRows(rows, collectEvent)
 	if err != nil {
 		return nil, false, err
