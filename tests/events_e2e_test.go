@@ -134,7 +134,7 @@ func TestEventsSurviveSIGKILL(t *testing.T) {
 			id, plain := a.createToken(u, fmt.Sprint("t", i))
 			plains = append(plains, plain)
 			if i == 1 {
-				a.adminOK(http.StatusOK, http.MethodPost, "/admin/tokens/"+id+"/revoke", `{"reason":"test"}`)
+				a.adminOK(http.StatusOK, http.MethodPost, "/tokens/"+id+"/revoke", `{"reason":"test"}`)
 			}
 		}
 	}
@@ -225,7 +225,7 @@ func TestEventsSurviveSIGKILL(t *testing.T) {
 	if m := b.metrics(); m.Value("caddy_armgate_events_sent_total") < 1 {
 		t.Errorf("events_sent_total on B = %v", m.Value("caddy_armgate_events_sent_total"))
 	}
-	if r := b.admin(http.MethodGet, "/admin/events?status=pending", ""); r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"events":[]`) {
+	if r := b.admin(http.MethodGet, "/events?status=pending", ""); r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"events":[]`) {
 		t.Errorf("GET /events?status=pending: %d %s", r.Status, r.Body)
 	}
 }
