@@ -16,9 +16,10 @@ func TestEventsEndpoints(t *testing.T) {
 	env.store.EnableEvents()
 	h := New(Options{Store: env.store, AdminKeys: []string{testAdminKey}, Limits: testLimits})
 	v := newOpenAPIValidator(t, OpenAPI())
+	body := ""
 	call := func(method, target, cred string, want int) *httptest.ResponseRecorder {
 		t.Helper()
-		rec := do(t, h, method, target, cred, "", nil)
+		rec := do(t, h, method, target, cred, body, nil)
 		if rec.Code != want {
 			t.Fatalf("%s %s: %d %s, want %d", method, target, rec.Code, rec.Body, want)
 		}
@@ -28,7 +29,9 @@ func TestEventsEndpoints(t *testing.T) {
 		return rec
 	}
 	call("PUT", "/users/alice", testAdminKey, http.StatusCreated)
+	body = `{"name":"seed"}`
 	call("POST", "/users/alice/tokens", testAdminKey, http.StatusCreated)
+	body = ""
 	var id string
 	if err := env.pool.QueryRow(t.Context(), `UPDATE armgate.outbox SET status = 'failed', attempts = 9,
 		last_error = 'receiver answered 503' RETURNING event_id`).Scan(&id); err != nil {

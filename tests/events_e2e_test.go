@@ -124,6 +124,7 @@ func TestEventsSurviveSIGKILL(t *testing.T) {
 			retry_min 50ms
 			retry_max 200ms
 			poll 100ms
+			expiring_notice off
 		}`, rcv.srv.URL, secret)}
 
 	a := startCaddy(t, "A", pc)
