@@ -181,6 +181,8 @@ func (h *handler) routes() {
 	m.Handle("POST /tokens/{token_id}/rotate", h.call(h.rotateToken))
 	m.Handle("POST /introspect", h.call(h.introspect))
 	m.Handle("GET /audit", h.call(h.audit, "user_id", "limit"))
+	m.Handle("GET /events", h.call(h.listEvents, "status", "limit", "cursor"))
+	m.Handle("POST /events/{event_id}/retry", h.call(h.retryEvent))
 	// Logout is the one call for a token holder without admin rights; it
 	// authenticates the token itself.
 	m.Handle(logoutPattern, h.call(h.logout))

@@ -95,6 +95,8 @@ type App struct {
 	// Quota sets the default quotas of tokens and users and the interval
 	// at which instances reconcile their counts.
 	Quota *QuotaConfig `json:"quota,omitempty"`
+	// Events sends lifecycle events as signed webhooks; none when unset.
+	Events *EventsConfig `json:"events,omitempty"`
 
 	adminKeys []string
 	runtime   *gateway.Runtime
@@ -197,6 +199,9 @@ func (a *App) Provision(ctx caddy.Context) (err error) {
 			LookupDone:   func(d time.Duration) { processMetrics.queryDuration.Observe(d.Seconds()) },
 			Invalidation: func() { processMetrics.invalidations.Inc() },
 		},
+	}
+	if gcfg.Events, err = a.Events.gatewayConfig(repl); err != nil {
+		return err
 	}
 	key := resourceKey(gcfg)
 	val, _, err := resources.LoadOrNew(key, func() (caddy.Destructor, error) {
@@ -350,7 +355,7 @@ func resourceKey(c gateway.Config) string {
 		strconv.FormatInt(v.MaxEntries, 10), v.QueryTimeout.String(), c.LastUsedFlush.String(),
 		strconv.FormatFloat(c.KnownTokens.LookupsPerSecond, 'g', -1, 64), strconv.Itoa(c.KnownTokens.Burst),
 		c.KnownTokens.ReloadJitter.String(), c.Retention.String(), c.ListenerHeartbeat.String(),
-		c.QuotaSync.String()} {
+		c.QuotaSync.String(), eventsKey(c.Events)} {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}

@@ -52,6 +52,11 @@ func init() {
 //			user <requests> <window>
 //			sync <interval>
 //		}
+//		events {
+//			webhook <url>
+//			secret <whsec_...>
+//			expiring_notice <duration>|off
+//		}
 //	}
 //
 // Secrets may be given as {env.*} or {file.*}; they are resolved at
@@ -149,6 +154,13 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				a.Quota = new(QuotaConfig)
 			}
 			if err := a.Quota.unmarshalCaddyfile(d); err != nil {
+				return err
+			}
+		case "events":
+			if a.Events == nil {
+				a.Events = new(EventsConfig)
+			}
+			if err := a.Events.unmarshalCaddyfile(d); err != nil {
 				return err
 			}
 		default:

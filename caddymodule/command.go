@@ -39,6 +39,7 @@ actor "cli" and reach running gateways like any other.
 
   user put|get|list|deactivate|reactivate
   token create|list|get|revoke|revoke-all|reapprove|rotate|delete
+  events list|retry
   migrate
 
 --json prints exactly the admin API's JSON for the call; without it, a plain
@@ -82,7 +83,15 @@ failure, 2 for a usage error.`,
 					strFlag("grace", "How long the old token keeps working: 0s to 168h (default 24h)"), expiryFlags)),
 				call("delete", "Deletes a token, freeing its slot", tokenDelete, idFlag),
 			)
-			cmd.AddCommand(users, tokens,
+			evts := group("events", "Lists and retries lifecycle events (webhooks)")
+			evts.AddCommand(
+				call("list", "Lists events, oldest first (default: the failed ones)", eventList, withFlags(
+					strFlag("status", "failed (default), pending or sent"),
+					strFlag("limit", "Events per page, 1 to 500 (default 50)"),
+					strFlag("cursor", "The next page: the cursor the previous page printed"))),
+				call("retry", "Puts a failed event back in the queue", eventRetry, strFlag("id", "Event id, evt_... (required)")),
+			)
+			cmd.AddCommand(users, tokens, evts,
 				call("migrate", "Applies the schema migrations and prints the schema version", migrate))
 		},
 	})
@@ -176,6 +185,10 @@ func run(c *cobra.Command, fn runFunc) (err error) {
 		return err
 	}
 	defer db.Close()
+	if app.Events != nil {
+		// Changes from the command line queue their lifecycle events too.
+		db.Store().EnableEvents()
+	}
 	r := &admincli.Runner{
 		Store: db.Store(),
 		Limits: adminapi.TokenLimits{
@@ -267,6 +280,14 @@ func tokenCreate(ctx context.Context, r *admincli.Runner, f *pflag.FlagSet) erro
 		UserID: get(f, "user"), Name: get(f, "name"), Scopes: scopes,
 		ExpiresIn: optional(f, "expires-in"), ExpiresAt: optional(f, "expires-at"),
 	})
+}
+
+func eventList(ctx context.Context, r *admincli.Runner, f *pflag.FlagSet) error {
+	return r.EventList(ctx, get(f, "status"), optional(f, "limit"), get(f, "cursor"))
+}
+
+func eventRetry(ctx context.Context, r *admincli.Runner, f *pflag.FlagSet) error {
+	return r.EventRetry(ctx, get(f, "id"))
 }
 
 func tokenList(ctx context.Context, r *admincli.Runner, f *pflag.FlagSet) error {

@@ -39,6 +39,8 @@ type Invalidation struct {
 type Store struct {
 	pool *pgxpool.Pool
 	now  func() time.Time
+	// txOpts begin every change's transaction (see EnableEvents).
+	txOpts pgx.TxOptions
 }
 
 // New returns a Store on pool.
@@ -77,7 +79,7 @@ type querier interface {
 
 // tx runs fn in a transaction.
 func (s *Store) tx(ctx context.Context, fn func(pgx.Tx) error) error {
-	return pgx.BeginFunc(ctx, s.pool, fn)
+	return pgx.BeginTxFunc(ctx, s.pool, s.txOpts, fn)
 }
 
 // audit records one event in tx.
