@@ -94,6 +94,7 @@ func (h *AdminHandler) Provision(ctx caddy.Context) error {
 		Authenticated: logAdminUser,
 		Logger:        ctx.Logger(),
 		Health:        runtimeHealth(app.runtime),
+		Leaks:         app.leakOptions(),
 	})
 	h.screen = ui.Admin()
 	return nil

@@ -76,8 +76,12 @@ type App struct {
 	// KnownTokens configures the set of existing tokens that refuses
 	// unknown tokens without a database query.
 	KnownTokens *KnownTokensConfig `json:"known_tokens,omitempty"`
+	// Leaks turns on the leak report endpoints (GitHub secret scanning,
+	// GitLab token revocation) of armgate_admin.
+	Leaks *LeaksConfig `json:"leaks,omitempty"`
 
 	adminKeys []string
+	leaks     resolvedLeaks
 	runtime   *gateway.Runtime
 	poolKey   string
 	ctx       caddy.Context
@@ -147,6 +151,9 @@ func (a *App) Provision(ctx caddy.Context) (err error) {
 	if a.adminKeys, err = resolveAdminKeys(repl, a.AdminKey, a.AdminKeys); err != nil {
 		return err
 	}
+	if a.leaks, err = a.Leaks.provision(repl); err != nil {
+		return err
+	}
 
 	vcfg := verifier.Config{
 		TTL:          time.Duration(a.Cache.TTL),
@@ -189,6 +196,9 @@ func (a *App) Provision(ctx caddy.Context) (err error) {
 	}
 	a.poolKey = key
 	a.runtime = val.(pooledRuntime).Runtime
+	if err := registerLeakMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
 	return a.registerMetrics(ctx.GetMetricsRegistry())
 }
 
@@ -274,7 +284,7 @@ func (a *App) Validate() error {
 	case a.KnownTokens.LookupsPerSecond < 0 || a.KnownTokens.Burst < 0 || a.KnownTokens.ReloadJitter < 0:
 		return errors.New("armgate: known_tokens lookups_per_second, burst and reload_jitter must be positive")
 	}
-	return nil
+	return a.Leaks.validate()
 }
 
 // Start applies migrations (once per process) and starts background work.

@@ -45,6 +45,13 @@ func init() {
 //			burst <n>
 //			reload_jitter <duration>
 //		}
+//		leaks {
+//			github_keys_url <url>
+//			github_keys_file <path>
+//			github off
+//			gitlab_token <token>
+//			gitlab_token_type <type>...
+//		}
 //	}
 //
 // Secrets may be given as {env.*} or {file.*}; they are resolved at
@@ -118,6 +125,14 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				a.KnownTokens = new(KnownTokensConfig)
 			}
 			if err := a.KnownTokens.unmarshalCaddyfile(d); err != nil {
+				return err
+			}
+		case "leaks":
+			if a.Leaks != nil {
+				return d.Err("leaks may appear only once")
+			}
+			a.Leaks = new(LeaksConfig)
+			if err := a.Leaks.unmarshalCaddyfile(d); err != nil {
 				return err
 			}
 		default:

@@ -487,11 +487,12 @@
     const actions = [];
     const act = (label, cls, fn) => armgate.tokenButton(t, label, cls, fn);
     if (t.status === "active" || t.status === "deactivated") actions.push(act("Revoke", "btn-link-danger", () => confirmRevoke(t)));
-    if (t.status === "revoked" && !expired) actions.push(act("Re-approve", "", () => confirmReapprove(t)));
+    if (t.status === "revoked" && !expired && !armgate.leaked(t)) actions.push(act("Re-approve", "", () => confirmReapprove(t)));
     actions.push(act("Delete", "btn-link-danger", () => confirmDelete(t)));
     const scopes = (t.scopes || []).filter((s) => s !== "api");
-    const statusSub =
-      t.status === "revoked" && t.revoked_reason
+    const statusSub = armgate.leaked(t)
+      ? armgate.leakSub(t)
+      : t.status === "revoked" && t.revoked_reason
         ? el("span", { class: "sub", text: "Reason: " + t.revoked_reason })
         : t.status === "deactivated"
           ? el("span", { class: "sub", text: "User deactivated" })
@@ -607,6 +608,7 @@
     "user.reactivate": "User reactivated",
     "token.create": "Token created",
     "token.revoke": "Token revoked",
+    "token.leaked": "Token revoked as leaked",
     "token.reapprove": "Token re-approved",
     "token.delete": "Token deleted",
     "token.logout": "Token logged out",
