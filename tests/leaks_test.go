@@ -26,10 +26,7 @@ func TestLeakReports(t *testing.T) {
 	if err := os.WriteFile(keys, leakstest.KeysDocument(t, signer), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	g := startGateway(t, gatewayConfig{LogDir: dir, ExtraApp: fmt.Sprintf(`leaks {
-			github_keys_file %q
-			gitlab_token %q
-		}`, keys, testGitLabToken)})
+	g := startGateway(t, gatewayConfig{LogDir: dir, ExtraApp: fmt.Sprintf("leaks {\n\t\t\tgithub_keys_file %q\n\t\t\tgitlab_token %q\n\t\t}", keys, testGitLabToken)})
 	var secrets []string
 	live := func(name string) (string, string) {
 		t.Helper()
@@ -44,7 +41,7 @@ func TestLeakReports(t *testing.T) {
 	}
 	leaked := func(id, actor, url string) {
 		t.Helper()
-		r := g.admin("GET", "/admin/tokens/"+id, nil)
+		r := g.admin("GET", "/tokens/"+id, nil)
 		m := r.json(t)
 		if m["status"] != "revoked" || m["revoked_reason"] != "leaked" || m["revoked_by"] != actor || m["leak_url"] != url || m["leaked_at"] == nil {
 			t.Errorf("token JSON after the report: %s", r.Body)
@@ -81,7 +78,7 @@ func TestLeakReports(t *testing.T) {
 		if r := g.do("POST", "/admin/leaks/github", body, h); r.Status != 200 || !strings.Contains(string(r.Body), "true_positive") {
 			t.Errorf("repeated report: %d %s", r.Status, r.Body)
 		}
-		audit := g.admin("GET", "/admin/audit?user_id=leaky", nil)
+		audit := g.admin("GET", "/audit?user_id=leaky", nil)
 		if n := strings.Count(string(audit.Body), `"token.leaked"`); n != 1 {
 			t.Errorf("%d token.leaked events after two reports, want 1: %s", n, audit.Body)
 		}
@@ -108,7 +105,7 @@ func TestLeakReports(t *testing.T) {
 
 	t.Run("ByHand", func(t *testing.T) {
 		id, plain := live("by hand")
-		r := g.admin("POST", "/admin/tokens/revoke-leaked", map[string]any{"tokens": []string{plain, "not-a-token"}, "url": "https://chat.example.com/p/1"})
+		r := g.admin("POST", "/tokens/revoke-leaked", map[string]any{"tokens": []string{plain, "not-a-token"}, "url": "https://chat.example.com/p/1"})
 		if r.Status != 200 || !strings.Contains(string(r.Body), `"result":"revoked"`) || !strings.Contains(string(r.Body), `"result":"malformed"`) {
 			t.Fatalf("revoke-leaked: %d %s", r.Status, r.Body)
 		}
