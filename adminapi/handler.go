@@ -94,6 +94,9 @@ type Options struct {
 	// Health reports the instance's state for GET /healthz; it must be
 	// cheap (cached), as the endpoint is public. Nil reports all up.
 	Health func(context.Context) gateway.Health
+	// Leaks configures the leak report routes; the zero value turns them
+	// off.
+	Leaks LeakOptions
 }
 
 // handler serves the admin API. Its fields are fixed at construction.
@@ -112,6 +115,7 @@ type handler struct {
 	now           func() time.Time
 	logger        *zap.Logger
 	health        healthFunc
+	leaks         LeakOptions
 	mux           *http.ServeMux
 	// patterns are the mux's route patterns, in the order registered.
 	patterns []string
@@ -139,6 +143,7 @@ func New(o Options) http.Handler {
 		now:           o.Now,
 		logger:        o.Logger,
 		health:        o.Health,
+		leaks:         o.Leaks,
 	}
 	for _, k := range o.AdminKeys {
 		if k != "" {
@@ -190,6 +195,9 @@ func (h *handler) routes() {
 	m.Handle(healthzPattern, http.HandlerFunc(h.healthz))
 	m.Handle(openAPIPattern, ServeOpenAPI(openAPI))
 	h.open = map[string]bool{logoutPattern: true, healthzPattern: true, openAPIPattern: true}
+	for _, p := range h.leakRoutes(m) {
+		h.open[p] = true
+	}
 	h.mux = m.ServeMux
 	h.patterns = m.patterns
 }

@@ -97,8 +97,12 @@ type App struct {
 	Quota *QuotaConfig `json:"quota,omitempty"`
 	// Events sends lifecycle events as signed webhooks; none when unset.
 	Events *EventsConfig `json:"events,omitempty"`
+	// Leaks turns on the leak report endpoints (GitHub secret scanning,
+	// GitLab token revocation) of armgate_admin.
+	Leaks *LeaksConfig `json:"leaks,omitempty"`
 
 	adminKeys []string
+	leaks     resolvedLeaks
 	runtime   *gateway.Runtime
 	poolKey   string
 	ctx       caddy.Context
@@ -168,6 +172,9 @@ func (a *App) Provision(ctx caddy.Context) (err error) {
 	if a.adminKeys, err = resolveAdminKeys(repl, a.AdminKey, a.AdminKeys); err != nil {
 		return err
 	}
+	if a.leaks, err = a.Leaks.provision(repl); err != nil {
+		return err
+	}
 
 	vcfg := verifier.Config{
 		TTL:          time.Duration(a.Cache.TTL),
@@ -216,6 +223,9 @@ func (a *App) Provision(ctx caddy.Context) (err error) {
 	}
 	a.poolKey = key
 	a.runtime = val.(pooledRuntime).Runtime
+	if err := registerLeakMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
 	return a.registerMetrics(ctx.GetMetricsRegistry())
 }
 
@@ -311,7 +321,10 @@ func (a *App) Validate() error {
 	case time.Duration(a.ListenerHeartbeat) < minHeartbeat:
 		return fmt.Errorf("armgate: listener_heartbeat must be at least %s, got %s", minHeartbeat, time.Duration(a.ListenerHeartbeat))
 	}
-	return a.Quota.validate()
+	if err := a.Quota.validate(); err != nil {
+		return err
+	}
+	return a.Leaks.validate()
 }
 
 // Start applies migrations (once per process) and starts background work.

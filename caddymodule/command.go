@@ -38,7 +38,7 @@ scripts, and for when the endpoint is not reachable. Changes are audited with
 actor "cli" and reach running gateways like any other.
 
   user put|get|list|deactivate|reactivate
-  token create|list|get|revoke|revoke-all|reapprove|rotate|delete
+  token create|list|get|revoke|revoke-all|reapprove|rotate|delete|revoke-leaked
   events list|retry
   migrate
 
@@ -46,7 +46,8 @@ actor "cli" and reach running gateways like any other.
 table or line. 'token create' and 'token rotate' print only the plaintext
 token: it is shown this once and cannot be read again. 'token create' also
 creates the user if missing, which is how the first admin-scope token is
-made when no admin_key is configured.
+made when no admin_key is configured. 'token revoke-leaked' reads the tokens
+from standard input, never from the command line.
 
 Exit status: 0 on success, 1 with a one-line message on stderr for a
 failure, 2 for a usage error.`,
@@ -82,6 +83,8 @@ failure, 2 for a usage error.`,
 				call("rotate", "Replaces a token by a new one and prints the new one once", tokenRotate, idFlag, withFlags(
 					strFlag("grace", "How long the old token keeps working: 0s to 168h (default 24h)"), expiryFlags)),
 				call("delete", "Deletes a token, freeing its slot", tokenDelete, idFlag),
+				call("revoke-leaked", "Revokes as leaked the tokens read from standard input", tokenRevokeLeaked,
+					strFlag("url", "Where the tokens were found, recorded with each")),
 			)
 			evts := group("events", "Lists and retries lifecycle events (webhooks)")
 			evts.AddCommand(
@@ -197,6 +200,7 @@ func run(c *cobra.Command, fn runFunc) (err error) {
 			MaxLifetime: time.Duration(app.MaxTokenLifetime),
 		},
 		Out:     c.OutOrStdout(),
+		In:      c.InOrStdin(),
 		JSON:    asJSON,
 		Migrate: db.Migrate,
 	}
@@ -315,6 +319,10 @@ func tokenRotate(ctx context.Context, r *admincli.Runner, f *pflag.FlagSet) erro
 		ID: get(f, "id"), Grace: optional(f, "grace"),
 		ExpiresIn: optional(f, "expires-in"), ExpiresAt: optional(f, "expires-at"),
 	})
+}
+
+func tokenRevokeLeaked(ctx context.Context, r *admincli.Runner, f *pflag.FlagSet) error {
+	return r.TokenRevokeLeaked(ctx, r.In, get(f, "url"))
 }
 
 func tokenDelete(ctx context.Context, r *admincli.Runner, f *pflag.FlagSet) error {

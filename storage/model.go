@@ -85,6 +85,12 @@ type Token struct {
 	RevokedReason *string    `json:"revoked_reason"`
 	// RotatedTo is the id of the token that replaced this one, if any.
 	RotatedTo *string `json:"rotated_to"`
+	// RevokedBy is the actor of the revocation, e.g. "leak:github".
+	RevokedBy *string `json:"revoked_by"`
+	// LeakedAt and LeakURL: when a leak report named the token and where
+	// it was found; set only for a token revoked as leaked.
+	LeakedAt *time.Time `json:"leaked_at"`
+	LeakURL  *string    `json:"leak_url"`
 }
 
 // AuditEvent is one entry of the audit log.

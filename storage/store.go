@@ -256,6 +256,7 @@ func (s *Store) SetUserActive(ctx context.Context, actor, id string, active bool
 // tokenColumns are the columns of tokenRow, by name (see collectToken).
 const tokenColumns = `t.id::text AS id, t.user_id, t.name, t.hint, t.scopes, t.created_at, t.expires_at,
 	t.last_used_at, t.revoked_at, t.revoked_reason, t.rotated_to::text AS rotated_to,
+	t.revoked_by, t.leaked_at, t.leak_url,
 	u.deactivated_at IS NOT NULL AS deactivated`
 
 const tokenFrom = ` FROM armgate.tokens t JOIN armgate.users u ON u.id = t.user_id `
@@ -279,6 +280,7 @@ func (s *Store) token(r tokenRow) Token {
 	t.Status = token.StatusAt(s.now(), t.ExpiresAt, t.RevokedAt != nil, r.Deactivated).String()
 	t.CreatedAt, t.ExpiresAt = t.CreatedAt.UTC(), t.ExpiresAt.UTC()
 	t.LastUsedAt, t.RevokedAt = utcPtr(t.LastUsedAt), utcPtr(t.RevokedAt)
+	t.LeakedAt = utcPtr(t.LeakedAt)
 	return t
 }
 

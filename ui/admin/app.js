@@ -493,13 +493,14 @@
     const rotated = !!t.rotated_to;
     if (t.status === "active" && !rotated) actions.push(act("Rotate", "", () => confirmRotate(t)));
     if (t.status === "active" || t.status === "deactivated") actions.push(act("Revoke", "btn-link-danger", () => confirmRevoke(t)));
-    if (t.status === "revoked" && !expired) actions.push(act("Re-approve", "", () => confirmReapprove(t)));
+    if (t.status === "revoked" && !expired && !armgate.leaked(t)) actions.push(act("Re-approve", "", () => confirmReapprove(t)));
     actions.push(act("Delete", "btn-link-danger", () => confirmDelete(t)));
     const scopes = (t.scopes || []).filter((s) => s !== "api");
     const successor = rotated ? currentTokens.find((x) => x.id === t.rotated_to) : null;
     const rotatedTo = rotated ? "Rotated to " + (successor ? `“${successor.name}” (${successor.hint})` : t.rotated_to.slice(0, 8) + "…") : "";
-    const statusSub =
-      t.status === "revoked" && t.revoked_reason
+    const statusSub = armgate.leaked(t)
+      ? armgate.leakSub(t)
+      : t.status === "revoked" && t.revoked_reason
         ? el("span", { class: "sub", text: "Reason: " + t.revoked_reason + (rotated ? ". " + rotatedTo : "") })
         : rotated && t.status === "active"
           ? el("span", { class: "sub", text: `${rotatedTo}; works until ${dateFmt.format(new Date(t.expires_at))}` })
@@ -637,6 +638,7 @@
     "user.reactivate": "User reactivated",
     "token.create": "Token created",
     "token.revoke": "Token revoked",
+    "token.leaked": "Token revoked as leaked",
     "token.reapprove": "Token re-approved",
     "token.delete": "Token deleted",
     "token.logout": "Token logged out",

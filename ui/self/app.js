@@ -121,10 +121,11 @@
     const act = (label, cls, fn) => armgate.tokenButton(t, label, cls, fn);
     if (t.status === "active" && !rotated) actions.push(act("Rotate", "", () => confirmRotate(t)));
     if (t.status === "active" || t.status === "deactivated") actions.push(act("Revoke", "btn-link-danger", () => confirmRevoke(t)));
-    if (t.status === "revoked" && !expired) actions.push(act("Re-approve", "", () => confirmReapprove(t)));
+    if (t.status === "revoked" && !expired && !armgate.leaked(t)) actions.push(act("Re-approve", "", () => confirmReapprove(t)));
     actions.push(act("Delete", "btn-link-danger", () => confirmDelete(t)));
     let statusSub = null;
-    if (t.status === "revoked" && t.revoked_reason) statusSub = el("span", { class: "sub", text: "Reason: " + t.revoked_reason });
+    if (armgate.leaked(t)) statusSub = armgate.leakSub(t);
+    else if (t.status === "revoked" && t.revoked_reason) statusSub = el("span", { class: "sub", text: "Reason: " + t.revoked_reason });
     else if (t.status === "deactivated") statusSub = el("span", { class: "sub", text: "Your account is deactivated" });
     else if (rotated && t.status === "active") statusSub = el("span", { class: "sub", text: "Rotated: works until " + dateFmt.format(new Date(t.expires_at)) });
     else if (rotated) statusSub = el("span", { class: "sub", text: "Rotated" });
