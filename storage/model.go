@@ -76,6 +76,8 @@ type Token struct {
 	LastUsedAt    *time.Time `json:"last_used_at"`
 	RevokedAt     *time.Time `json:"revoked_at"`
 	RevokedReason *string    `json:"revoked_reason"`
+	// RevokedBy is the actor of the revocation, null while not revoked.
+	RevokedBy *string `json:"revoked_by"`
 	// RotatedTo is the id of the token that replaced this one, if any.
 	RotatedTo *string `json:"rotated_to"`
 }

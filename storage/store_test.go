@@ -172,8 +172,8 @@ func TestMigrateTwice(t *testing.T) {
 	if err := e.pool.QueryRow(t.Context(), `SELECT version FROM armgate.schema_version`).Scan(&version); err != nil {
 		t.Fatal(err)
 	}
-	if version != 2 {
-		t.Errorf("schema version %d, want 2", version)
+	if version != 3 {
+		t.Errorf("schema version %d, want 3", version)
 	}
 	if _, err := e.store.GetUser(t.Context(), "keep"); err != nil {
 		t.Errorf("data lost by a second Migrate: %v", err)
