@@ -95,6 +95,10 @@
           : `User “${ctx.user || ""}” is deactivated, so no new token can be created. Reactivate the user first.`;
       case "token_expired":
         return "This token has expired, so it can no longer be re-approved. Create a new token instead.";
+      case "token_leaked":
+        return "This token was revoked because it leaked: its value is public, so it can never be re-approved. Create a new token instead.";
+      case "rotation_pending":
+        return "This token replaced another one that still works until its grace ends. Rotate it again after that.";
       case "not_found":
         return ctx.notFound || "It no longer exists; someone may have deleted it meanwhile. The page has been refreshed.";
       case "invalid_request":
