@@ -83,10 +83,10 @@ type Token struct {
 	LastUsedAt    *time.Time `json:"last_used_at"`
 	RevokedAt     *time.Time `json:"revoked_at"`
 	RevokedReason *string    `json:"revoked_reason"`
+	// RevokedBy is the actor of the revocation, null while not revoked.
+	RevokedBy *string `json:"revoked_by"`
 	// RotatedTo is the id of the token that replaced this one, if any.
 	RotatedTo *string `json:"rotated_to"`
-	// RevokedBy is the actor of the revocation, e.g. "leak:github".
-	RevokedBy *string `json:"revoked_by"`
 	// LeakedAt and LeakURL: when a leak report named the token and where
 	// it was found; set only for a token revoked as leaked.
 	LeakedAt *time.Time `json:"leaked_at"`

@@ -99,6 +99,10 @@
         return /already rotated/.test(err.apiMessage || "")
           ? sentence(err.apiMessage) + " Rotate its successor instead."
           : "Only an active token can be rotated. Re-approve it first, or create a new token.";
+      case "token_leaked":
+        return "This token was revoked because it leaked: its value is public, so it can never be re-approved. Create a new token instead.";
+      case "rotation_pending":
+        return "This token replaced another one that still works until its grace ends. Rotate it again after that.";
       case "not_found":
         return ctx.notFound || "It no longer exists; someone may have deleted it meanwhile. The page has been refreshed.";
       case "invalid_request":

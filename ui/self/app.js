@@ -45,6 +45,10 @@
           return "This token was already rotated; use its successor (the list has been refreshed).";
         }
         return "Only an active token can be rotated. Re-approve it first, or create a new token.";
+      case "token_leaked":
+        return "This token was revoked because it leaked: its value is public, so it can never be re-approved. Create a new token instead.";
+      case "rotation_pending":
+        return "This token replaced another one that still works until its grace ends. Rotate it again after that.";
       case "user_deactivated":
         return "Your account is deactivated, so your tokens cannot be used or re-approved. Ask an administrator.";
       case "not_found":
