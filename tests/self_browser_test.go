@@ -227,14 +227,24 @@ func TestSelfBrowserMyAPITokens(t *testing.T) {
 		t.Errorf("revoked status %q lacks the reason", got)
 	}
 
-	// Re-approve release-bot.
-	p.do("re-approving release-bot",
-		chromedp.Click(chromedp.CSS(byName("release-bot")+` button[aria-label^="Re-approve"]`)),
+	// release-bot was revoked by an administrator: the screen says so and
+	// offers no Re-approve (only an administrator lifts it).
+	if n := run(p, "counting release-bot's Re-approve buttons", chromedp.Evaluate[int](
+		`document.querySelectorAll(`+fmt.Sprintf("%q", byName("release-bot")+` button[aria-label^="Re-approve"]`)+`).length`)); n != 0 {
+		t.Errorf("release-bot, revoked by an administrator, offers %d Re-approve buttons", n)
+	}
+	if got := p.textContent(byName("release-bot") + ` td[data-label="Status"]`); !strings.Contains(got, "Revoked by an administrator") {
+		t.Errorf("release-bot's status %q does not say an administrator revoked it", got)
+	}
+
+	// The token the user revoked themselves: they may re-approve it.
+	p.do("re-approving the token revoked here",
+		chromedp.Click(chromedp.CSS(byID(fresh.ID)+` button[aria-label^="Re-approve"]`)),
 		chromedp.WaitVisible(chromedp.ID("dlg-confirm")),
 		chromedp.Click(chromedp.ID("confirm-ok")),
 		chromedp.WaitNotVisible(chromedp.ID("dlg-confirm")),
 	)
-	p.waitJS("release-bot active", `document.querySelector(`+fmt.Sprintf("%q", byName("release-bot"))+`).dataset.status === "active"`)
+	p.waitJS("the re-approved token active", `document.querySelector(`+fmt.Sprintf("%q", byID(fresh.ID))+`).dataset.status === "active"`)
 
 	// Errors in plain words: a taken name, then the 11th token.
 	p.createTokenErrors(g, selfUser, "You already have a token named “nightly-export”",

@@ -125,10 +125,15 @@
     const act = (label, cls, fn) => armgate.tokenButton(t, label, cls, fn);
     if (t.status === "active" && !rotated) actions.push(act("Rotate", "", () => confirmRotate(t)));
     if (t.status === "active" || t.status === "deactivated") actions.push(act("Revoke", "btn-link-danger", () => confirmRevoke(t)));
-    if (t.status === "revoked" && !expired && !armgate.leaked(t)) actions.push(act("Re-approve", "", () => confirmReapprove(t)));
+    // A user lifts only their own revocation or the token's logout; an
+    // administrator's (or a leak report's) is theirs to lift.
+    const ownRevocation = me && (t.revoked_by === "user:" + me.id || t.revoked_by === "token:" + t.id);
+    if (t.status === "revoked" && !expired && ownRevocation) actions.push(act("Re-approve", "", () => confirmReapprove(t)));
     actions.push(act("Delete", "btn-link-danger", () => confirmDelete(t)));
     let statusSub = null;
     if (armgate.leaked(t)) statusSub = armgate.leakSub(t);
+    else if (t.status === "revoked" && !ownRevocation)
+      statusSub = el("span", { class: "sub", text: "Revoked by an administrator" + (t.revoked_reason ? ": " + t.revoked_reason : "") + ". Only an administrator can re-approve it." });
     else if (t.status === "revoked" && t.revoked_reason) statusSub = el("span", { class: "sub", text: "Reason: " + t.revoked_reason });
     else if (t.status === "deactivated") statusSub = el("span", { class: "sub", text: "Your account is deactivated" });
     else if (rotated && t.status === "active") statusSub = el("span", { class: "sub", text: "Rotated: works until " + dateFmt.format(new Date(t.expires_at)) });
