@@ -7,6 +7,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"path"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/armgate/armgate/quota"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
 )
@@ -119,6 +121,18 @@ func (selfAsStore) RevokeAllTokens(context.Context, string, string, string) (int
 }
 
 func (selfAsStore) LookupCredential(context.Context, token.Hash) (token.Credential, error) {
+	panic("not a self-service call")
+}
+
+func (selfAsStore) SetTokenControls(context.Context, string, string, storage.TokenControls, func(storage.Controls) error) (storage.Token, storage.Invalidation, error) {
+	panic("not a self-service call")
+}
+
+func (selfAsStore) SetUserRateLimit(context.Context, string, string, quota.Limit) (storage.Invalidation, error) {
+	panic("not a self-service call")
+}
+
+func (selfAsStore) TokenUsage(context.Context, string, int) ([]storage.DayUsage, netip.Addr, error) {
 	panic("not a self-service call")
 }
 

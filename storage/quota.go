@@ -218,8 +218,8 @@ ORDER BY d`, tokenID, days)
 
 // Audit actions of the per-token controls.
 const (
-	ActionTokenControls = "token.controls"
-	ActionUserRateLimit = "user.rate_limit"
+	ActionTokenControls = "token.update"
+	ActionUserRateLimit = ActionUserUpdate
 )
 
 // TokenControls is a change of a token's quota and allow-list; a nil field
