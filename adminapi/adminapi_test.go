@@ -349,13 +349,13 @@ func TestCreatedTokenJSON(t *testing.T) {
 	var m map[string]any
 	_ = json.Unmarshal(b, &m)
 	for _, k := range []string{"id", "user_id", "name", "hint", "scopes", "status", "created_at", "expires_at",
-		"last_used_at", "revoked_at", "revoked_reason", "rotated_to", "token"} {
+		"last_used_at", "revoked_at", "revoked_reason", "rotated_to", "revoked_by", "leaked_at", "leak_url", "token"} {
 		if _, ok := m[k]; !ok {
 			t.Errorf("create response lacks %q: %s", k, b)
 		}
 	}
-	if len(m) != 15 {
-		t.Errorf("create response has %d fields, want 15: %s", len(m), b)
+	if len(m) != 18 {
+		t.Errorf("create response has %d fields, want 18: %s", len(m), b)
 	}
 }
 

@@ -99,7 +99,9 @@ type FailureLimiter interface {
 // refuse answers a request whose credential is missing, invalid or lacks
 // the scope. Every refusal of a credential passes here, and only refusals
 // do: so a blocked client address gets 429 instead of its 401 or 403, and
-// a valid credential, which never gets here, is never answered 429.
+// a valid credential, which never gets here, is never answered 429. An
+// empty challenge sends no WWW-Authenticate (a signature is no bearer
+// credential).
 func (h *handler) refuse(w http.ResponseWriter, r *http.Request, status int, challenge, code, msg string) {
 	if h.limiter != nil {
 		if a, ok := h.clientAddr(r); ok {
@@ -112,6 +114,8 @@ func (h *handler) refuse(w http.ResponseWriter, r *http.Request, status int, cha
 			h.limiter.Fail(a)
 		}
 	}
-	w.Header().Set("WWW-Authenticate", challenge)
+	if challenge != "" {
+		w.Header().Set("WWW-Authenticate", challenge)
+	}
 	WriteJSON(w, status, ErrorBody{Error: code, Message: msg})
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
+	"unicode/utf8"
 )
 
 // Limits of the admin API.
@@ -44,9 +45,15 @@ func readBody(body io.Reader) ([]byte, error) {
 // DecodeJSON reads one JSON object from body into dst, a pointer to a
 // struct. Unknown fields, wrong types and trailing data are 400; an empty
 // body counts as {} so that calls whose fields are all optional need none.
+// A body that is not valid UTF-8, or escapes a lone UTF-16 surrogate, is
+// 400 too: encoding/json would silently store U+FFFD in its place, so what
+// is stored would differ from what was sent.
 func DecodeJSON(body io.Reader, dst any) error {
 	b, err := readBody(body)
 	if err != nil {
+		return err
+	}
+	if err := checkText(b); err != nil {
 		return err
 	}
 	trimmed := bytes.TrimLeft(b, " \t\r\n")
@@ -65,6 +72,86 @@ func DecodeJSON(body io.Reader, dst any) error {
 		return BadRequest("the request body must hold a single JSON object; found data after it")
 	}
 	return exactKeys(trimmed, dst)
+}
+
+// checkText refuses a raw body whose text encoding/json would change on
+// decoding: invalid UTF-8, or a \u escape of a UTF-16 surrogate that is not
+// half of a pair. It runs on the raw bytes, before decoding replaces them.
+func checkText(b []byte) error {
+	if !utf8.Valid(b) {
+		i := 0
+		for i < len(b) {
+			r, n := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && n <= 1 {
+				break
+			}
+			i += n
+		}
+		return BadRequest("the request body is not valid UTF-8 (at byte %d)", i)
+	}
+	if i := loneSurrogate(b); i >= 0 {
+		return BadRequest("the request body escapes a lone UTF-16 surrogate (at byte %d), which is not a character", i)
+	}
+	return nil
+}
+
+// loneSurrogate returns the offset of the first \uXXXX escape inside a JSON
+// string of b that names a UTF-16 surrogate outside a high-low pair, or -1.
+// Outside strings backslashes cannot occur in valid JSON, and invalid JSON
+// is refused by the decoder anyway.
+func loneSurrogate(b []byte) int {
+	inString := false
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			inString = !inString
+		case c == '\\' && inString:
+			if i+1 >= len(b) {
+				return -1
+			}
+			if b[i+1] != 'u' {
+				i++ // a one-character escape, e.g. \" or \\
+				continue
+			}
+			r, ok := hex4(b, i+2)
+			if !ok {
+				return -1 // malformed: the decoder says so
+			}
+			switch {
+			case r >= 0xD800 && r < 0xDC00: // high half: a low half must follow
+				if lo, ok := hex4(b, i+8); !ok || b[i+6] != '\\' || b[i+7] != 'u' || lo < 0xDC00 || lo >= 0xE000 {
+					return i
+				}
+				i += 11
+			case r >= 0xDC00 && r < 0xE000: // a low half alone
+				return i
+			default:
+				i += 5
+			}
+		}
+	}
+	return -1
+}
+
+// hex4 reads four hex digits at b[i:].
+func hex4(b []byte, i int) (rune, bool) {
+	if i < 0 || i+4 > len(b) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[i : i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
 }
 
 // exactKeys rejects what encoding/json lets through: a key that matches a

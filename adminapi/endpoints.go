@@ -9,7 +9,7 @@ import (
 )
 
 // The endpoints of the admin API. Each returns an error for
-// handler.writeError to map. A state change applies its invalidation
+// answerError to map. A state change applies its invalidation
 // to the local cache before it answers, so the very next request on this
 // instance already sees it.
 
@@ -272,7 +272,11 @@ func (h *handler) audit(w http.ResponseWriter, r *http.Request) error {
 }
 
 // logout revokes the caller's own token (reason "logout"); it needs no
-// admin rights, only a live token of any scope.
+// admin rights, only a token of any scope that exists, in any state: a
+// revoked one stays revoked, an expired one records revoked_at, and a token
+// of a deactivated user stays revoked after the user's reactivation. So it
+// reads the store, not the gateway's verifier, which refuses tokens that are
+// not live. An unknown or malformed token is 401.
 func (h *handler) logout(w http.ResponseWriter, r *http.Request) error {
 	tok, parsed := token.ParseAuthorization(r.Header.Values("Authorization"))
 	if parsed != token.HeaderOK {
@@ -280,13 +284,21 @@ func (h *handler) logout(w http.ResponseWriter, r *http.Request) error {
 			"Logout needs the token to revoke: send it as Authorization: Bearer")
 		return nil
 	}
-	cred, ok := h.liveToken(w, r, tok)
-	if !ok {
+	if token.Check(tok) != nil {
+		// Malformed or a typo (the admin key too): no query can find it.
+		h.refuse(w, r, http.StatusUnauthorized, Challenge, "unauthorized", invalidCredential)
 		return nil
+	}
+	cred, err := h.store.LookupCredential(r.Context(), token.Sum(tok))
+	if errors.Is(err, storage.ErrNotFound) {
+		h.refuse(w, r, http.StatusUnauthorized, Challenge, "unauthorized", invalidCredential)
+		return nil
+	} else if err != nil {
+		return err
 	}
 	_, inv, err := h.store.Logout(r.Context(), cred.TokenID)
 	if errors.Is(err, storage.ErrNotFound) {
-		// Deleted since the (cached) check: it is not live any more.
+		// Deleted since the lookup.
 		h.refuse(w, r, http.StatusUnauthorized, Challenge, "unauthorized", invalidCredential)
 		return nil
 	} else if err != nil {

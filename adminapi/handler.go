@@ -62,9 +62,9 @@ type Verifier interface {
 type Options struct {
 	// Store holds users, tokens and the audit log.
 	Store Store
-	// Verifier checks admin-scope tokens and the token of POST /logout.
-	// POST /introspect reads the store instead, so that looking at a token
-	// never counts as using it.
+	// Verifier checks admin-scope tokens. POST /introspect reads the store
+	// instead, so that looking at a token never counts as using it, and so
+	// does POST /logout, which takes a token in any state.
 	Verifier Verifier
 	// Invalidate applies a state change to the local cache; the handler
 	// calls it before it answers, so the very next request on this
@@ -98,6 +98,9 @@ type Options struct {
 	// Health reports the instance's state for GET /healthz; it must be
 	// cheap (cached), as the endpoint is public. Nil reports all up.
 	Health func(context.Context) gateway.Health
+	// Leaks configures the leak report routes; the zero value turns them
+	// off.
+	Leaks LeakOptions
 }
 
 // handler serves the admin API. Its fields are fixed at construction.
@@ -116,6 +119,7 @@ type handler struct {
 	now           func() time.Time
 	logger        *zap.Logger
 	health        healthFunc
+	leaks         LeakOptions
 	mux           *http.ServeMux
 	// patterns are the mux's route patterns, in the order registered.
 	patterns []string
@@ -128,8 +132,8 @@ type handler struct {
 // introspection, audit and logout, as JSON. Paths are relative to where it
 // is mounted (the mount prefix stripped). Every call needs
 // `Authorization: Bearer <credential>`, an admin key or a live token with
-// the admin scope; POST /logout needs only the caller's own live token,
-// which it revokes.
+// the admin scope; POST /logout needs only the caller's own token, in any
+// state, which it revokes.
 func New(o Options) http.Handler {
 	h := &handler{
 		store:         o.Store,
@@ -143,6 +147,7 @@ func New(o Options) http.Handler {
 		now:           o.Now,
 		logger:        o.Logger,
 		health:        o.Health,
+		leaks:         o.Leaks,
 	}
 	for _, k := range o.AdminKeys {
 		if k != "" {
@@ -187,6 +192,8 @@ func (h *handler) routes() {
 	m.Handle("GET /tokens/{token_id}/usage", h.call(h.tokenUsage, "days"))
 	m.Handle("POST /introspect", h.call(h.introspect))
 	m.Handle("GET /audit", h.call(h.audit, "user_id", "limit"))
+	m.Handle("GET /events", h.call(h.listEvents, "status", "limit", "cursor"))
+	m.Handle("POST /events/{event_id}/retry", h.call(h.retryEvent))
 	// Logout is the one call for a token holder without admin rights; it
 	// authenticates the token itself.
 	m.Handle(logoutPattern, h.call(h.logout))
@@ -194,6 +201,9 @@ func (h *handler) routes() {
 	m.Handle(healthzPattern, http.HandlerFunc(h.healthz))
 	m.Handle(openAPIPattern, ServeOpenAPI(openAPI))
 	h.open = map[string]bool{logoutPattern: true, healthzPattern: true, openAPIPattern: true}
+	for _, p := range h.leakRoutes(m) {
+		h.open[p] = true
+	}
 	h.mux = m.ServeMux
 	h.patterns = m.patterns
 }
@@ -289,19 +299,25 @@ func actor(r *http.Request) string {
 	return a
 }
 
-// call adapts an endpoint to the mux: it refuses query parameters other
-// than params (and repeated ones), bounds the call's database work and
-// turns its error into a JSON answer.
+// call adapts an endpoint to the mux, as endpoint does.
 func (h *handler) call(fn func(http.ResponseWriter, *http.Request) error, params ...string) http.Handler {
+	return endpoint(h.timeout, h.logger, fn, params...)
+}
+
+// endpoint adapts an endpoint of the admin or the self-service API to a
+// mux: it refuses query parameters other than params (and repeated ones),
+// bounds the call's database work by timeout and turns its error into a
+// JSON answer.
+func endpoint(timeout time.Duration, logger *zap.Logger, fn func(http.ResponseWriter, *http.Request) error, params ...string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := queryParams(r.URL.Query(), params...); err != nil {
-			h.writeError(w, r, err)
+			answerError(w, r, logger, err)
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), h.timeout)
+		ctx, cancel := context.WithTimeout(r.Context(), timeout)
 		defer cancel()
 		if err := fn(w, r.WithContext(ctx)); err != nil {
-			h.writeError(w, r, err)
+			answerError(w, r, logger, err)
 		}
 	})
 }
@@ -319,9 +335,16 @@ var storageErrors = []struct {
 	{storage.ErrTokenExpired, http.StatusConflict, "token_expired"},
 	{storage.ErrTokenNotActive, http.StatusConflict, "token_not_active"},
 	{storage.ErrExpiryPassed, http.StatusBadRequest, "invalid_request"},
+	{storage.ErrTokenLeaked, http.StatusConflict, "token_leaked"},
+	{storage.ErrRotationPending, http.StatusConflict, "rotation_pending"},
+	{storage.ErrRevokedByOther, http.StatusForbidden, "forbidden"},
+	{storage.ErrNotSelfService, http.StatusForbidden, "forbidden"},
 }
 
-func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
+// answerError writes err as the API's JSON answer: an *Error as it is, a
+// domain error of the store with its status, anything else (the database
+// failed) as 503.
+func answerError(w http.ResponseWriter, r *http.Request, logger *zap.Logger, err error) {
 	if e, ok := errors.AsType[*Error](err); ok {
 		WriteError(w, e)
 		return
@@ -332,7 +355,7 @@ func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 			return
 		}
 	}
-	h.unavailable(w, r, err)
+	answerUnavailable(w, r, logger, err)
 }
 
 // notFoundMessage names what was not found; other errors speak for
@@ -349,8 +372,12 @@ func notFoundMessage(r *http.Request, err error) string {
 
 // unavailable answers 503: the database failed, and the outcome is unknown.
 func (h *handler) unavailable(w http.ResponseWriter, r *http.Request, err error) {
+	answerUnavailable(w, r, h.logger, err)
+}
+
+func answerUnavailable(w http.ResponseWriter, r *http.Request, logger *zap.Logger, err error) {
 	// Errors come from pgx or the verifier; neither carries a token.
-	h.logger.Error("admin request failed", zap.String("method", r.Method),
+	logger.Error("admin request failed", zap.String("method", r.Method),
 		zap.String("route", r.Pattern), zap.Error(err))
 	w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
 	WriteError(w, &Error{Status: http.StatusServiceUnavailable, Code: "unavailable",

@@ -161,11 +161,13 @@ func TestAdminServeHTTP(t *testing.T) {
 			body: `{"name":" ci ","scopes":["api"]}`, status: 201, calls: "create ci"},
 		{name: "create over the max lifetime", method: "POST", target: "/users/u1/tokens", auth: "Bearer " + testAdminKey,
 			body: `{"name":"ci","expires_in":"3h"}`, status: 400, code: "invalid_request"},
-		{name: "logout", method: "POST", target: "/logout", auth: "Bearer " + tokAPI, status: 204, calls: "logout id-api"},
-		{name: "logout with revoked token", method: "POST", target: "/logout", auth: "Bearer " + tokRevoked, status: 401, code: "unauthorized"},
+		{name: "logout", method: "POST", target: "/logout", auth: "Bearer " + tokStoreLive, status: 204, calls: "lookup;logout id-live"},
+		{name: "logout with revoked token", method: "POST", target: "/logout", auth: "Bearer " + tokStoreRevoked, status: 204, calls: "lookup;logout id-revoked"},
+		{name: "logout with unknown token", method: "POST", target: "/logout", auth: "Bearer " + mustGenerate(), status: 401, code: "unauthorized", calls: "lookup"},
+		{name: "logout with malformed token", method: "POST", target: "/logout", auth: "Bearer " + tokAPI, status: 401, code: "unauthorized"},
 		{name: "logout with admin key", method: "POST", target: "/logout", auth: "Bearer " + testAdminKey, status: 401, code: "unauthorized"},
 		{name: "logout without credential", method: "POST", target: "/logout", status: 401, code: "unauthorized"},
-		{name: "logout database down", method: "POST", target: "/logout", auth: "Bearer " + tokBroken, status: 503, code: "unavailable"},
+		{name: "logout database down", method: "POST", target: "/logout", auth: "Bearer " + tokDBDown, status: 503, code: "unavailable", calls: "lookup"},
 		{name: "logout wrong method", method: "GET", target: "/logout", auth: "Bearer " + testAdminKey, status: 405,
 			header: map[string]string{"Allow": "POST"}},
 		{name: "introspect active", method: "POST", target: "/introspect", auth: "Bearer " + testAdminKey, body: "token=" + tokAPI, status: 200},
@@ -216,7 +218,7 @@ func TestAdminInvalidatesBeforeAnswering(t *testing.T) {
 	for _, tt := range []struct{ target, auth, actor string }{
 		{"/tokens/" + testTokenID + "/revoke", testAdminKey, storage.ActorAdminKey},
 		{"/tokens/" + testTokenID + "/revoke", tokAdmin, storage.ActorToken("id-admin")},
-		{"/logout", tokAPI, ""},
+		{"/logout", tokStoreLive, ""},
 	} {
 		var events []string
 		store := &fakeStore{}
@@ -245,6 +247,10 @@ func TestAdminStorageErrors(t *testing.T) {
 		{storage.ErrNameTaken, 409, "name_taken"},
 		{storage.ErrUserDeactivated, 409, "user_deactivated"},
 		{storage.ErrTokenExpired, 409, "token_expired"},
+		{storage.ErrTokenLeaked, 409, "token_leaked"},
+		{storage.ErrRotationPending, 409, "rotation_pending"},
+		{storage.ErrRevokedByOther, 403, "forbidden"},
+		{storage.ErrNotSelfService, 403, "forbidden"},
 		{errors.New("dial tcp: connection refused"), 503, "unavailable"},
 		{context.DeadlineExceeded, 503, "unavailable"},
 	} {

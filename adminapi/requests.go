@@ -4,7 +4,6 @@ import (
 	"net/mail"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/armgate/armgate/quota"
@@ -62,6 +61,9 @@ func validateEmail(s string) error {
 	if s == "" || len(s) > maxEmailLen {
 		return BadRequest("email must be an email address of 1 to %d characters", maxEmailLen)
 	}
+	if err := token.CheckText("email", s); err != nil {
+		return BadRequest("%v", err)
+	}
 	// Only a bare address: no display name, comments or angle brackets.
 	a, err := mail.ParseAddress(s)
 	if err != nil || a.Address != s || a.Name != "" {
@@ -76,8 +78,9 @@ func validateDisplayName(s string) error {
 		return BadRequest("display_name must be valid UTF-8")
 	case utf8.RuneCountInString(s) > maxDisplayNameLen:
 		return BadRequest("display_name is longer than %d characters", maxDisplayNameLen)
-	case strings.IndexFunc(s, unicode.IsControl) >= 0:
-		return BadRequest("display_name may not contain control characters")
+	}
+	if err := token.CheckText("display_name", s); err != nil {
+		return BadRequest("%v", err)
 	}
 	return nil
 }
@@ -151,7 +154,8 @@ type RevokeRequest struct {
 }
 
 // CleanReason validates the reason and returns it trimmed; it is stored
-// and shown in the audit log, so it must be printable text.
+// and shown in the audit log and on the screens, so it must be text that
+// shows as what it is (token.CheckText).
 func (b RevokeRequest) CleanReason() (string, error) {
 	r := strings.TrimSpace(b.Reason)
 	switch {
@@ -159,8 +163,9 @@ func (b RevokeRequest) CleanReason() (string, error) {
 		return "", BadRequest("reason must be valid UTF-8")
 	case utf8.RuneCountInString(r) > maxRevokeReasonLen:
 		return "", BadRequest("reason is longer than %d characters", maxRevokeReasonLen)
-	case strings.IndexFunc(r, unicode.IsControl) >= 0:
-		return "", BadRequest("reason may not contain control characters")
+	}
+	if err := token.CheckText("reason", r); err != nil {
+		return "", BadRequest("%v", err)
 	}
 	return r, nil
 }

@@ -28,9 +28,29 @@ var tokDBDown = func() string {
 	return t
 }()
 
-func (s *fakeStore) LookupCredential(context.Context, token.Hash) (token.Credential, error) {
+// Well-formed tokens the fake store knows, for logout, which reads the
+// store: one live, one revoked (logout takes both).
+var tokStoreLive, tokStoreRevoked = mustGenerate(), mustGenerate()
+
+func mustGenerate() string {
+	t, err := token.Generate()
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+func (s *fakeStore) LookupCredential(_ context.Context, h token.Hash) (token.Credential, error) {
 	s.calls = append(s.calls, "lookup")
-	return token.Credential{}, errors.New("connection refused")
+	switch h {
+	case token.Sum(tokStoreLive):
+		return token.Credential{TokenID: "id-live", Scopes: []string{"api"}, ExpiresAt: time.Now().Add(time.Hour)}, nil
+	case token.Sum(tokStoreRevoked):
+		return token.Credential{TokenID: "id-revoked", Scopes: []string{"api"}, ExpiresAt: time.Now().Add(time.Hour), Revoked: true}, nil
+	case token.Sum(tokDBDown):
+		return token.Credential{}, errors.New("connection refused")
+	}
+	return token.Credential{}, storage.ErrNotFound
 }
 
 // storeEnv is a real store on a fresh database, with the invalidations the

@@ -38,6 +38,7 @@ func newStoreAdmin(t *testing.T) http.Handler {
 		Store:     store,
 		Verifier:  v,
 		AdminKeys: []string{testAdminKey},
+		Leaks:     LeakOptions{Store: store},
 		Limits:    testLimits,
 	})
 }

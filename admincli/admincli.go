@@ -80,6 +80,8 @@ type Runner struct {
 	Store  *storage.Store
 	Limits adminapi.TokenLimits
 	Out    io.Writer
+	// In is the standard input, for calls that read secrets from it.
+	In io.Reader
 	// JSON prints exactly the admin API's JSON for the call instead of a
 	// plain table or line.
 	JSON bool

@@ -92,6 +92,7 @@ func (h *AdminHandler) Provision(ctx caddy.Context) error {
 		Authenticated: logAdminUser,
 		Logger:        ctx.Logger(),
 		Health:        app.runtime.Health,
+		Leaks:         app.leakOptions(),
 	})
 	h.screen = ui.Admin()
 	return nil

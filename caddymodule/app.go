@@ -95,8 +95,14 @@ type App struct {
 	// Quota sets the default quotas of tokens and users and the interval
 	// at which instances reconcile their counts.
 	Quota *QuotaConfig `json:"quota,omitempty"`
+	// Events sends lifecycle events as signed webhooks; none when unset.
+	Events *EventsConfig `json:"events,omitempty"`
+	// Leaks turns on the leak report endpoints (GitHub secret scanning,
+	// GitLab token revocation) of armgate_admin.
+	Leaks *LeaksConfig `json:"leaks,omitempty"`
 
 	adminKeys []string
+	leaks     resolvedLeaks
 	runtime   *gateway.Runtime
 	poolKey   string
 	ctx       caddy.Context
@@ -166,6 +172,9 @@ func (a *App) Provision(ctx caddy.Context) (err error) {
 	if a.adminKeys, err = resolveAdminKeys(repl, a.AdminKey, a.AdminKeys); err != nil {
 		return err
 	}
+	if a.leaks, err = a.Leaks.provision(repl); err != nil {
+		return err
+	}
 
 	vcfg := verifier.Config{
 		TTL:          time.Duration(a.Cache.TTL),
@@ -198,6 +207,9 @@ func (a *App) Provision(ctx caddy.Context) (err error) {
 			Invalidation: func() { processMetrics.invalidations.Inc() },
 		},
 	}
+	if gcfg.Events, err = a.Events.gatewayConfig(repl); err != nil {
+		return err
+	}
 	key := resourceKey(gcfg)
 	val, _, err := resources.LoadOrNew(key, func() (caddy.Destructor, error) {
 		rt, err := gateway.Open(gcfg)
@@ -211,6 +223,9 @@ func (a *App) Provision(ctx caddy.Context) (err error) {
 	}
 	a.poolKey = key
 	a.runtime = val.(pooledRuntime).Runtime
+	if err := registerLeakMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
 	return a.registerMetrics(ctx.GetMetricsRegistry())
 }
 
@@ -306,7 +321,10 @@ func (a *App) Validate() error {
 	case time.Duration(a.ListenerHeartbeat) < minHeartbeat:
 		return fmt.Errorf("armgate: listener_heartbeat must be at least %s, got %s", minHeartbeat, time.Duration(a.ListenerHeartbeat))
 	}
-	return a.Quota.validate()
+	if err := a.Quota.validate(); err != nil {
+		return err
+	}
+	return a.Leaks.validate()
 }
 
 // Start applies migrations (once per process) and starts background work.
@@ -350,7 +368,7 @@ func resourceKey(c gateway.Config) string {
 		strconv.FormatInt(v.MaxEntries, 10), v.QueryTimeout.String(), c.LastUsedFlush.String(),
 		strconv.FormatFloat(c.KnownTokens.LookupsPerSecond, 'g', -1, 64), strconv.Itoa(c.KnownTokens.Burst),
 		c.KnownTokens.ReloadJitter.String(), c.Retention.String(), c.ListenerHeartbeat.String(),
-		c.QuotaSync.String()} {
+		c.QuotaSync.String(), eventsKey(c.Events)} {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}

@@ -299,6 +299,7 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 	countDecision(outcomeAllowed)
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	setUserPlaceholders(repl, cred.UserID, cred.TokenID, cred.Name)
+	markTokenAuth(r) // armgate_self refuses it: a token never mints tokens
 	h.setPassHeaders(w, &cred, &d)
 	return next.ServeHTTP(w, r)
 }

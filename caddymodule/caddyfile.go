@@ -52,6 +52,18 @@ func init() {
 //			user <requests> <window>
 //			sync <interval>
 //		}
+//		events {
+//			webhook <url>
+//			secret <whsec_...>
+//			expiring_notice <duration>|off
+//		}
+//		leaks {
+//			github_keys_url <url>
+//			github_keys_file <path>
+//			github off
+//			gitlab_token <token>
+//			gitlab_token_type <type>...
+//		}
 //	}
 //
 // Secrets may be given as {env.*} or {file.*}; they are resolved at
@@ -149,6 +161,21 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				a.Quota = new(QuotaConfig)
 			}
 			if err := a.Quota.unmarshalCaddyfile(d); err != nil {
+				return err
+			}
+		case "events":
+			if a.Events == nil {
+				a.Events = new(EventsConfig)
+			}
+			if err := a.Events.unmarshalCaddyfile(d); err != nil {
+				return err
+			}
+		case "leaks":
+			if a.Leaks != nil {
+				return d.Err("leaks may appear only once")
+			}
+			a.Leaks = new(LeaksConfig)
+			if err := a.Leaks.unmarshalCaddyfile(d); err != nil {
 				return err
 			}
 		default:

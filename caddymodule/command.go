@@ -38,7 +38,8 @@ scripts, and for when the endpoint is not reachable. Changes are audited with
 actor "cli" and reach running gateways like any other.
 
   user put|get|list|deactivate|reactivate
-  token create|list|get|revoke|revoke-all|reapprove|rotate|delete
+  token create|list|get|revoke|revoke-all|reapprove|rotate|delete|revoke-leaked
+  events list|retry
   token limit|allow-ips|usage
   migrate
 
@@ -46,7 +47,8 @@ actor "cli" and reach running gateways like any other.
 table or line. 'token create' and 'token rotate' print only the plaintext
 token: it is shown this once and cannot be read again. 'token create' also
 creates the user if missing, which is how the first admin-scope token is
-made when no admin_key is configured.
+made when no admin_key is configured. 'token revoke-leaked' reads the tokens
+from standard input, never from the command line.
 
 Exit status: 0 on success, 1 with a one-line message on stderr for a
 failure, 2 for a usage error.`,
@@ -86,8 +88,18 @@ failure, 2 for a usage error.`,
 				call("allow-ips", "Sets or removes the addresses a token may be used from", tokenAllowIPs, idFlag, allowFlags),
 				call("usage", "Shows a token's requests per UTC day and its last client address", tokenUsage, idFlag,
 					strFlag("days", "Days up to today, 1 to 90 (default 30)")),
+				call("revoke-leaked", "Revokes as leaked the tokens read from standard input", tokenRevokeLeaked,
+					strFlag("url", "Where the tokens were found, recorded with each")),
 			)
-			cmd.AddCommand(users, tokens,
+			evts := group("events", "Lists and retries lifecycle events (webhooks)")
+			evts.AddCommand(
+				call("list", "Lists events, oldest first (default: the failed ones)", eventList, withFlags(
+					strFlag("status", "failed (default), pending or sent"),
+					strFlag("limit", "Events per page, 1 to 500 (default 50)"),
+					strFlag("cursor", "The next page: the cursor the previous page printed"))),
+				call("retry", "Puts a failed event back in the queue", eventRetry, strFlag("id", "Event id, evt_... (required)")),
+			)
+			cmd.AddCommand(users, tokens, evts,
 				call("migrate", "Applies the schema migrations and prints the schema version", migrate))
 		},
 	})
@@ -181,6 +193,10 @@ func run(c *cobra.Command, fn runFunc) (err error) {
 		return err
 	}
 	defer db.Close()
+	if app.Events != nil {
+		// Changes from the command line queue their lifecycle events too.
+		db.Store().EnableEvents()
+	}
 	r := &admincli.Runner{
 		Store: db.Store(),
 		Limits: adminapi.TokenLimits{
@@ -189,6 +205,7 @@ func run(c *cobra.Command, fn runFunc) (err error) {
 			MaxLifetime: time.Duration(app.MaxTokenLifetime),
 		},
 		Out:     c.OutOrStdout(),
+		In:      c.InOrStdin(),
 		JSON:    asJSON,
 		Migrate: db.Migrate,
 	}
@@ -274,6 +291,14 @@ func tokenCreate(ctx context.Context, r *admincli.Runner, f *pflag.FlagSet) erro
 	})
 }
 
+func eventList(ctx context.Context, r *admincli.Runner, f *pflag.FlagSet) error {
+	return r.EventList(ctx, get(f, "status"), optional(f, "limit"), get(f, "cursor"))
+}
+
+func eventRetry(ctx context.Context, r *admincli.Runner, f *pflag.FlagSet) error {
+	return r.EventRetry(ctx, get(f, "id"))
+}
+
 func tokenList(ctx context.Context, r *admincli.Runner, f *pflag.FlagSet) error {
 	return r.TokenList(ctx, get(f, "user"))
 }
@@ -299,6 +324,10 @@ func tokenRotate(ctx context.Context, r *admincli.Runner, f *pflag.FlagSet) erro
 		ID: get(f, "id"), Grace: optional(f, "grace"),
 		ExpiresIn: optional(f, "expires-in"), ExpiresAt: optional(f, "expires-at"),
 	})
+}
+
+func tokenRevokeLeaked(ctx context.Context, r *admincli.Runner, f *pflag.FlagSet) error {
+	return r.TokenRevokeLeaked(ctx, r.In, get(f, "url"))
 }
 
 func tokenDelete(ctx context.Context, r *admincli.Runner, f *pflag.FlagSet) error {

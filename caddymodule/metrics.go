@@ -176,7 +176,7 @@ func (a *App) registerMetrics(reg *prometheus.Registry) error {
 		counter("quota_sync_errors_total", "Quota syncs that failed; quotas then count per instance.",
 			func() float64 { return float64(rt.Quota().SyncErrors.Load()) }),
 	}
-	for _, c := range collectors {
+	for _, c := range append(collectors, eventCollectors(rt)...) {
 		if err := reg.Register(c); err != nil {
 			if _, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); !ok {
 				return err

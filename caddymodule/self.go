@@ -36,8 +36,21 @@ type SelfHandler struct {
 	// request; default {http.auth.user.id}. With forward_auth, use
 	// {http.request.header.X-User-Id} after copy_headers X-User-Id.
 	User string `json:"user,omitempty"`
+	// Origins are origins, besides the site's own, whose pages may make
+	// state-changing calls: scheme://host or scheme://host:port, scheme
+	// http or https. The site's own origin needs no entry, behind a load
+	// balancer that terminates TLS either, when the balancer is in
+	// trusted_proxies and sends X-Forwarded-Proto.
+	Origins []string `json:"origins,omitempty"`
+	// WriteLimit limits state-changing calls per signed-in user; default
+	// 60 per 1h. The handlers of a process with the same settings share
+	// one budget per user, kept across config reloads.
+	WriteLimit *WriteLimit `json:"write_limit,omitempty"`
 
 	mount
+	// writeKey is the key of the handler's write limiter in the limiters
+	// pool, set while the handler holds a reference to it.
+	writeKey *writeLimiterKey
 }
 
 // CaddyModule returns the Caddy module information.
@@ -57,6 +70,14 @@ func (h *SelfHandler) Provision(ctx caddy.Context) error {
 	if h.User == "" {
 		h.User = defaultSelfUser
 	}
+	origins, err := parseOrigins(h.Origins)
+	if err != nil {
+		return err
+	}
+	writes, err := h.provisionWriteLimit()
+	if err != nil {
+		return err
+	}
 	h.api = adminapi.NewSelf(adminapi.SelfOptions{
 		Store:      app.runtime.Store(),
 		User:       h.user,
@@ -66,11 +87,28 @@ func (h *SelfHandler) Provision(ctx caddy.Context) error {
 			Lifetime:    time.Duration(app.TokenLifetime),
 			MaxLifetime: time.Duration(app.MaxTokenLifetime),
 		},
-		Timeout: time.Duration(app.QueryTimeout),
-		Logger:  ctx.Logger(),
+		Timeout:    time.Duration(app.QueryTimeout),
+		Logger:     ctx.Logger(),
+		Origin:     adminapi.OriginPolicy{Scheme: externalScheme, Origins: origins},
+		WriteLimit: writes,
 	})
 	h.screen = ui.Self()
 	return nil
+}
+
+// Validate checks the write limit (Provision has checked the origins).
+func (h *SelfHandler) Validate() error {
+	return h.WriteLimit.validate()
+}
+
+// Cleanup releases the handler's reference to its write limiter.
+func (h *SelfHandler) Cleanup() error {
+	if h.writeKey == nil {
+		return nil
+	}
+	_, err := limiters.Delete(*h.writeKey)
+	h.writeKey = nil
+	return err
 }
 
 // user resolves the User option with the request's placeholders; an
@@ -83,8 +121,13 @@ func (h *SelfHandler) user(r *http.Request) string {
 	return repl.ReplaceAll(h.User, "")
 }
 
-// ServeHTTP serves the screen or the API.
+// ServeHTTP serves the screen or the API, but to no request whose user
+// was identified by an API token: a token never mints tokens.
 func (h *SelfHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	if identifiedByToken(r) {
+		adminapi.WriteError(w, errTokenOnSelf)
+		return nil
+	}
 	h.serve(w, r)
 	return nil
 }
@@ -93,10 +136,12 @@ func (h *SelfHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyh
 //
 //	armgate_self {
 //		user <placeholder or id>
+//		origins <origin>...
+//		write_limit <max> <window> | off
 //	}
 //
-// user defaults to {http.auth.user.id}; the token limits come from the
-// armgate global option.
+// user defaults to {http.auth.user.id}; write_limit to 60 1h; the token
+// limits come from the armgate global option.
 func parseSelf(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	var m SelfHandler
 	err := m.UnmarshalCaddyfile(h.Dispenser)
@@ -119,6 +164,25 @@ func (h *SelfHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&h.User) || h.User == "" {
 				return d.ArgErr()
 			}
+		case "origins":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			for _, a := range args {
+				if _, err := adminapi.ParseOrigin(a); err != nil {
+					return d.Errf("origins: %v", err)
+				}
+			}
+			h.Origins = append(h.Origins, args...)
+		case "write_limit":
+			if h.WriteLimit != nil {
+				return d.Err("write_limit may appear only once")
+			}
+			h.WriteLimit = new(WriteLimit)
+			if err := h.WriteLimit.unmarshalCaddyfile(d); err != nil {
+				return err
+			}
 		default:
 			return d.Errf("unrecognized subdirective: %s", d.Val())
 		}
@@ -129,6 +193,8 @@ func (h *SelfHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*SelfHandler)(nil)
+	_ caddy.Validator             = (*SelfHandler)(nil)
+	_ caddy.CleanerUpper          = (*SelfHandler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*SelfHandler)(nil)
 	_ caddyfile.Unmarshaler       = (*SelfHandler)(nil)
 )

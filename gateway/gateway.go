@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
+	"github.com/armgate/armgate/events"
 	"github.com/armgate/armgate/knownset"
 	"github.com/armgate/armgate/quota"
 	"github.com/armgate/armgate/storage"
@@ -53,6 +54,9 @@ type Config struct {
 	Logger *zap.Logger
 	// Hooks let the caller count what the runtime does.
 	Hooks Hooks
+	// Events, when set, queues lifecycle events and delivers them as
+	// webhooks.
+	Events *events.Config
 }
 
 // KnownTokens tunes the set of the tokens that exist. A well-formed token
@@ -125,6 +129,8 @@ type Runtime struct {
 	health pingCache
 	// lastUsedWrites counts the batched last-use writes that succeeded.
 	lastUsedWrites atomic.Int64
+	// events delivers lifecycle events; nil when not configured.
+	events *events.Sender
 
 	startOnce sync.Once
 	cancel    context.CancelFunc
@@ -164,6 +170,10 @@ func Open(cfg Config) (*Runtime, error) {
 	r.quota = quota.New(quota.Config{Store: db.Store()})
 	if r.logger == nil {
 		r.logger = zap.NewNop()
+	}
+	if err := r.openEvents(cfg.Events); err != nil {
+		db.Close()
+		return nil, err
 	}
 	kt := cfg.KnownTokens.withDefaults()
 	r.known = knownset.New()
@@ -237,9 +247,10 @@ func (r *Runtime) Start() {
 	r.startOnce.Do(func() {
 		ctx, cancel := context.WithCancel(context.Background())
 		r.cancel = cancel
-		r.wg.Add(5)
+		r.wg.Add(6)
 		go func() { defer r.wg.Done(); r.migrate(ctx) }()
 		go func() { defer r.wg.Done(); r.syncQuota(ctx) }()
+		go func() { defer r.wg.Done(); r.runEvents(ctx) }()
 		go func() { defer r.wg.Done(); r.flushLastUsed(ctx) }()
 		go func() { defer r.wg.Done(); r.listen(ctx) }()
 		go func() { defer r.wg.Done(); r.purgeLoop(ctx) }()
@@ -277,6 +288,7 @@ func (r *Runtime) listen(ctx context.Context) {
 			}
 			inv.ApplyKnown(r.loader)
 			r.dropCached(inv)
+			r.wakeEvents()
 		},
 		Connected: func() {
 			r.verifier.DropAll()

@@ -165,7 +165,9 @@ func Key(a netip.Addr) netip.Addr {
 	return a
 }
 
-func (l *Limiter) fail(key netip.Addr, t int64) {
+// fail counts an event of key at t, unless key is blocked: then it counts
+// nothing and returns the end of the block and false.
+func (l *Limiter) fail(key netip.Addr, t int64) (until int64, counted bool) {
 	s := l.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -177,9 +179,9 @@ func (l *Limiter) fail(key netip.Addr, t int64) {
 		l.evict(s)
 	}
 	if t < c.until {
-		// A blocked client is refused before it is checked, so this can
-		// only be a refusal that raced with its own block.
-		return
+		// A blocked client is refused before it is checked, so for Fail
+		// this can only be a refusal that raced with its own block.
+		return c.until, false
 	}
 	b := t / l.window
 	switch b {
@@ -197,6 +199,7 @@ func (l *Limiter) fail(key netip.Addr, t int64) {
 		}
 	}
 	s.clients[key] = c
+	return 0, true
 }
 
 // estimate is the number of refusals in the window that ends at t.

@@ -90,12 +90,18 @@ type Token struct {
 	LastUsedAt    *time.Time `json:"last_used_at"`
 	RevokedAt     *time.Time `json:"revoked_at"`
 	RevokedReason *string    `json:"revoked_reason"`
+	// RevokedBy is the actor of the revocation, null while not revoked.
+	RevokedBy *string `json:"revoked_by"`
 	// RotatedTo is the id of the token that replaced this one, if any.
 	RotatedTo *string `json:"rotated_to"`
 	// RateLimit is the token's own quota; null when it has none.
 	RateLimit *quota.Limit `json:"rate_limit" db:"-"`
 	// AllowedIPs are the CIDRs the token may be used from; empty: anywhere.
 	AllowedIPs []string `json:"allowed_ips" db:"-"`
+	// LeakedAt and LeakURL: when a leak report named the token and where
+	// it was found; set only for a token revoked as leaked.
+	LeakedAt *time.Time `json:"leaked_at"`
+	LeakURL  *string    `json:"leak_url"`
 }
 
 // AuditEvent is one entry of the audit log.

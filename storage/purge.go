@@ -13,8 +13,6 @@ import (
 const (
 	// ActionTokenPurge is the audit action of a token deleted by retention.
 	ActionTokenPurge = "token.purge"
-	// ActorSystem is the audit actor of what armgate does by itself.
-	ActorSystem = "system"
 )
 
 // purgeLock is the advisory lock key that lets one instance at a time purge

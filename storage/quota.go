@@ -275,7 +275,7 @@ func controlsOf(req, win *int64, ips []netip.Prefix, last *netip.Addr) Controls 
 // (the self-service mount only lowers and narrows).
 func (s *Store) SetTokenControls(ctx context.Context, actor, id string, c TokenControls,
 	check func(cur Controls) error) (Token, Invalidation, error) {
-	return s.changeToken(ctx, actor, ActionTokenControls, id, func(tx pgx.Tx, _ Token) (map[string]any, bool, error) {
+	return s.changeToken(ctx, actor, ActionTokenControls, id, false, func(tx pgx.Tx, _ Token) (map[string]any, bool, error) {
 		var req, win *int64
 		var ips []netip.Prefix
 		if err := tx.QueryRow(ctx, `SELECT rate_limit_requests, rate_limit_window, coalesce(allowed_ips, '{}')

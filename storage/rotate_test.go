@@ -28,7 +28,7 @@ func (e *env) live(t *testing.T, userID string) int {
 	t.Helper()
 	var n int
 	if err := e.pool.QueryRow(t.Context(), `SELECT count(*) FROM armgate.tokens
-		WHERE user_id = $1 AND expires_at > now() AND rotated_at IS NULL`, userID).Scan(&n); err != nil {
+		WHERE user_id = $1 AND expires_at > now() AND (rotated_at IS NULL OR rotated_to IS NULL)`, userID).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -138,6 +138,11 @@ func TestRotateToken(t *testing.T) {
 		}
 	})
 	t.Run("the new token rotates in turn", func(t *testing.T) {
+		// Not while its predecessor is within its grace.
+		if _, _, _, err := e.store.RotateToken(ctx, admin, nt.ID, 0, newExp); !errors.Is(err, storage.ErrRotationPending) {
+			t.Errorf("rotation during the predecessor's grace = %v, want ErrRotationPending", err)
+		}
+		e.expire(t, old.ID)
 		third, _, _ := e.rotate(t, nt.ID, 0)
 		if third.Name != old.Name {
 			t.Errorf("third token's name %q", third.Name)

@@ -42,6 +42,8 @@ type Invalidation struct {
 type Store struct {
 	pool *pgxpool.Pool
 	now  func() time.Time
+	// txOpts begin every change's transaction (see EnableEvents).
+	txOpts pgx.TxOptions
 }
 
 // New returns a Store on pool.
@@ -80,7 +82,7 @@ type querier interface {
 
 // tx runs fn in a transaction.
 func (s *Store) tx(ctx context.Context, fn func(pgx.Tx) error) error {
-	return pgx.BeginFunc(ctx, s.pool, fn)
+	return pgx.BeginTxFunc(ctx, s.pool, s.txOpts, fn)
 }
 
 // audit records one event in tx.
@@ -116,8 +118,10 @@ func isUniqueViolation(err error) bool {
 // ---- users
 
 // countsTowardLimit selects the tokens (t) the per-user limit counts: neither
-// expired nor rotated away (deleted ones are gone).
-const countsTowardLimit = `t.expires_at > now() AND t.rotated_at IS NULL`
+// expired nor rotated away (deleted ones are gone). A token rotated away
+// whose successor was deleted counts again until it expires, so that
+// deleting successors cannot pile up live predecessors beyond the limit.
+const countsTowardLimit = `t.expires_at > now() AND (t.rotated_at IS NULL OR t.rotated_to IS NULL)`
 
 // userColumns are the columns of User, by name (see collectUser).
 const userColumns = `u.id, u.email, u.display_name,
@@ -259,7 +263,8 @@ func (s *Store) SetUserActive(ctx context.Context, actor, id string, active bool
 
 // tokenColumns are the columns of tokenRow, by name (see collectToken).
 const tokenColumns = `t.id::text AS id, t.user_id, t.name, t.hint, t.scopes, t.created_at, t.expires_at,
-	t.last_used_at, t.revoked_at, t.revoked_reason, t.rotated_to::text AS rotated_to,
+	t.last_used_at, t.revoked_at, t.revoked_reason, t.revoked_by, t.rotated_to::text AS rotated_to,
+	t.leaked_at, t.leak_url,
 	u.deactivated_at IS NOT NULL AS deactivated,
 	t.rate_limit_requests AS rl_requests, t.rate_limit_window AS rl_window, coalesce(t.allowed_ips, '{}') AS ip_list`
 
@@ -290,6 +295,7 @@ func (s *Store) token(r tokenRow) Token {
 	t.LastUsedAt, t.RevokedAt = utcPtr(t.LastUsedAt), utcPtr(t.RevokedAt)
 	c := controlsOf(r.RLRequests, r.RLWindow, r.IPList, nil)
 	t.RateLimit, t.AllowedIPs = c.RateLimit, c.AllowedIPs
+	t.LeakedAt = utcPtr(t.LeakedAt)
 	return t
 }
 
@@ -339,6 +345,9 @@ type NewToken struct {
 // time the plaintext exists outside the client. The user row is locked so
 // that concurrent creates never exceed the limit.
 func (s *Store) CreateToken(ctx context.Context, actor string, n NewToken) (Token, string, error) {
+	if err := mayCreate(actor, n); err != nil {
+		return Token{}, "", err
+	}
 	if !n.ExpiresAt.After(s.now()) {
 		return Token{}, "", ErrExpiryPassed
 	}
@@ -430,11 +439,15 @@ func insertToken(ctx context.Context, tx pgx.Tx, n NewToken, plain string, h tok
 // RotateToken replaces the active token id with a new one of the same user,
 // name and scopes that expires at expiresAt, and returns the new token with
 // its plaintext. The old token keeps working for grace at most (its expiry
-// becomes the earlier of its own and now + grace) and from now on counts
-// neither toward the per-user limit nor toward name uniqueness, so the
-// count is unchanged and a user at the limit can rotate. A token that is
-// revoked, expired, of a deactivated user or already rotated is
-// ErrTokenNotActive. inv names the old token, whose expiry changed.
+// becomes the earliest of its own, now + grace and the new token's) and from
+// now on counts neither toward the per-user limit nor toward name
+// uniqueness, so the count is unchanged and a user at the limit can rotate.
+// A token that is revoked, expired, of a deactivated user or already rotated
+// is ErrTokenNotActive; one whose predecessor is still within its grace is
+// ErrRotationPending. A user (actor user:<id>) rotates only their own tokens
+// whose scopes are all self-service scopes (else ErrNotSelfService). The
+// user row is locked first, as revoke-all does, so that the two are
+// serialised. inv names the old token, whose expiry changed.
 func (s *Store) RotateToken(ctx context.Context, actor, id string, grace time.Duration, expiresAt time.Time) (newTok Token, plaintext string, inv Invalidation, err error) {
 	if !expiresAt.After(s.now()) {
 		return Token{}, "", Invalidation{}, ErrExpiryPassed
@@ -445,10 +458,21 @@ func (s *Store) RotateToken(ctx context.Context, actor, id string, grace time.Du
 	}
 	h := token.Sum(plain)
 	err = s.tx(ctx, func(tx pgx.Tx) error {
-		// The token row is locked before the user row, as in the other
-		// changes of a token, so that they cannot deadlock.
+		userID, err := tokenUser(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if err := mayTouch(actor, userID); err != nil {
+			return err
+		}
+		if _, err := lockUser(ctx, tx, userID, true); err != nil {
+			return err
+		}
 		old, oldHash, err := s.lockToken(ctx, tx, id)
 		if err != nil {
+			return err
+		}
+		if err := mayRotate(actor, old); err != nil {
 			return err
 		}
 		if old.RotatedTo != nil {
@@ -457,11 +481,16 @@ func (s *Store) RotateToken(ctx context.Context, actor, id string, grace time.Du
 		if old.Status != string(token.StatusActive) {
 			return ErrTokenNotActive
 		}
+		if pending, err := rotationPending(ctx, tx, id); err != nil {
+			return err
+		} else if pending {
+			return ErrRotationPending
+		}
 		// Out of the limit and of the name's way before the successor is
-		// inserted.
+		// inserted. The old token never outlives its successor.
 		tag, err := tx.Exec(ctx, `UPDATE armgate.tokens SET rotated_at = now(),
-			expires_at = least(expires_at, now() + $2::bigint * interval '1 microsecond')
-			WHERE id = $1 AND rotated_at IS NULL`, id, grace.Microseconds())
+			expires_at = least(expires_at, now() + $2::bigint * interval '1 microsecond', $3)
+			WHERE id = $1 AND rotated_at IS NULL`, id, grace.Microseconds(), expiresAt)
 		if err != nil {
 			return err
 		}
@@ -479,14 +508,20 @@ func (s *Store) RotateToken(ctx context.Context, actor, id string, grace time.Du
 		}
 		newID, err := insertToken(ctx, tx, succ, plain, h, false)
 		if errors.Is(err, ErrUserDeactivated) {
-			return ErrTokenNotActive // deactivated since old was read
+			return ErrTokenNotActive
 		} else if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE armgate.tokens SET rotated_to = $2 WHERE id = $1`, id, newID); err != nil {
+		var oldExpires time.Time
+		if err := tx.QueryRow(ctx, `UPDATE armgate.tokens SET rotated_to = $2 WHERE id = $1 RETURNING expires_at`,
+			id, newID).Scan(&oldExpires); err != nil {
 			return err
 		}
-		if err := audit(ctx, tx, actor, ActionTokenRotate, id, old.UserID, map[string]any{"new_token_id": newID}); err != nil {
+		if err := audit(ctx, tx, actor, ActionTokenRotate, id, old.UserID, map[string]any{
+			"new_token_id": newID, "scopes": old.Scopes,
+			"expires_at":     expiresAt.UTC().Format(time.RFC3339),
+			"old_expires_at": oldExpires.UTC().Format(time.RFC3339),
+		}); err != nil {
 			return err
 		}
 		inv.Hashes, inv.Created = [][]byte{oldHash}, [][]byte{h[:]}
@@ -508,14 +543,12 @@ func (s *Store) RotateToken(ctx context.Context, actor, id string, grace time.Du
 // user does not exist.
 func (s *Store) RevokeAllTokens(ctx context.Context, actor, userID, reason string) (count int, inv Invalidation, err error) {
 	err = s.tx(ctx, func(tx pgx.Tx) error {
-		// No lock on the user row: rotation locks a token and then the
-		// user, and this locks the user's tokens.
-		var exists bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM armgate.users WHERE id = $1)`, userID).Scan(&exists); err != nil {
+		// The user row first, as rotation does: a rotation that got it
+		// before has committed its successor, which this statement's
+		// snapshot (taken after the lock) then sees and revokes; one that
+		// comes after finds its token revoked.
+		if _, err := lockUser(ctx, tx, userID, true); err != nil {
 			return err
-		}
-		if !exists {
-			return ErrNotFound
 		}
 		var r *string
 		if reason != "" {
@@ -523,9 +556,9 @@ func (s *Store) RevokeAllTokens(ctx context.Context, actor, userID, reason strin
 		}
 		// The rows are locked in id order so that two revoke-alls of one
 		// user cannot deadlock.
-		rows, _ := tx.Query(ctx, `UPDATE armgate.tokens SET revoked_at = now(), revoked_reason = $2
+		rows, _ := tx.Query(ctx, `UPDATE armgate.tokens SET revoked_at = now(), revoked_reason = $2, revoked_by = $3
 			WHERE id IN (SELECT id FROM armgate.tokens WHERE user_id = $1 AND revoked_at IS NULL ORDER BY id FOR UPDATE)
-			RETURNING id::text, hash`, userID, r)
+			RETURNING id::text, hash`, userID, r, actor)
 		type revoked struct {
 			ID   string
 			Hash []byte
@@ -544,7 +577,7 @@ func (s *Store) RevokeAllTokens(ctx context.Context, actor, userID, reason strin
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO armgate.audit (actor, action, target, user_id, detail)
 			SELECT $1, $2, id, $3, $4 FROM unnest($5::text[]) AS id`,
-			actor, ActionTokenRevoke, userID, map[string]any{"reason": reason}, ids); err != nil {
+			actor, ActionTokenRevoke, userID, map[string]any{"reason": reason, "revoked_by": actor}, ids); err != nil {
 			return err
 		}
 		count = len(done)
@@ -577,14 +610,32 @@ func (s *Store) ListTokens(ctx context.Context, userID string) ([]Token, error) 
 
 // changeToken runs fn on the locked token row and then notifies, audits and
 // reads the token back. fn returns the audit detail, or skip=true when
-// nothing changed (idempotent calls write no event).
-func (s *Store) changeToken(ctx context.Context, actor, action, id string,
+// nothing changed (idempotent calls write no event). A user (actor
+// user:<id>) changes only their own tokens: another user's is ErrNotFound.
+// With lockUser, the token's user row is locked (FOR SHARE) before the
+// token row, the order every change that locks both keeps.
+func (s *Store) changeToken(ctx context.Context, actor, action, id string, lockUserRow bool,
 	fn func(tx pgx.Tx, cur Token) (detail map[string]any, skip bool, err error)) (Token, Invalidation, error) {
 	var t Token
 	var inv Invalidation
 	err := s.tx(ctx, func(tx pgx.Tx) error {
+		if lockUserRow {
+			userID, err := tokenUser(ctx, tx, id)
+			if err != nil {
+				return err
+			}
+			if err := mayTouch(actor, userID); err != nil {
+				return err
+			}
+			if _, err := lockUser(ctx, tx, userID, false); err != nil {
+				return err
+			}
+		}
 		cur, h, err := s.lockToken(ctx, tx, id)
 		if err != nil {
+			return err
+		}
+		if err := mayTouch(actor, cur.UserID); err != nil {
 			return err
 		}
 		detail, skip, err := fn(tx, cur)
@@ -605,19 +656,22 @@ func (s *Store) changeToken(ctx context.Context, actor, action, id string,
 	return t, inv, err
 }
 
-// RevokeToken revokes a token in any status. It is idempotent: a revoked
-// token keeps its first revocation time and reason.
+// RevokeToken revokes a token in any status and records actor as its
+// revoked_by. It is idempotent: a revoked token keeps its first revocation
+// time, reason and actor. A user (actor user:<id>) revokes only their own
+// tokens.
 func (s *Store) RevokeToken(ctx context.Context, actor, id, reason string) (Token, Invalidation, error) {
 	return s.revoke(ctx, actor, ActionTokenRevoke, id, reason)
 }
 
-// Logout revokes a token on behalf of its holder, with reason "logout".
+// Logout revokes a token on behalf of its holder, with reason "logout" and
+// actor token:<id>, in any status.
 func (s *Store) Logout(ctx context.Context, id string) (Token, Invalidation, error) {
 	return s.revoke(ctx, ActorToken(id), ActionTokenLogout, id, "logout")
 }
 
 func (s *Store) revoke(ctx context.Context, actor, action, id, reason string) (Token, Invalidation, error) {
-	return s.changeToken(ctx, actor, action, id, func(tx pgx.Tx, cur Token) (map[string]any, bool, error) {
+	return s.changeToken(ctx, actor, action, id, false, func(tx pgx.Tx, cur Token) (map[string]any, bool, error) {
 		if cur.RevokedAt != nil {
 			return nil, true, nil
 		}
@@ -625,16 +679,24 @@ func (s *Store) revoke(ctx context.Context, actor, action, id, reason string) (T
 		if reason != "" {
 			r = &reason
 		}
-		_, err := tx.Exec(ctx, `UPDATE armgate.tokens SET revoked_at = now(), revoked_reason = $2 WHERE id = $1`, id, r)
-		return map[string]any{"reason": reason}, false, err
+		_, err := tx.Exec(ctx, `UPDATE armgate.tokens SET revoked_at = now(), revoked_reason = $2, revoked_by = $3 WHERE id = $1`,
+			id, r, actor)
+		return map[string]any{"reason": reason, "revoked_by": actor}, false, err
 	})
 }
 
-// ReapproveToken lifts a revocation before the token expires. An expired
-// token is ErrTokenExpired (even if its user is deactivated too); a token of
-// a deactivated user is ErrUserDeactivated; an active token is a no-op.
+// ReapproveToken lifts a revocation before the token expires. A token
+// revoked as leaked is ErrTokenLeaked, for every actor; an expired token is
+// ErrTokenExpired (even if its user is deactivated too); a token of a
+// deactivated user is ErrUserDeactivated; an active token is a no-op. A
+// user (actor user:<id>) lifts only a revocation of their own token that
+// they made themselves or that was its logout (else ErrRevokedByOther).
+// The audit detail names the actor of the revocation lifted.
 func (s *Store) ReapproveToken(ctx context.Context, actor, id string) (Token, Invalidation, error) {
-	return s.changeToken(ctx, actor, ActionTokenReapprove, id, func(tx pgx.Tx, cur Token) (map[string]any, bool, error) {
+	return s.changeToken(ctx, actor, ActionTokenReapprove, id, true, func(tx pgx.Tx, cur Token) (map[string]any, bool, error) {
+		if cur.RevokedAt != nil && cur.RevokedBy != nil && IsLeakActor(*cur.RevokedBy) {
+			return nil, false, ErrTokenLeaked
+		}
 		switch cur.Status {
 		case token.StatusExpired:
 			return nil, false, ErrTokenExpired
@@ -643,29 +705,49 @@ func (s *Store) ReapproveToken(ctx context.Context, actor, id string) (Token, In
 		case token.StatusActive:
 			return nil, true, nil
 		}
+		if err := mayLift(actor, cur); err != nil {
+			return nil, false, err
+		}
 		// A revoked token shows "revoked" even when its user is also
-		// deactivated (first match wins), so ask the user row directly; the
-		// share lock keeps a concurrent deactivation from slipping past.
+		// deactivated (first match wins), so ask the user row directly; it
+		// is share-locked, so a concurrent deactivation cannot slip past.
 		var deactivated bool
-		if err := tx.QueryRow(ctx, `SELECT deactivated_at IS NOT NULL FROM armgate.users WHERE id = $1 FOR SHARE`,
+		if err := tx.QueryRow(ctx, `SELECT deactivated_at IS NOT NULL FROM armgate.users WHERE id = $1`,
 			cur.UserID).Scan(&deactivated); err != nil {
 			return nil, false, err
 		}
 		if deactivated {
 			return nil, false, ErrUserDeactivated
 		}
-		_, err := tx.Exec(ctx, `UPDATE armgate.tokens SET revoked_at = NULL, revoked_reason = NULL WHERE id = $1`, id)
-		return nil, false, err
+		_, err := tx.Exec(ctx, `UPDATE armgate.tokens SET revoked_at = NULL, revoked_reason = NULL, revoked_by = NULL WHERE id = $1`, id)
+		detail := map[string]any{"revoked_by": deref(cur.RevokedBy)}
+		if cur.RevokedReason != nil {
+			detail["revoked_reason"] = *cur.RevokedReason
+		}
+		return detail, false, err
 	})
 }
 
-// DeleteToken deletes a token, which frees its slot and its name.
+// DeleteToken deletes a token, which frees its slot and its name. A user
+// (actor user:<id>) deletes only their own tokens. The user row is locked
+// first (FOR SHARE): deleting a successor updates its predecessor's row,
+// which must not be taken in the other order than revoke-all takes it.
 func (s *Store) DeleteToken(ctx context.Context, actor, id string) (Invalidation, error) {
 	var inv Invalidation
 	err := s.tx(ctx, func(tx pgx.Tx) error {
+		owner, err := tokenUser(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if err := mayTouch(actor, owner); err != nil {
+			return err
+		}
+		if _, err := lockUser(ctx, tx, owner, false); err != nil {
+			return err
+		}
 		var userID, name string
 		var h []byte
-		err := tx.QueryRow(ctx, `DELETE FROM armgate.tokens WHERE id = $1 RETURNING user_id, name, hash`, id).Scan(&userID, &name, &h)
+		err = tx.QueryRow(ctx, `DELETE FROM armgate.tokens WHERE id = $1 RETURNING user_id, name, hash`, id).Scan(&userID, &name, &h)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrNotFound
 		} else if err != nil {
@@ -702,6 +784,13 @@ func (s *Store) RecordLastUsed(ctx context.Context, used map[string]time.Time) e
 		return nil
 	}
 	return s.RecordLastUse(ctx, used, nil)
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
 
 func utcPtr(t *time.Time) *time.Time {

@@ -209,8 +209,10 @@ func adminChangesThroughGateway(t *testing.T, g *gateway) {
 		t.Errorf("after delete: %d, want 401", s)
 	}
 
-	// Logout: the holder revokes its own token; afterwards it is refused,
-	// a second logout included. The admin key is not a token to log out.
+	// Logout: the holder revokes its own token; afterwards it is refused.
+	// Logout answers 204 for a token in any state that exists (a second
+	// logout, a token revoked by the admin); the admin key, a deleted or an
+	// unknown token is 401.
 	d := g.newToken("gw", map[string]any{"name": "d"})
 	cached(d.Plain)
 	logout := func(cred string) response {
@@ -221,19 +223,23 @@ func adminChangesThroughGateway(t *testing.T, g *gateway) {
 	if s := status(d.Plain); s != 401 {
 		t.Errorf("after logout: %d, want 401", s)
 	}
-	r = logout(d.Plain)
-	want(t, r, http.StatusUnauthorized, "unauthorized")
-	if got := r.Header.Get("WWW-Authenticate"); got != adminRealm {
-		t.Errorf("second logout: WWW-Authenticate %q", got)
-	}
+	want(t, logout(d.Plain), http.StatusNoContent, "") // again: still revoked
 	got := g.getToken(d.ID)
-	if got.Status != "revoked" || got.RevokedReason == nil || *got.RevokedReason != "logout" {
+	if got.Status != "revoked" || got.RevokedReason == nil || *got.RevokedReason != "logout" ||
+		got.RevokedBy == nil || *got.RevokedBy != "token:"+d.ID {
 		t.Errorf("after logout: %+v", got)
 	}
-	want(t, logout(testAdminKey), http.StatusUnauthorized, "unauthorized")
+	r = logout(testAdminKey)
+	want(t, r, http.StatusUnauthorized, "unauthorized")
+	if got := r.Header.Get("WWW-Authenticate"); got != adminRealm {
+		t.Errorf("logout with the admin key: WWW-Authenticate %q", got)
+	}
 	want(t, logout(""), http.StatusUnauthorized, "unauthorized")
-	want(t, logout(c.Plain), http.StatusUnauthorized, "unauthorized")  // deleted
-	want(t, logout(b3.Plain), http.StatusUnauthorized, "unauthorized") // revoked
+	want(t, logout(c.Plain), http.StatusUnauthorized, "unauthorized") // deleted
+	want(t, logout(b3.Plain), http.StatusNoContent, "")               // revoked by the admin: stays so
+	if got := g.getToken(b3.ID); got.Status != "revoked" || got.RevokedBy == nil || *got.RevokedBy != "admin_key" {
+		t.Errorf("admin-revoked token after its logout: %+v, want the admin's revocation kept", got)
+	}
 	want(t, logout(wellFormedUnknown(t)), http.StatusUnauthorized, "unauthorized")
 	// A logout of an admin-scope token works the same way.
 	want(t, logout(b2.Plain), http.StatusNoContent, "")
@@ -715,7 +721,7 @@ func adminShowOnce(t *testing.T, g *gateway, dir string) {
 	record(g.get("/v1/use", so2a.Plain)) // 401 deactivated
 	record(g.admin(http.MethodPost, "/users/so2/reactivate", nil))
 	record(g.do(http.MethodPost, "/admin/logout", nil, bearer(so2a.Plain, "")))
-	record(g.do(http.MethodPost, "/admin/logout", nil, bearer(so2a.Plain, ""))) // 401
+	record(g.do(http.MethodPost, "/admin/logout", nil, bearer(so2a.Plain, ""))) // 204 again
 	record(g.admin(http.MethodDelete, "/tokens/"+so2b.ID, nil))
 	record(g.get("/v1/use", so2b.Plain)) // 401 deleted
 	record(g.admin(http.MethodGet, "/audit", nil))

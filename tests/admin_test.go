@@ -269,7 +269,7 @@ func keys(m map[string]any) []string {
 }
 
 var tokenJSONFields = []string{"created_at", "expires_at", "hint", "id", "last_used_at", "name",
-	"revoked_at", "revoked_reason", "rotated_to", "scopes", "status", "user_id"}
+	"revoked_at", "revoked_by", "revoked_reason", "rotated_to", "scopes", "status", "user_id"}
 
 // adminCredentials: only the admin key or a live admin-scope token opens
 // the admin API; everything else is 401 (or 403 for a live token without

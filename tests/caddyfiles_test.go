@@ -61,17 +61,19 @@ func caddyfileBlocks(md []byte) []docBlock {
 	var out []docBlock
 	var cur *bytes.Buffer
 	var start int
+	var indent string // of the fence, as in a list item; the block's lines have it too
 	sc := bufio.NewScanner(bytes.NewReader(md))
 	for n := 1; sc.Scan(); n++ {
 		line := sc.Text()
 		switch {
 		case cur == nil && strings.TrimSpace(line) == "```caddyfile":
 			cur, start = &bytes.Buffer{}, n
+			indent = line[:len(line)-len(strings.TrimLeft(line, " "))]
 		case cur != nil && strings.TrimSpace(line) == "```":
 			out = append(out, docBlock{line: strconv.Itoa(start), text: cur.String()})
 			cur = nil
 		case cur != nil:
-			cur.WriteString(line + "\n")
+			cur.WriteString(strings.TrimPrefix(line, indent) + "\n")
 		}
 	}
 	return out

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 )
 
@@ -19,19 +18,21 @@ const (
 // MaxNameLen is the longest token name, in characters, after trimming.
 const MaxNameLen = 100
 
-// NormalizeName trims a token name and checks it: 1–100 characters, valid
-// UTF-8, no control characters.
+// NormalizeName trims a token name and checks it: 1–100 characters of
+// text as CheckText allows it.
 func NormalizeName(name string) (string, error) {
 	name = strings.TrimSpace(name)
-	switch {
-	case name == "":
+	if name == "" {
 		return "", errors.New("name is required and may not be blank")
-	case !utf8.ValidString(name):
+	}
+	if !utf8.ValidString(name) {
 		return "", errors.New("name must be valid UTF-8")
-	case utf8.RuneCountInString(name) > MaxNameLen:
+	}
+	if utf8.RuneCountInString(name) > MaxNameLen {
 		return "", fmt.Errorf("name is longer than %d characters", MaxNameLen)
-	case strings.IndexFunc(name, unicode.IsControl) >= 0:
-		return "", errors.New("name may not contain control characters")
+	}
+	if err := CheckText("name", name); err != nil {
+		return "", err
 	}
 	return name, nil
 }

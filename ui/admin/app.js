@@ -99,6 +99,10 @@
         return /already rotated/.test(err.apiMessage || "")
           ? sentence(err.apiMessage) + " Rotate its successor instead."
           : "Only an active token can be rotated. Re-approve it first, or create a new token.";
+      case "token_leaked":
+        return "This token was revoked because it leaked: its value is public, so it can never be re-approved. Create a new token instead.";
+      case "rotation_pending":
+        return "This token replaced another one that still works until its grace ends. Rotate it again after that.";
       case "not_found":
         return ctx.notFound || "It no longer exists; someone may have deleted it meanwhile. The page has been refreshed.";
       case "invalid_request":
@@ -493,13 +497,14 @@
     const rotated = !!t.rotated_to;
     if (t.status === "active" && !rotated) actions.push(act("Rotate", "", () => confirmRotate(t)));
     if (t.status === "active" || t.status === "deactivated") actions.push(act("Revoke", "btn-link-danger", () => confirmRevoke(t)));
-    if (t.status === "revoked" && !expired) actions.push(act("Re-approve", "", () => confirmReapprove(t)));
+    if (t.status === "revoked" && !expired && !armgate.leaked(t)) actions.push(act("Re-approve", "", () => confirmReapprove(t)));
     actions.push(act("Delete", "btn-link-danger", () => confirmDelete(t)));
     const scopes = (t.scopes || []).filter((s) => s !== "api");
     const successor = rotated ? currentTokens.find((x) => x.id === t.rotated_to) : null;
     const rotatedTo = rotated ? "Rotated to " + (successor ? `“${successor.name}” (${successor.hint})` : t.rotated_to.slice(0, 8) + "…") : "";
-    const statusSub =
-      t.status === "revoked" && t.revoked_reason
+    const statusSub = armgate.leaked(t)
+      ? armgate.leakSub(t)
+      : t.status === "revoked" && t.revoked_reason
         ? el("span", { class: "sub", text: "Reason: " + t.revoked_reason + (rotated ? ". " + rotatedTo : "") })
         : rotated && t.status === "active"
           ? el("span", { class: "sub", text: `${rotatedTo}; works until ${dateFmt.format(new Date(t.expires_at))}` })
@@ -637,6 +642,7 @@
     "user.reactivate": "User reactivated",
     "token.create": "Token created",
     "token.revoke": "Token revoked",
+    "token.leaked": "Token revoked as leaked",
     "token.reapprove": "Token re-approved",
     "token.delete": "Token deleted",
     "token.logout": "Token logged out",

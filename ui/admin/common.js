@@ -115,11 +115,24 @@ const armgate = (() => {
     return opts.rel ? [t, el("span", { class: "sub", text: relative(d) })] : t;
   }
 
-  const STATUS_LABEL = { active: "Active", revoked: "Revoked", deactivated: "Deactivated", expired: "Expired" };
+  const STATUS_LABEL = { active: "Active", revoked: "Revoked", deactivated: "Deactivated", expired: "Expired", leaked: "Leaked" };
   const badge = (status) =>
     el("span", { class: "badge badge-" + (STATUS_LABEL[status] ? status : "deactivated"), text: STATUS_LABEL[status] || status });
 
   // ---- a token's row
+
+  // leaked reports whether a leak report revoked t; such a token is never
+  // re-approved.
+  const leaked = (t) => typeof t.revoked_by === "string" && t.revoked_by.startsWith("leak:");
+  // leakSub says where a leaked token was found; only an http(s) URL is a
+  // link.
+  function leakSub(t) {
+    const url = t.leak_url || "";
+    const where = /^https?:\/\//i.test(url)
+      ? el("a", { href: url, rel: "noopener noreferrer nofollow", target: "_blank", text: url })
+      : url || "a place the report did not name";
+    return el("span", { class: "sub leak-url", "data-leak-url": url }, "Found at ", where);
+  }
 
   // tokenButton is an action button of token t's row.
   const tokenButton = (t, label, cls, fn) =>
@@ -134,7 +147,7 @@ const armgate = (() => {
       Object.assign({ "data-token-id": t.id, "data-token-name": t.name, "data-status": t.status }, attrs),
       cell("Name", { class: "id-cell" }, t.name, showScopes ? el("span", { class: "sub", text: "Scopes: " + t.scopes.join(", ") }) : null),
       cell("Token", null, el("code", { text: t.hint })),
-      cell("Status", null, badge(t.status), statusSub),
+      cell("Status", null, badge(leaked(t) ? "leaked" : t.status), statusSub),
       cell("Created", null, when(t.created_at, "", { day: true })),
       cell("Expires", null, when(t.expires_at, "", { day: true, rel: true })),
       cell("Last used", null, when(t.last_used_at, "Never", { rel: true })),
@@ -316,6 +329,8 @@ const armgate = (() => {
     relative,
     when,
     badge,
+    leaked,
+    leakSub,
     tokenButton,
     tokenRow,
     showError,

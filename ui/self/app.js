@@ -45,6 +45,10 @@
           return "This token was already rotated; use its successor (the list has been refreshed).";
         }
         return "Only an active token can be rotated. Re-approve it first, or create a new token.";
+      case "token_leaked":
+        return "This token was revoked because it leaked: its value is public, so it can never be re-approved. Create a new token instead.";
+      case "rotation_pending":
+        return "This token replaced another one that still works until its grace ends. Rotate it again after that.";
       case "user_deactivated":
         return "Your account is deactivated, so your tokens cannot be used or re-approved. Ask an administrator.";
       case "not_found":
@@ -121,10 +125,11 @@
     const act = (label, cls, fn) => armgate.tokenButton(t, label, cls, fn);
     if (t.status === "active" && !rotated) actions.push(act("Rotate", "", () => confirmRotate(t)));
     if (t.status === "active" || t.status === "deactivated") actions.push(act("Revoke", "btn-link-danger", () => confirmRevoke(t)));
-    if (t.status === "revoked" && !expired) actions.push(act("Re-approve", "", () => confirmReapprove(t)));
+    if (t.status === "revoked" && !expired && !armgate.leaked(t)) actions.push(act("Re-approve", "", () => confirmReapprove(t)));
     actions.push(act("Delete", "btn-link-danger", () => confirmDelete(t)));
     let statusSub = null;
-    if (t.status === "revoked" && t.revoked_reason) statusSub = el("span", { class: "sub", text: "Reason: " + t.revoked_reason });
+    if (armgate.leaked(t)) statusSub = armgate.leakSub(t);
+    else if (t.status === "revoked" && t.revoked_reason) statusSub = el("span", { class: "sub", text: "Reason: " + t.revoked_reason });
     else if (t.status === "deactivated") statusSub = el("span", { class: "sub", text: "Your account is deactivated" });
     else if (rotated && t.status === "active") statusSub = el("span", { class: "sub", text: "Rotated: works until " + dateFmt.format(new Date(t.expires_at)) });
     else if (rotated) statusSub = el("span", { class: "sub", text: "Rotated" });
