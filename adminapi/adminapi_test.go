@@ -47,7 +47,7 @@ func TestDecodeJSON(t *testing.T) {
 		{name: "null", body: "null", status: 400, msg: "must be a JSON object"},
 		{name: "array", body: "[]", status: 400, msg: "must be a JSON object"},
 		{name: "string", body: `"x"`, status: 400, msg: "must be a JSON object"},
-		{name: "unknown field", body: `{"nme":"x"}`, status: 400, msg: `unknown field "nme" (known fields: name, expires_in, expires_at, scopes)`},
+		{name: "unknown field", body: `{"nme":"x"}`, status: 400, msg: `unknown field "nme" (known fields: name, expires_in, expires_at, scopes, rate_limit, allowed_ips)`},
 		{name: "name not a string", body: `{"name":1}`, status: 400, msg: "name must be a string, not number"},
 		{name: "scopes not an array", body: `{"scopes":"api"}`, status: 400, msg: "scopes must be an array of strings, not string"},
 		{name: "scope not a string", body: `{"scopes":[1]}`, status: 400, msg: "must be a string"},
@@ -354,8 +354,8 @@ func TestCreatedTokenJSON(t *testing.T) {
 			t.Errorf("create response lacks %q: %s", k, b)
 		}
 	}
-	if len(m) != 16 {
-		t.Errorf("create response has %d fields, want 16: %s", len(m), b)
+	if len(m) != 18 {
+		t.Errorf("create response has %d fields, want 18: %s", len(m), b)
 	}
 }
 

@@ -204,6 +204,9 @@ func jsonNames(t reflect.Type) map[string]bool {
 // jsonError turns an encoding/json error into a message that names the
 // field and says what is wrong.
 func jsonError(err error, dst any) *Error {
+	if e, ok := errors.AsType[*Error](err); ok {
+		return e
+	}
 	if se, ok := errors.AsType[*json.SyntaxError](err); ok {
 		return BadRequest("the request body is not valid JSON: %s (at byte %d)",
 			strings.TrimPrefix(se.Error(), "json: "), se.Offset)

@@ -40,9 +40,18 @@ func (h *handler) putUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	limit, err := body.UserRateLimit()
+	if err != nil {
+		return err
+	}
 	u, created, err := h.store.UpsertUser(r.Context(), actor(r), id, patch)
 	if err != nil {
 		return err
+	}
+	if limit != nil {
+		if u, err = h.setUserRateLimit(r, id, *limit); err != nil {
+			return err
+		}
 	}
 	status := http.StatusOK
 	if created {

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/armgate/armgate/gateway"
+	"github.com/armgate/armgate/quota"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
 )
@@ -46,6 +47,9 @@ type Store interface {
 	RevokeAllTokens(ctx context.Context, actor, userID, reason string) (int, storage.Invalidation, error)
 	LookupCredential(ctx context.Context, h token.Hash) (token.Credential, error)
 	Audit(ctx context.Context, userID string, limit int) ([]storage.AuditEvent, error)
+	SetTokenControls(ctx context.Context, actor, id string, c storage.TokenControls, check func(storage.Controls) error) (storage.Token, storage.Invalidation, error)
+	SetUserRateLimit(ctx context.Context, actor, id string, l quota.Limit) (storage.Invalidation, error)
+	TokenUsage(ctx context.Context, tokenID string, days int) ([]storage.DayUsage, netip.Addr, error)
 }
 
 // Verifier checks a presented token the way the gateway does, so that a
@@ -184,6 +188,8 @@ func (h *handler) routes() {
 	m.Handle("POST /tokens/{token_id}/reapprove", h.call(h.reapproveToken))
 	m.Handle("DELETE /tokens/{token_id}", h.call(h.deleteToken))
 	m.Handle("POST /tokens/{token_id}/rotate", h.call(h.rotateToken))
+	m.Handle("PATCH /tokens/{token_id}", h.call(h.patchToken))
+	m.Handle("GET /tokens/{token_id}/usage", h.call(h.tokenUsage, "days"))
 	m.Handle("POST /introspect", h.call(h.introspect))
 	m.Handle("GET /audit", h.call(h.audit, "user_id", "limit"))
 	m.Handle("GET /events", h.call(h.listEvents, "status", "limit", "cursor"))

@@ -147,7 +147,7 @@ func TestAdminServeHTTP(t *testing.T) {
 		{name: "wrong method", method: "PATCH", target: "/users/u1", auth: "Bearer " + testAdminKey, status: 405,
 			code: "method_not_allowed", header: map[string]string{"Allow": "GET, HEAD, PUT"}},
 		{name: "wrong method on tokens", method: "PUT", target: "/tokens/" + testTokenID, auth: "Bearer " + testAdminKey, status: 405,
-			header: map[string]string{"Allow": "GET, HEAD, DELETE"}},
+			header: map[string]string{"Allow": "GET, HEAD, PATCH, DELETE"}},
 		{name: "malformed token id", method: "POST", target: "/tokens/123/revoke", auth: "Bearer " + testAdminKey, status: 400, code: "invalid_request"},
 		{name: "revoke", method: "POST", target: "/tokens/" + testTokenID + "/revoke", auth: "Bearer " + testAdminKey,
 			body: `{"reason":"leaked"}`, status: 200, calls: "revoke " + testTokenID},

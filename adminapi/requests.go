@@ -6,6 +6,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/armgate/armgate/quota"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
 )
@@ -19,6 +20,25 @@ import (
 type UserRequest struct {
 	Email       *string `json:"email"`
 	DisplayName *string `json:"display_name"`
+	// RateLimit is the quota on all of the user's tokens together; null
+	// removes it, omitted leaves it as it is.
+	RateLimit Optional[RateLimit] `json:"rate_limit,omitzero"`
+}
+
+// UserRateLimit validates the body's rate_limit: nil when it is not given,
+// a zero Limit when it is null (remove).
+func (b UserRequest) UserRateLimit() (*quota.Limit, error) {
+	if !b.RateLimit.Set {
+		return nil, nil
+	}
+	var l quota.Limit
+	if b.RateLimit.Value != nil {
+		var err error
+		if l, err = b.RateLimit.Value.Limit(); err != nil {
+			return nil, err
+		}
+	}
+	return &l, nil
 }
 
 // Patch validates the body and returns the update to apply; the store
@@ -71,6 +91,10 @@ type CreateTokenRequest struct {
 	ExpiresIn *string  `json:"expires_in"`
 	ExpiresAt *string  `json:"expires_at"`
 	Scopes    []string `json:"scopes"`
+	// RateLimit and AllowedIPs are the token's controls; omitted or null:
+	// none.
+	RateLimit  *RateLimit `json:"rate_limit,omitempty"`
+	AllowedIPs []string   `json:"allowed_ips,omitempty"`
 }
 
 // TokenLimits are the app settings a token create is checked against;
@@ -106,13 +130,22 @@ func (b CreateTokenRequest) NewToken(userID string, now time.Time, l TokenLimits
 	if err != nil {
 		return storage.NewToken{}, BadRequest("%v", err)
 	}
-	return storage.NewToken{
+	n := storage.NewToken{
 		UserID:     userID,
 		Name:       name,
 		Scopes:     scopes,
 		ExpiresAt:  exp.UTC(),
 		MaxPerUser: l.MaxPerUser,
-	}, nil
+	}
+	if b.RateLimit != nil {
+		if n.RateLimit, err = b.RateLimit.Limit(); err != nil {
+			return storage.NewToken{}, err
+		}
+	}
+	if n.AllowedIPs, err = AllowedIPs(b.AllowedIPs); err != nil {
+		return storage.NewToken{}, err
+	}
+	return n, nil
 }
 
 // RevokeRequest is the body of POST /tokens/{token_id}/revoke.

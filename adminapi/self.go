@@ -4,11 +4,13 @@ import (
 	"context"
 	"mime"
 	"net/http"
+	"net/netip"
 	"path"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/armgate/armgate/quota"
 	"github.com/armgate/armgate/storage"
 )
 
@@ -25,6 +27,8 @@ type SelfStore interface {
 	ReapproveToken(ctx context.Context, actor, id string) (storage.Token, storage.Invalidation, error)
 	RotateToken(ctx context.Context, actor, id string, grace time.Duration, expiresAt time.Time) (storage.Token, string, storage.Invalidation, error)
 	DeleteToken(ctx context.Context, actor, id string) (storage.Invalidation, error)
+	SetTokenControls(ctx context.Context, actor, id string, c storage.TokenControls, check func(storage.Controls) error) (storage.Token, storage.Invalidation, error)
+	TokenUsage(ctx context.Context, tokenID string, days int) ([]storage.DayUsage, netip.Addr, error)
 }
 
 // SelfOptions are the self-service API's dependencies and settings.
@@ -45,6 +49,9 @@ type SelfOptions struct {
 	Origin OriginPolicy
 	// WriteLimit, when not nil, limits each user's state-changing calls.
 	WriteLimit WriteLimiter
+	// DefaultQuota is the configured default quota of a token (zero:
+	// none): what a user lowers from when their token has none of its own.
+	DefaultQuota quota.Limit
 }
 
 // selfOpenAPI serves the description of the self-service calls.
@@ -62,6 +69,8 @@ type selfHandler struct {
 	logger     *zap.Logger
 	mux        *http.ServeMux
 	writes     writeGuard
+	// defaultQuota is SelfOptions.DefaultQuota.
+	defaultQuota quota.Limit
 }
 
 // NewSelf returns the self-service API as an http.Handler: the signed-in
@@ -73,14 +82,15 @@ type selfHandler struct {
 // behind cookie sign-in.
 func NewSelf(o SelfOptions) http.Handler {
 	s := &selfHandler{
-		store:      o.Store,
-		user:       o.User,
-		invalidate: o.Invalidate,
-		limits:     o.Limits,
-		timeout:    max(o.Timeout, MinTimeout),
-		now:        o.Now,
-		logger:     o.Logger,
-		writes:     newWriteGuard(o),
+		store:        o.Store,
+		user:         o.User,
+		invalidate:   o.Invalidate,
+		limits:       o.Limits,
+		timeout:      max(o.Timeout, MinTimeout),
+		now:          o.Now,
+		logger:       o.Logger,
+		writes:       newWriteGuard(o),
+		defaultQuota: o.DefaultQuota,
 	}
 	if s.invalidate == nil {
 		s.invalidate = func(storage.Invalidation) {}

@@ -30,13 +30,15 @@ func (s *selfHandler) routes() *http.ServeMux {
 	m.Handle("POST /tokens/{token_id}/reapprove", s.call(s.reapproveToken))
 	m.Handle("POST /tokens/{token_id}/rotate", s.call(s.rotateToken))
 	m.Handle("DELETE /tokens/{token_id}", s.call(s.deleteToken))
+	m.Handle("PATCH /tokens/{token_id}", s.call(s.patchToken))
+	m.Handle("GET /tokens/{token_id}/usage", s.call(s.tokenUsage, "days"))
 	return m
 }
 
 // call adapts a self-service endpoint to the mux, as the admin API's calls
 // are, after the user check: a user armgate does not know, or a
 // deactivated one, may not manage tokens.
-func (s *selfHandler) call(fn func(http.ResponseWriter, *http.Request) error) http.Handler {
+func (s *selfHandler) call(fn func(http.ResponseWriter, *http.Request) error, params ...string) http.Handler {
 	return endpoint(s.timeout, s.logger, func(w http.ResponseWriter, r *http.Request) error {
 		u, err := s.signedIn(r)
 		if err != nil {
@@ -44,7 +46,7 @@ func (s *selfHandler) call(fn func(http.ResponseWriter, *http.Request) error) ht
 		}
 		r = r.WithContext(context.WithValue(r.Context(), selfAccountKey{}, u))
 		return fn(w, r)
-	})
+	}, params...)
 }
 
 type selfAccountKey struct{}

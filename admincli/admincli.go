@@ -71,6 +71,8 @@ func usage(err error) error {
 var flagNames = strings.NewReplacer(
 	"expires_in", "--expires-in", "expires_at", "--expires-at",
 	"display_name", "--display-name",
+	"rate_limit.requests", "--requests", "rate_limit.window", "--window", "rate_limit: ", "",
+	"allowed_ips: ", "--cidr: ", "allowed_ips", "--cidr",
 )
 
 // Runner runs calls on a store and prints their results on Out.

@@ -40,6 +40,7 @@ actor "cli" and reach running gateways like any other.
   user put|get|list|deactivate|reactivate
   token create|list|get|revoke|revoke-all|reapprove|rotate|delete|revoke-leaked
   events list|retry
+  token limit|allow-ips|usage
   migrate
 
 --json prints exactly the admin API's JSON for the call; without it, a plain
@@ -83,6 +84,10 @@ failure, 2 for a usage error.`,
 				call("rotate", "Replaces a token by a new one and prints the new one once", tokenRotate, idFlag, withFlags(
 					strFlag("grace", "How long the old token keeps working: 0s to 168h (default 24h)"), expiryFlags)),
 				call("delete", "Deletes a token, freeing its slot", tokenDelete, idFlag),
+				call("limit", "Sets or removes a token's quota", tokenLimit, idFlag, limitFlags),
+				call("allow-ips", "Sets or removes the addresses a token may be used from", tokenAllowIPs, idFlag, allowFlags),
+				call("usage", "Shows a token's requests per UTC day and its last client address", tokenUsage, idFlag,
+					strFlag("days", "Days up to today, 1 to 90 (default 30)")),
 				call("revoke-leaked", "Revokes as leaked the tokens read from standard input", tokenRevokeLeaked,
 					strFlag("url", "Where the tokens were found, recorded with each")),
 			)
@@ -328,6 +333,38 @@ func tokenRevokeLeaked(ctx context.Context, r *admincli.Runner, f *pflag.FlagSet
 func tokenDelete(ctx context.Context, r *admincli.Runner, f *pflag.FlagSet) error {
 	return r.TokenDelete(ctx, get(f, "id"))
 }
+
+func tokenLimit(ctx context.Context, r *admincli.Runner, f *pflag.FlagSet) error {
+	l := admincli.Limit{ID: get(f, "id"), Window: optional(f, "window")}
+	l.Clear, _ = f.GetBool("clear")
+	if f.Changed("requests") {
+		n, _ := f.GetInt64("requests")
+		l.Requests = &n
+	}
+	return r.TokenLimit(ctx, l)
+}
+
+func tokenAllowIPs(ctx context.Context, r *admincli.Runner, f *pflag.FlagSet) error {
+	cidrs, _ := f.GetStringSlice("cidr")
+	clear, _ := f.GetBool("clear")
+	return r.TokenAllowIPs(ctx, get(f, "id"), cidrs, clear)
+}
+
+func tokenUsage(ctx context.Context, r *admincli.Runner, f *pflag.FlagSet) error {
+	return r.TokenUsage(ctx, get(f, "id"), optional(f, "days"))
+}
+
+var (
+	limitFlags = func(f *pflag.FlagSet) {
+		f.Int64("requests", 0, "Requests per window, from 1")
+		f.String("window", "", "Window as a Go duration, 1s to 24h, e.g. 1h")
+		f.Bool("clear", false, "Remove the token's quota")
+	}
+	allowFlags = func(f *pflag.FlagSet) {
+		f.StringSlice("cidr", nil, "IPv4 or IPv6 CIDR the token may be used from; repeat or comma-separate (at most 32)")
+		f.Bool("clear", false, "Remove the allow-list: the token works from anywhere")
+	}
+)
 
 func migrate(ctx context.Context, r *admincli.Runner, _ *pflag.FlagSet) error {
 	return r.MigrateSchema(ctx)

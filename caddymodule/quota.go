@@ -115,6 +115,15 @@ func (q *QuotaConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 }
 
 // quotaSync is the configured sync interval, or the default.
+// defaultTokenQuota is the configured default quota of a token (zero:
+// none), the one a user lowers from on the self-service mount.
+func (a *App) defaultTokenQuota() quota.Limit {
+	if a.Quota == nil {
+		return quota.Limit{}
+	}
+	return a.Quota.Token.limit()
+}
+
 func (a *App) quotaSync() time.Duration {
 	if a.Quota == nil || a.Quota.Sync == 0 {
 		return gateway.DefaultQuotaSync

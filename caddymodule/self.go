@@ -87,10 +87,11 @@ func (h *SelfHandler) Provision(ctx caddy.Context) error {
 			Lifetime:    time.Duration(app.TokenLifetime),
 			MaxLifetime: time.Duration(app.MaxTokenLifetime),
 		},
-		Timeout:    time.Duration(app.QueryTimeout),
-		Logger:     ctx.Logger(),
-		Origin:     adminapi.OriginPolicy{Scheme: externalScheme, Origins: origins},
-		WriteLimit: writes,
+		Timeout:      time.Duration(app.QueryTimeout),
+		Logger:       ctx.Logger(),
+		Origin:       adminapi.OriginPolicy{Scheme: externalScheme, Origins: origins},
+		WriteLimit:   writes,
+		DefaultQuota: app.defaultTokenQuota(),
 	})
 	h.screen = ui.Self()
 	return nil

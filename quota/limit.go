@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -72,9 +73,21 @@ type limitJSON struct {
 	Window   string `json:"window"`
 }
 
-// MarshalJSON writes {"requests": N, "window": "1h0m0s"}.
+// MarshalJSON writes {"requests": N, "window": "1h"}.
 func (l Limit) MarshalJSON() ([]byte, error) {
-	return json.Marshal(limitJSON{Requests: l.Requests, Window: l.Window.String()})
+	return json.Marshal(limitJSON{Requests: l.Requests, Window: ShortWindow(l.Window)})
+}
+
+// ShortWindow formats d as typed: "1h", "1h30m", "90s" is "1m30s".
+func ShortWindow(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
 }
 
 // UnmarshalJSON reads {"requests": N, "window": "<Go duration>"} and

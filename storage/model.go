@@ -3,6 +3,8 @@ package storage
 import (
 	"errors"
 	"time"
+
+	"github.com/armgate/armgate/quota"
 )
 
 // Audit actions.
@@ -68,6 +70,11 @@ type User struct {
 	Status      UserStatus `json:"status"`
 	TokenCount  int        `json:"token_count"`
 	CreatedAt   time.Time  `json:"created_at"`
+	// RateLimit is the quota on all of the user's tokens together; null
+	// when the user has none of their own.
+	RateLimit  *quota.Limit `json:"rate_limit" db:"-"`
+	RLRequests *int64       `json:"-" db:"rl_requests"`
+	RLWindow   *int64       `json:"-" db:"rl_window"`
 }
 
 // Token is a token as the admin API shows it: never the plaintext or hash.
@@ -87,6 +94,10 @@ type Token struct {
 	RevokedBy *string `json:"revoked_by"`
 	// RotatedTo is the id of the token that replaced this one, if any.
 	RotatedTo *string `json:"rotated_to"`
+	// RateLimit is the token's own quota; null when it has none.
+	RateLimit *quota.Limit `json:"rate_limit" db:"-"`
+	// AllowedIPs are the CIDRs the token may be used from; empty: anywhere.
+	AllowedIPs []string `json:"allowed_ips" db:"-"`
 	// LeakedAt and LeakURL: when a leak report named the token and where
 	// it was found; set only for a token revoked as leaked.
 	LeakedAt *time.Time `json:"leaked_at"`

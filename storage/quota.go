@@ -218,8 +218,8 @@ ORDER BY d`, tokenID, days)
 
 // Audit actions of the per-token controls.
 const (
-	ActionTokenControls = "token.controls"
-	ActionUserRateLimit = "user.rate_limit"
+	ActionTokenControls = "token.update"
+	ActionUserRateLimit = ActionUserUpdate
 )
 
 // TokenControls is a change of a token's quota and allow-list; a nil field
@@ -275,6 +275,10 @@ func controlsOf(req, win *int64, ips []netip.Prefix, last *netip.Addr) Controls 
 // (the self-service mount only lowers and narrows).
 func (s *Store) SetTokenControls(ctx context.Context, actor, id string, c TokenControls,
 	check func(cur Controls) error) (Token, Invalidation, error) {
+	if _, ok := selfUser(actor); ok && check == nil {
+		// A user may only lower and narrow: the caller must say how.
+		return Token{}, Invalidation{}, errors.New("storage: a user's change of token controls needs its lower-only check")
+	}
 	return s.changeToken(ctx, actor, ActionTokenControls, id, false, func(tx pgx.Tx, _ Token) (map[string]any, bool, error) {
 		var req, win *int64
 		var ips []netip.Prefix

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/netip"
 	"time"
 
 	"github.com/jackc/pgerrcode"
@@ -11,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/armgate/armgate/ipallow"
+	"github.com/armgate/armgate/quota"
 	"github.com/armgate/armgate/token"
 )
 
@@ -124,11 +127,14 @@ const countsTowardLimit = `t.expires_at > now() AND (t.rotated_at IS NULL OR t.r
 const userColumns = `u.id, u.email, u.display_name,
 	CASE WHEN u.deactivated_at IS NULL THEN '` + string(UserActive) + `' ELSE '` + string(UserDeactivated) + `' END AS status,
 	(SELECT count(*) FROM armgate.tokens t WHERE t.user_id = u.id AND ` + countsTowardLimit + `) AS token_count,
-	u.created_at`
+	u.created_at, u.rate_limit_requests AS rl_requests, u.rate_limit_window AS rl_window`
 
 func collectUser(row pgx.CollectableRow) (User, error) {
 	u, err := pgx.RowToStructByName[User](row)
 	u.CreatedAt = u.CreatedAt.UTC()
+	if l := limitOf(u.RLRequests, u.RLWindow); !l.IsZero() {
+		u.RateLimit = &l
+	}
 	return u, err
 }
 
@@ -259,7 +265,8 @@ func (s *Store) SetUserActive(ctx context.Context, actor, id string, active bool
 const tokenColumns = `t.id::text AS id, t.user_id, t.name, t.hint, t.scopes, t.created_at, t.expires_at,
 	t.last_used_at, t.revoked_at, t.revoked_reason, t.revoked_by, t.rotated_to::text AS rotated_to,
 	t.leaked_at, t.leak_url,
-	u.deactivated_at IS NOT NULL AS deactivated`
+	u.deactivated_at IS NOT NULL AS deactivated,
+	t.rate_limit_requests AS rl_requests, t.rate_limit_window AS rl_window, coalesce(t.allowed_ips, '{}') AS ip_list`
 
 const tokenFrom = ` FROM armgate.tokens t JOIN armgate.users u ON u.id = t.user_id `
 
@@ -267,6 +274,10 @@ const tokenFrom = ` FROM armgate.tokens t JOIN armgate.users u ON u.id = t.user_
 type tokenRow struct {
 	Token
 	Deactivated bool
+	// The token's controls, see controlColumns.
+	RLRequests *int64         `db:"rl_requests"`
+	RLWindow   *int64         `db:"rl_window"`
+	IPList     []netip.Prefix `db:"ip_list"`
 }
 
 // lockedTokenRow is a token read for a change: its hash names the cache
@@ -282,6 +293,8 @@ func (s *Store) token(r tokenRow) Token {
 	t.Status = token.StatusAt(s.now(), t.ExpiresAt, t.RevokedAt != nil, r.Deactivated).String()
 	t.CreatedAt, t.ExpiresAt = t.CreatedAt.UTC(), t.ExpiresAt.UTC()
 	t.LastUsedAt, t.RevokedAt = utcPtr(t.LastUsedAt), utcPtr(t.RevokedAt)
+	c := controlsOf(r.RLRequests, r.RLWindow, r.IPList, nil)
+	t.RateLimit, t.AllowedIPs = c.RateLimit, c.AllowedIPs
 	t.LeakedAt = utcPtr(t.LeakedAt)
 	return t
 }
@@ -323,6 +336,9 @@ type NewToken struct {
 	MaxPerUser int
 	// CreateUser creates the user when missing (command-line bootstrap).
 	CreateUser bool
+	// RateLimit and AllowedIPs are the token's controls (zero: none).
+	RateLimit  quota.Limit
+	AllowedIPs ipallow.List
 }
 
 // CreateToken creates a token and returns it with its plaintext, the only
@@ -357,9 +373,16 @@ func (s *Store) CreateToken(ctx context.Context, actor string, n NewToken) (Toke
 		if err != nil {
 			return err
 		}
-		if err := audit(ctx, tx, actor, ActionTokenCreate, id, n.UserID, map[string]any{
+		detail := map[string]any{
 			"name": n.Name, "scopes": n.Scopes, "expires_at": n.ExpiresAt.UTC().Format(time.RFC3339),
-		}); err != nil {
+		}
+		if !n.RateLimit.IsZero() {
+			detail["rate_limit"] = n.RateLimit.String()
+		}
+		if !n.AllowedIPs.Empty() {
+			detail["allowed_ips"] = n.AllowedIPs.Strings()
+		}
+		if err := audit(ctx, tx, actor, ActionTokenCreate, id, n.UserID, detail); err != nil {
 			return err
 		}
 		if err := notify(ctx, tx, Invalidation{Created: [][]byte{h[:]}}); err != nil {
@@ -398,9 +421,15 @@ func insertToken(ctx context.Context, tx pgx.Tx, n NewToken, plain string, h tok
 		}
 	}
 	var id string
-	err = tx.QueryRow(ctx, `INSERT INTO armgate.tokens (user_id, name, hash, hint, scopes, expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6) RETURNING id::text`,
-		n.UserID, n.Name, h[:], token.Hint(plain), n.Scopes, n.ExpiresAt).Scan(&id)
+	req, win := limitArgs(n.RateLimit)
+	var ips any
+	if !n.AllowedIPs.Empty() {
+		ips = n.AllowedIPs.Prefixes()
+	}
+	err = tx.QueryRow(ctx, `INSERT INTO armgate.tokens (user_id, name, hash, hint, scopes, expires_at,
+			rate_limit_requests, rate_limit_window, allowed_ips)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::cidr[]) RETURNING id::text`,
+		n.UserID, n.Name, h[:], token.Hint(plain), n.Scopes, n.ExpiresAt, req, win, ips).Scan(&id)
 	if isUniqueViolation(err) {
 		return "", ErrNameTaken
 	}
@@ -468,9 +497,16 @@ func (s *Store) RotateToken(ctx context.Context, actor, id string, grace time.Du
 		if tag.RowsAffected() != 1 { // rotated before, its successor since deleted
 			return ErrTokenNotActive
 		}
-		newID, err := insertToken(ctx, tx, NewToken{
-			UserID: old.UserID, Name: old.Name, Scopes: old.Scopes, ExpiresAt: expiresAt,
-		}, plain, h, false)
+		// The successor keeps the quota and the allow-list.
+		ips, err := ipallow.Parse(old.AllowedIPs)
+		if err != nil {
+			return err
+		}
+		succ := NewToken{UserID: old.UserID, Name: old.Name, Scopes: old.Scopes, ExpiresAt: expiresAt, AllowedIPs: ips}
+		if old.RateLimit != nil {
+			succ.RateLimit = *old.RateLimit
+		}
+		newID, err := insertToken(ctx, tx, succ, plain, h, false)
 		if errors.Is(err, ErrUserDeactivated) {
 			return ErrTokenNotActive
 		} else if err != nil {

@@ -488,6 +488,7 @@
 
     $("tokens-body").replaceChildren(...currentTokens.map(tokenRow));
     show($("tokens-empty"), currentTokens.length === 0);
+    armgate.loadUsage((id) => api("GET", "/tokens/" + enc(id) + "/usage?days=30"), currentTokens);
   }
 
   function tokenRow(t) {

@@ -151,8 +151,83 @@ const armgate = (() => {
       cell("Created", null, when(t.created_at, "", { day: true })),
       cell("Expires", null, when(t.expires_at, "", { day: true, rel: true })),
       cell("Last used", null, when(t.last_used_at, "Never", { rel: true })),
+      cell("Limits and usage", { class: "usage-cell" }, controls(t), el("div", { class: "usage-chart", "data-usage-for": t.id })),
       cell("Actions", { class: "cell-actions" }, el("div", { class: "row-actions" }, actions))
     );
+  }
+
+  // ---- quota, allow-list and usage
+
+  // controls says what limits token t: its quota (else the configured
+  // default or the user's, which the gateway applies) and its allow-list.
+  function controls(t) {
+    const q = t.rate_limit
+      ? `${t.rate_limit.requests.toLocaleString()} per ${t.rate_limit.window}`
+      : "default";
+    const ips = t.allowed_ips && t.allowed_ips.length ? t.allowed_ips.join(", ") : "anywhere";
+    return el(
+      "div",
+      { class: "controls" },
+      el("span", { class: "sub quota", "data-quota": t.rate_limit ? `${t.rate_limit.requests}/${t.rate_limit.window}` : "" }, "Quota: " + q),
+      el("span", { class: "sub allowed-ips", "data-allowed-ips": (t.allowed_ips || []).join(" ") }, "From: " + ips)
+    );
+  }
+
+  const SVG = "http://www.w3.org/2000/svg";
+  function svg(tag, attrs, ...children) {
+    const e = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
+    for (const c of children) e.append(c);
+    return e;
+  }
+
+  // usageChart draws the days of a usage answer as a bar chart in inline
+  // SVG: one bar per UTC day, oldest on the left, allowed requests below
+  // and refused ones (quota, then allow-list) stacked on top; each bar's
+  // tooltip gives the day's numbers. Drawn here, nothing fetched.
+  function usageChart(u) {
+    const days = (u && u.days) || [];
+    const W = 4, GAP = 1, H = 36;
+    const total = (d) => d.allowed + d.quota_refused + d.ip_refused;
+    const peak = Math.max(1, ...days.map(total));
+    const sum = (k) => days.reduce((n, d) => n + d[k], 0);
+    const label = `Last ${days.length} days: ${sum("allowed").toLocaleString()} allowed, ` +
+      `${sum("quota_refused").toLocaleString()} over quota, ${sum("ip_refused").toLocaleString()} from other addresses`;
+    const chart = svg("svg", {
+      class: "bars", role: "img", "aria-label": label,
+      width: days.length * (W + GAP), height: H, viewBox: `0 0 ${days.length * (W + GAP)} ${H}`,
+    });
+    days.forEach((d, i) => {
+      const g = svg("g", { "data-day": d.day }, svg("title", {}, `${d.day}: ${d.allowed} allowed, ${d.quota_refused} over quota, ${d.ip_refused} from other addresses`));
+      // background slot, so that empty days show as days
+      g.append(svg("rect", { x: i * (W + GAP), y: 0, width: W, height: H, class: "bar-slot" }));
+      let y = H;
+      for (const [k, cls] of [["allowed", "bar-allowed"], ["quota_refused", "bar-quota"], ["ip_refused", "bar-ip"]]) {
+        if (!d[k]) continue;
+        const h = Math.max(1, Math.round((d[k] / peak) * H));
+        y -= h;
+        g.append(svg("rect", { x: i * (W + GAP), y: Math.max(0, y), width: W, height: h, class: cls }));
+      }
+      chart.append(g);
+    });
+    const last = u && u.last_ip ? " · last from " + u.last_ip : "";
+    return [chart, el("span", { class: "sub usage-sum", text: `${sum("allowed").toLocaleString()} allowed in ${days.length} days${last}` })];
+  }
+
+  // loadUsage fills each token row's chart with what usageOf(id) resolves
+  // to (the screen's GET tokens/{id}/usage); a failure leaves a note.
+  async function loadUsage(usageOf, tokens) {
+    await Promise.all(tokens.map(async (t) => {
+      const box = document.querySelector(`[data-usage-for="${CSS.escape(t.id)}"]`);
+      if (!box) return;
+      try {
+        const u = await usageOf(t.id);
+        box.replaceChildren(...usageChart(u));
+        box.dataset.loaded = "true";
+      } catch {
+        box.replaceChildren(el("span", { class: "sub muted", text: "Usage unavailable" }));
+      }
+    }));
   }
 
   // ---- banners
@@ -333,6 +408,8 @@ const armgate = (() => {
     leakSub,
     tokenButton,
     tokenRow,
+    usageChart,
+    loadUsage,
     showError,
     showNotice,
     confirmAction,

@@ -116,6 +116,7 @@
     $("create-token").disabled = false;
     $("tokens-body").replaceChildren(...tokens.map(tokenRow));
     show($("tokens-empty"), tokens.length === 0);
+    armgate.loadUsage((id) => api("GET", "tokens/" + enc(id) + "/usage?days=30"), tokens);
   }
 
   function tokenRow(t) {
