@@ -268,8 +268,8 @@ func keys(m map[string]any) []string {
 	return k
 }
 
-var tokenJSONFields = []string{"created_at", "expires_at", "hint", "id", "last_used_at", "leak_url", "leaked_at",
-	"name", "revoked_at", "revoked_by", "revoked_reason", "rotated_to", "scopes", "status", "user_id"}
+var tokenJSONFields = []string{"allowed_ips", "created_at", "expires_at", "hint", "id", "last_used_at", "leak_url",
+	"leaked_at", "name", "rate_limit", "revoked_at", "revoked_by", "revoked_reason", "rotated_to", "scopes", "status", "user_id"}
 
 // adminCredentials: only the admin key or a live admin-scope token opens
 // the admin API; everything else is 401 (or 403 for a live token without
@@ -404,7 +404,7 @@ func adminPutUser(t *testing.T, g *gateway) {
 	m := want(t, r, http.StatusCreated, "")
 	// The documented user JSON plus the handler's max_tokens_per_user (the
 	// configured limit, for "3 of 10 tokens").
-	if got, want := keys(m), []string{"created_at", "display_name", "email", "id", "max_tokens_per_user", "status", "token_count"}; !slices.Equal(got, want) {
+	if got, want := keys(m), []string{"created_at", "display_name", "email", "id", "max_tokens_per_user", "rate_limit", "status", "token_count"}; !slices.Equal(got, want) {
 		t.Errorf("user JSON fields = %v, want %v", got, want)
 	}
 	if m["max_tokens_per_user"] != 10.0 {
