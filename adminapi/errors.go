@@ -7,9 +7,10 @@
 package adminapi
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
+
+	"github.com/armgate/armgate/refusal"
 )
 
 // Error is an admin API error response: status plus the {"error",
@@ -36,10 +37,7 @@ var ErrTooLarge = &Error{http.StatusRequestEntityTooLarge, "request_too_large",
 
 // ErrorBody is the JSON body of every refusal, of the admin API and of the
 // gateway alike, so that clients parse one shape.
-type ErrorBody struct {
-	Error   string `json:"error"`
-	Message string `json:"message"`
-}
+type ErrorBody = refusal.Body
 
 // WriteError writes e as the admin API's JSON error response.
 func WriteError(w http.ResponseWriter, e *Error) {
@@ -49,8 +47,5 @@ func WriteError(w http.ResponseWriter, e *Error) {
 // WriteJSON writes v as the JSON response body. Responses may carry token
 // data, so they are never cached.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	refusal.WriteJSON(w, status, v)
 }

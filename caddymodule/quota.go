@@ -13,6 +13,7 @@ import (
 
 	"github.com/armgate/armgate/gateway"
 	"github.com/armgate/armgate/quota"
+	"github.com/armgate/armgate/refusal"
 	"github.com/armgate/armgate/token"
 )
 
@@ -265,6 +266,5 @@ func (h *AuthHandler) quotaExceeded(w http.ResponseWriter, cred *token.Credentia
 // ipNotAllowed answers 403 ip_not_allowed.
 func ipNotAllowed(w http.ResponseWriter) {
 	countDecision(outcomeIPNotAllowed)
-	writeAuthError(w, http.StatusForbidden, "", "ip_not_allowed",
-		"This token may not be used from this client address")
+	refusal.Write(w, http.StatusForbidden, "", refusal.CodeIPNotAllowed, refusal.MsgIPNotAllowed)
 }
