@@ -65,10 +65,9 @@ type AuthHandler struct {
 
 	verifier tokenVerifier
 	limiter  *limiter.Limiter
-	// limiterKey is the key of limiter in the limiters pool, set while
-	// this handler holds a reference to it.
-	limiterKey *limiter.Config
-	logger     *zap.Logger
+	// hold is the handler's reference to limiter in the limiters pool.
+	hold   limiterHold
+	logger *zap.Logger
 	// challenge is the precomputed `Bearer realm="…"`.
 	challenge string
 	// expiresKey is ExpiresHeader in canonical form; "" means the default.
@@ -136,29 +135,14 @@ func (h *AuthHandler) configureExpiresHeader() {
 
 // provisionLimiter takes the shared failure limiter for the handler's
 // settings, unless the limiter is off.
-func (h *AuthHandler) provisionLimiter() error {
-	cfg, on := h.FailureLimit.config()
-	if !on {
-		return nil
-	}
-	l, err := loadLimiter(cfg)
-	if err != nil {
-		return err
-	}
-	h.limiter, h.limiterKey = l, &cfg
-	return nil
+func (h *AuthHandler) provisionLimiter() (err error) {
+	h.limiter, err = h.hold.take(h.FailureLimit, 0, func(c limiter.Config) any { return c })
+	return err
 }
 
 // Cleanup releases the handler's reference to its failure limiter; the
 // limiter goes when its last handler does.
-func (h *AuthHandler) Cleanup() error {
-	if h.limiterKey == nil {
-		return nil
-	}
-	_, err := limiters.Delete(*h.limiterKey)
-	h.limiterKey = nil
-	return err
-}
+func (h *AuthHandler) Cleanup() error { return h.hold.release() }
 
 // armgateApp returns the configured armgate app, or a clear error when the
 // global option is missing.
@@ -185,7 +169,7 @@ func (h *AuthHandler) Validate() error {
 	if h.ExpiresHeader != "" && h.ExpiresHeader != "off" && !httpguts.ValidHeaderFieldName(h.ExpiresHeader) {
 		return fmt.Errorf("armgate_auth: expires_header %q is not a valid header name", h.ExpiresHeader)
 	}
-	return h.FailureLimit.validate()
+	return h.FailureLimit.validate("armgate_auth")
 }
 
 // ServeHTTP decides on the request's bearer token. The failure limiter

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/armgate/armgate/events"
@@ -45,59 +44,6 @@ type EventsConfig struct {
 	// ExpiringScan is how often tokens about to expire are looked for.
 	// Default 1m.
 	ExpiringScan caddy.Duration `json:"expiring_scan,omitempty"`
-}
-
-// unmarshalCaddyfile parses
-//
-//	events {
-//		webhook <url>
-//		secret <whsec_...>
-//		expiring_notice <duration>|off
-//		timeout <duration>
-//		retry_min <duration>
-//		retry_max <duration>
-//		retry_for <duration>
-//		poll <duration>
-//		expiring_scan <duration>
-//	}
-func (e *EventsConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		switch key := d.Val(); key {
-		case "webhook", "secret":
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
-			}
-			if key == "webhook" {
-				e.Webhook = v
-			} else {
-				e.Secret = v
-			}
-		case "expiring_notice":
-			if d.CountRemainingArgs() == 1 && d.NextArg() {
-				if d.Val() == "off" {
-					e.ExpiringNotice = -1
-					continue
-				}
-				d.Prev()
-			}
-			if err := durationArg(d, &e.ExpiringNotice); err != nil {
-				return err
-			}
-		case "timeout", "retry_min", "retry_max", "retry_for", "poll", "expiring_scan":
-			dst := map[string]*caddy.Duration{"timeout": &e.Timeout, "retry_min": &e.RetryMin,
-				"retry_max": &e.RetryMax, "retry_for": &e.RetryFor, "poll": &e.Poll, "expiring_scan": &e.ExpiringScan}[key]
-			if err := durationArg(d, dst); err != nil {
-				return err
-			}
-		default:
-			return d.Errf("unrecognized events option: %s", key)
-		}
-	}
-	return nil
 }
 
 // gatewayConfig resolves the placeholders and checks the configuration;
