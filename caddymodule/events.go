@@ -1,8 +1,6 @@
 package caddymodule
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -78,17 +76,6 @@ func (e *EventsConfig) gatewayConfig(repl *caddy.Replacer) (*events.Config, erro
 		return nil, fmt.Errorf("armgate: %w", err)
 	}
 	return c, nil
-}
-
-// eventsKey is the part of the runtime's resource key for c; the secret
-// is hashed with the rest.
-func eventsKey(c *events.Config) string {
-	if c == nil {
-		return ""
-	}
-	h := sha256.Sum256([]byte(fmt.Sprintf("%q %q %v %v %v %v %v %v %v", c.URL, c.Secret, c.ExpiringNotice,
-		c.Timeout, c.MinBackoff, c.MaxBackoff, c.MaxAge, c.Poll, c.ScanEvery)))
-	return hex.EncodeToString(h[:])
 }
 
 // eventCollectors are the metrics of the event sender; none when events are
