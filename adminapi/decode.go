@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -22,9 +23,6 @@ const (
 	maxEmailLen        = 254 // RFC 5321 path limit
 	maxDisplayNameLen  = 200
 	maxRevokeReasonLen = 500
-
-	userStatusActive      = "active"
-	userStatusDeactivated = "deactivated"
 )
 
 // readBody reads the whole body, at most MaxBodyBytes: the size decides
@@ -158,7 +156,7 @@ func hex4(b []byte, i int) (rune, bool) {
 // field only case-insensitively ({"NAME": …}) and a repeated key (it would
 // keep the last). b has already decoded cleanly into dst.
 func exactKeys(b []byte, dst any) error {
-	known := jsonNames(reflect.TypeOf(dst).Elem())
+	known := jsonNames(reflect.TypeOf(dst))
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if _, err := dec.Token(); err != nil { // the opening brace
 		return BadRequest("the request body is not valid JSON")
@@ -171,7 +169,7 @@ func exactKeys(b []byte, dst any) error {
 		}
 		k, _ := t.(string)
 		switch {
-		case !known[k]:
+		case !slices.Contains(known, k):
 			return BadRequest("unknown field %q (field names are case-sensitive)", k)
 		case seen[k]:
 			return BadRequest("field %q is given more than once", k)
@@ -185,9 +183,18 @@ func exactKeys(b []byte, dst any) error {
 	return nil
 }
 
-// jsonNames returns the JSON field names of the struct type t.
-func jsonNames(t reflect.Type) map[string]bool {
-	names := map[string]bool{}
+// jsonNames lists the JSON names of the fields of the struct type t, or
+// of the struct it points to, in field order: the tag's name, else the
+// field's (as encoding/json does); fields tagged "-" and unexported ones
+// are left out. The one place that reads json tags.
+func jsonNames(t reflect.Type) []string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	var names []string
+	if t.Kind() != reflect.Struct {
+		return names
+	}
 	for f := range t.Fields() {
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 		if name == "-" || !f.IsExported() {
@@ -196,7 +203,7 @@ func jsonNames(t reflect.Type) map[string]bool {
 		if name == "" {
 			name = f.Name
 		}
-		names[name] = true
+		names = append(names, name)
 	}
 	return names
 }
@@ -220,7 +227,7 @@ func jsonError(err error, dst any) *Error {
 	}
 	// DisallowUnknownFields has no error type, only this text.
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return BadRequest("unknown field %s (known fields: %s)", name, strings.Join(jsonFields(dst), ", "))
+		return BadRequest("unknown field %s (known fields: %s)", name, strings.Join(jsonNames(reflect.TypeOf(dst)), ", "))
 	}
 	return BadRequest("invalid request body: %s", strings.TrimPrefix(err.Error(), "json: "))
 }
@@ -241,22 +248,4 @@ func describeType(t reflect.Type) string {
 	default:
 		return "a " + t.Kind().String()
 	}
-}
-
-// jsonFields lists the JSON names of the fields of the struct dst points to.
-func jsonFields(dst any) []string {
-	t := reflect.TypeOf(dst)
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	var names []string
-	if t.Kind() != reflect.Struct {
-		return names
-	}
-	for i := range t.NumField() {
-		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); name != "" && name != "-" {
-			names = append(names, name)
-		}
-	}
-	return names
 }

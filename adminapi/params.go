@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/google/uuid"
+
+	"github.com/armgate/armgate/storage"
 )
 
 // Path and query parameters. Each parser refuses a bad value with a 400,
@@ -77,10 +79,10 @@ func ParseLimit(q url.Values) (int, error) {
 // "active" or "deactivated"; anything else would silently match nothing.
 func ParseUserStatus(s string) (string, error) {
 	switch s {
-	case "", userStatusActive, userStatusDeactivated:
+	case "", string(storage.UserActive), string(storage.UserDeactivated):
 		return s, nil
 	}
-	return "", BadRequest("status must be %q or %q, got %q", userStatusActive, userStatusDeactivated, s)
+	return "", BadRequest("status must be %q or %q, got %q", storage.UserActive, storage.UserDeactivated, s)
 }
 
 // EncodeCursor returns the users cursor after lastID. It is opaque to

@@ -70,11 +70,11 @@ func TestSelfFlow(t *testing.T) {
 		t.Errorf("get: %d %s", rec.Code, rec.Body)
 	}
 	if rec := selfDo(t, h, "alice", "POST", "/tokens/"+created.ID+"/revoke", `{"reason":"lost laptop"}`, nil, &tk); rec.Code != 200 ||
-		tk.Status != token.StatusRevoked {
+		tk.Status != token.Revoked {
 		t.Errorf("revoke: %d %s", rec.Code, rec.Body)
 	}
 	if rec := selfDo(t, h, "alice", "POST", "/tokens/"+created.ID+"/reapprove", "", nil, &tk); rec.Code != 200 ||
-		tk.Status != token.StatusActive {
+		tk.Status != token.Active {
 		t.Errorf("reapprove: %d %s", rec.Code, rec.Body)
 	}
 	var rot rotatedToken
@@ -183,7 +183,7 @@ func TestSelfRefusals(t *testing.T) {
 	if tk, au := e.rows(t); tk != tokens || au != audits || len(e.invalidations()) != n0 {
 		t.Errorf("refused calls changed rows: tokens %d→%d, audit %d→%d", tokens, tk, audits, au)
 	}
-	if b, _ := e.store.GetToken(t.Context(), bobs.ID); b.Status != token.StatusActive {
+	if b, _ := e.store.GetToken(t.Context(), bobs.ID); b.Status != token.Active {
 		t.Errorf("bob's token is %s", b.Status)
 	}
 }

@@ -279,7 +279,7 @@ type lockedTokenRow struct {
 // token finishes r: the status at s.now() and times in UTC.
 func (s *Store) token(r tokenRow) Token {
 	t := r.Token
-	t.Status = token.StatusAt(s.now(), t.ExpiresAt, t.RevokedAt != nil, r.Deactivated).String()
+	t.Status = token.StatusAt(s.now(), t.ExpiresAt, t.RevokedAt != nil, r.Deactivated)
 	t.CreatedAt, t.ExpiresAt = t.CreatedAt.UTC(), t.ExpiresAt.UTC()
 	t.LastUsedAt, t.RevokedAt = utcPtr(t.LastUsedAt), utcPtr(t.RevokedAt)
 	t.LeakedAt = utcPtr(t.LeakedAt)
@@ -449,7 +449,7 @@ func (s *Store) RotateToken(ctx context.Context, actor, id string, grace time.Du
 		if old.RotatedTo != nil {
 			return &AlreadyRotatedError{To: *old.RotatedTo}
 		}
-		if old.Status != string(token.StatusActive) {
+		if old.Status != token.Active {
 			return ErrTokenNotActive
 		}
 		if pending, err := rotationPending(ctx, tx, id); err != nil {
@@ -662,11 +662,11 @@ func (s *Store) ReapproveToken(ctx context.Context, actor, id string) (Token, In
 			return nil, false, ErrTokenLeaked
 		}
 		switch cur.Status {
-		case token.StatusExpired:
+		case token.Expired:
 			return nil, false, ErrTokenExpired
-		case token.StatusDeactivated:
+		case token.Deactivated:
 			return nil, false, ErrUserDeactivated
-		case token.StatusActive:
+		case token.Active:
 			return nil, true, nil
 		}
 		if err := mayLift(actor, cur); err != nil {
