@@ -9,6 +9,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/armgate/armgate/token"
 )
 
 // Channel is the LISTEN/NOTIFY channel that carries cache invalidations.
@@ -73,4 +75,21 @@ func utcPtr(t *time.Time) *time.Time {
 	}
 	u := t.UTC()
 	return &u
+}
+
+// nullIfEmpty is s for a nullable text column: NULL when empty.
+func nullIfEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// newPlaintext generates a token and its hash.
+func newPlaintext() (string, token.Hash, error) {
+	plain, err := token.Generate()
+	if err != nil {
+		return "", token.Hash{}, err
+	}
+	return plain, token.Sum(plain), nil
 }

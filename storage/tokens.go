@@ -114,11 +114,10 @@ func (s *Store) CreateToken(ctx context.Context, actor string, n NewToken) (Toke
 	if !n.ExpiresAt.After(s.now()) {
 		return Token{}, "", ErrExpiryPassed
 	}
-	plain, err := token.Generate()
+	plain, h, err := newPlaintext()
 	if err != nil {
 		return Token{}, "", err
 	}
-	h := token.Sum(plain)
 	var t Token
 	err = s.tx(ctx, func(tx pgx.Tx) error {
 		if n.CreateUser {
@@ -157,11 +156,8 @@ func (s *Store) CreateToken(ctx context.Context, actor string, n NewToken) (Toke
 // returns its id. It locks the user row first, so that concurrent creates
 // and rotations never exceed the limit, which it checks when checkLimit.
 func insertToken(ctx context.Context, tx pgx.Tx, n NewToken, plain string, h token.Hash, checkLimit bool) (string, error) {
-	var deactivated bool
-	err := tx.QueryRow(ctx, `SELECT deactivated_at IS NOT NULL FROM armgate.users WHERE id = $1 FOR UPDATE`, n.UserID).Scan(&deactivated)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return "", ErrNotFound
-	} else if err != nil {
+	deactivated, err := lockUser(ctx, tx, n.UserID, true)
+	if err != nil {
 		return "", err
 	}
 	if deactivated {
@@ -202,11 +198,10 @@ func (s *Store) RotateToken(ctx context.Context, actor, id string, grace time.Du
 	if !expiresAt.After(s.now()) {
 		return Token{}, "", Invalidation{}, ErrExpiryPassed
 	}
-	plain, err := token.Generate()
+	plain, h, err := newPlaintext()
 	if err != nil {
 		return Token{}, "", Invalidation{}, err
 	}
-	h := token.Sum(plain)
 	err = s.tx(ctx, func(tx pgx.Tx) error {
 		userID, err := tokenUser(ctx, tx, id)
 		if err != nil {
@@ -293,10 +288,7 @@ func (s *Store) RevokeAllTokens(ctx context.Context, actor, userID, reason strin
 		if _, err := lockUser(ctx, tx, userID, true); err != nil {
 			return err
 		}
-		var r *string
-		if reason != "" {
-			r = &reason
-		}
+		r := nullIfEmpty(reason)
 		// The rows are locked in id order so that two revoke-alls of one
 		// user cannot deadlock.
 		rows, _ := tx.Query(ctx, `UPDATE armgate.tokens SET revoked_at = now(), revoked_reason = $2, revoked_by = $3
@@ -340,12 +332,8 @@ func (s *Store) GetToken(ctx context.Context, id string) (Token, error) {
 // ListTokens returns every token of a user that is not deleted, expired ones
 // included, oldest first. ErrNotFound when the user does not exist.
 func (s *Store) ListTokens(ctx context.Context, userID string) ([]Token, error) {
-	var exists bool
-	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM armgate.users WHERE id = $1)`, userID).Scan(&exists); err != nil {
-		return nil, err
-	}
-	if !exists {
-		return nil, ErrNotFound
+	if _, err := userDeactivated(ctx, s.pool, userID, ""); err != nil {
+		return nil, err // ErrNotFound when the user does not exist
 	}
 	rows, _ := s.pool.Query(ctx, `SELECT `+tokenColumns+tokenFrom+`WHERE t.user_id = $1 ORDER BY t.created_at, t.id`, userID)
 	return pgx.CollectRows(rows, s.collectToken)
@@ -418,10 +406,7 @@ func (s *Store) revoke(ctx context.Context, actor, action, id, reason string) (T
 		if cur.RevokedAt != nil {
 			return nil, true, nil
 		}
-		var r *string
-		if reason != "" {
-			r = &reason
-		}
+		r := nullIfEmpty(reason)
 		_, err := tx.Exec(ctx, `UPDATE armgate.tokens SET revoked_at = now(), revoked_reason = $2, revoked_by = $3 WHERE id = $1`,
 			id, r, actor)
 		return map[string]any{"reason": reason, "revoked_by": actor}, false, err
@@ -454,15 +439,14 @@ func (s *Store) ReapproveToken(ctx context.Context, actor, id string) (Token, In
 		// A revoked token shows "revoked" even when its user is also
 		// deactivated (first match wins), so ask the user row directly; it
 		// is share-locked, so a concurrent deactivation cannot slip past.
-		var deactivated bool
-		if err := tx.QueryRow(ctx, `SELECT deactivated_at IS NOT NULL FROM armgate.users WHERE id = $1`,
-			cur.UserID).Scan(&deactivated); err != nil {
+		deactivated, err := userDeactivated(ctx, tx, cur.UserID, "")
+		if err != nil {
 			return nil, false, err
 		}
 		if deactivated {
 			return nil, false, ErrUserDeactivated
 		}
-		_, err := tx.Exec(ctx, `UPDATE armgate.tokens SET revoked_at = NULL, revoked_reason = NULL, revoked_by = NULL WHERE id = $1`, id)
+		_, err = tx.Exec(ctx, `UPDATE armgate.tokens SET revoked_at = NULL, revoked_reason = NULL, revoked_by = NULL WHERE id = $1`, id)
 		detail := map[string]any{"revoked_by": deref(cur.RevokedBy)}
 		if cur.RevokedReason != nil {
 			detail["revoked_reason"] = *cur.RevokedReason
