@@ -288,7 +288,7 @@ func (r *Runtime) listen(ctx context.Context) {
 			if r.hooks.Invalidation != nil {
 				r.hooks.Invalidation()
 			}
-			inv.ApplyKnown(r.loader)
+			r.loader.Apply(inv.Created, inv.Deleted, inv.Rescan)
 			r.dropCached(inv)
 			r.wakeEvents()
 		},
