@@ -24,15 +24,15 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
-// BadRequest returns a 400 invalid_request error; nearly every refusal of
+// badRequest returns a 400 invalid_request error; nearly every refusal of
 // a malformed request is one.
-func BadRequest(format string, args ...any) *Error {
+func badRequest(format string, args ...any) *Error {
 	return &Error{http.StatusBadRequest, "invalid_request", fmt.Sprintf(format, args...)}
 }
 
-// ErrTooLarge is the 413 for a body over MaxBodyBytes; the handler also
+// errTooLarge is the 413 for a body over MaxBodyBytes; the handler also
 // uses it when Content-Length alone shows the body is too large.
-var ErrTooLarge = &Error{http.StatusRequestEntityTooLarge, "request_too_large",
+var errTooLarge = &Error{http.StatusRequestEntityTooLarge, "request_too_large",
 	fmt.Sprintf("the request body exceeds %d KiB", MaxBodyBytes>>10)}
 
 // ErrorBody is the JSON body of every refusal, of the admin API and of the

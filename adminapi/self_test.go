@@ -57,7 +57,7 @@ func TestSelfFlow(t *testing.T) {
 		string(invs[0].Created[0]) != string(func() []byte { s := token.Sum(created.Plaintext); return s[:] }()) {
 		t.Errorf("invalidations after a self-service create = %+v, want the new token's hash in Created", invs)
 	}
-	var list SelfTokenList
+	var list selfTokenList
 	if rec := selfDo(t, h, "alice", "GET", "/tokens", "", nil, &list); rec.Code != 200 || list.User.ID != "alice" ||
 		list.MaxTokens != 10 || len(list.Tokens) != 1 || list.Tokens[0].ID != created.ID || list.User.TokenCount != 1 {
 		t.Fatalf("list: %d %s", rec.Code, rec.Body)
@@ -236,7 +236,7 @@ func TestSelfLimitAndRotation(t *testing.T) {
 	if rec := selfDo(t, h, "alice", "POST", "/tokens/"+first.ID+"/rotate", "", nil, nil); rec.Code != 201 {
 		t.Errorf("rotation at 10 of 10: %d %s", rec.Code, rec.Body)
 	}
-	var list SelfTokenList
+	var list selfTokenList
 	selfDo(t, h, "alice", "GET", "/tokens", "", nil, &list)
 	if list.User.TokenCount != 10 || len(list.Tokens) != 11 {
 		t.Errorf("after rotation: count %d, %d listed", list.User.TokenCount, len(list.Tokens))
@@ -252,7 +252,7 @@ func TestSelfOpenAPI(t *testing.T) {
 	if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "application/json" {
 		t.Fatalf("GET /openapi.json = %d %q", rec.Code, rec.Header().Get("Content-Type"))
 	}
-	if rec.Body.String() != string(SelfOpenAPI()) {
+	if rec.Body.String() != string(selfOpenAPI()) {
 		t.Error("GET /openapi.json is not the self-service description")
 	}
 	var doc struct {
