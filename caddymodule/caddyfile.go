@@ -173,11 +173,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		case "leaks":
-			if a.Leaks != nil {
-				return d.Err("leaks may appear only once")
-			}
-			a.Leaks = new(LeaksConfig)
-			if err := a.Leaks.unmarshalCaddyfile(d); err != nil {
+			if err := parseOnce(d, "leaks", &a.Leaks); err != nil {
 				return err
 			}
 		default:
@@ -329,7 +325,7 @@ func (h *AuthHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("ratelimit_headers takes on or off, got %q", h.RateLimitHeaders)
 			}
 		case "failure_limit":
-			if err := parseFailureLimit(d, &h.FailureLimit); err != nil {
+			if err := parseOnce(d, "failure_limit", &h.FailureLimit); err != nil {
 				return err
 			}
 		default:
@@ -339,13 +335,16 @@ func (h *AuthHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-// parseFailureLimit reads a handler's failure_limit subdirective into *dst,
-// which it may set only once.
-func parseFailureLimit(d *caddyfile.Dispenser, dst **FailureLimit) error {
+// parseOnce reads the block or subdirective name into *dst, which it may
+// set only once.
+func parseOnce[T any, P interface {
+	*T
+	unmarshalCaddyfile(*caddyfile.Dispenser) error
+}](d *caddyfile.Dispenser, name string, dst *P) error {
 	if *dst != nil {
-		return d.Err("failure_limit may appear only once")
+		return d.Errf("%s may appear only once", name)
 	}
-	*dst = new(FailureLimit)
+	*dst = P(new(T))
 	return (*dst).unmarshalCaddyfile(d)
 }
 
@@ -420,7 +419,7 @@ func (h *AdminHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		switch d.Val() {
 		case "failure_limit":
-			if err := parseFailureLimit(d, &h.FailureLimit); err != nil {
+			if err := parseOnce(d, "failure_limit", &h.FailureLimit); err != nil {
 				return err
 			}
 		default:
@@ -474,11 +473,7 @@ func (h *SelfHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.Origins = append(h.Origins, args...)
 		case "write_limit":
-			if h.WriteLimit != nil {
-				return d.Err("write_limit may appear only once")
-			}
-			h.WriteLimit = new(WriteLimit)
-			if err := h.WriteLimit.unmarshalCaddyfile(d); err != nil {
+			if err := parseOnce(d, "write_limit", &h.WriteLimit); err != nil {
 				return err
 			}
 		default:
