@@ -145,31 +145,19 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		case "cache":
-			if a.Cache == nil {
-				a.Cache = new(CacheConfig)
-			}
-			if err := a.Cache.unmarshalCaddyfile(d); err != nil {
+			if err := parseMerged(d, &a.Cache); err != nil {
 				return err
 			}
 		case "known_tokens":
-			if a.KnownTokens == nil {
-				a.KnownTokens = new(KnownTokensConfig)
-			}
-			if err := a.KnownTokens.unmarshalCaddyfile(d); err != nil {
+			if err := parseMerged(d, &a.KnownTokens); err != nil {
 				return err
 			}
 		case "quota":
-			if a.Quota == nil {
-				a.Quota = new(QuotaConfig)
-			}
-			if err := a.Quota.unmarshalCaddyfile(d); err != nil {
+			if err := parseMerged(d, &a.Quota); err != nil {
 				return err
 			}
 		case "events":
-			if a.Events == nil {
-				a.Events = new(EventsConfig)
-			}
-			if err := a.Events.unmarshalCaddyfile(d); err != nil {
+			if err := parseMerged(d, &a.Events); err != nil {
 				return err
 			}
 		case "leaks":
@@ -333,6 +321,18 @@ func (h *AuthHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
+}
+
+// parseMerged reads a block into *dst, made on first use: a repeated block
+// adds to what the earlier ones set.
+func parseMerged[T any, P interface {
+	*T
+	unmarshalCaddyfile(*caddyfile.Dispenser) error
+}](d *caddyfile.Dispenser, dst *P) error {
+	if *dst == nil {
+		*dst = P(new(T))
+	}
+	return (*dst).unmarshalCaddyfile(d)
 }
 
 // parseOnce reads the block or subdirective name into *dst, which it may
