@@ -64,7 +64,7 @@ func TestDecodeJSON(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var body CreateTokenRequest
-			err := DecodeJSON(strings.NewReader(tt.body), &body)
+			err := decodeJSON(strings.NewReader(tt.body), &body)
 			if tt.status == 0 {
 				if err != nil {
 					t.Fatalf("error = %v", err)
@@ -80,7 +80,7 @@ func TestDecodeJSONMaxBytesReader(t *testing.T) {
 	// In the handler the body is an http.MaxBytesReader; its error is a 413 too.
 	rec := httptest.NewRecorder()
 	body := http.MaxBytesReader(rec, io.NopCloser(strings.NewReader(strings.Repeat(" ", MaxBodyBytes+10))), MaxBodyBytes)
-	wantAPIError(t, DecodeJSON(body, &UserRequest{}), 413, "")
+	wantAPIError(t, decodeJSON(body, &UserRequest{}), 413, "")
 }
 
 func TestCreateTokenRequest(t *testing.T) {
@@ -375,7 +375,7 @@ func TestExactKeys(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.body, func(t *testing.T) {
 			var req CreateTokenRequest
-			err := DecodeJSON(strings.NewReader(tt.body), &req)
+			err := decodeJSON(strings.NewReader(tt.body), &req)
 			if tt.errMsg == "" {
 				if err != nil {
 					t.Fatalf("unexpected error: %v", err)

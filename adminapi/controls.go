@@ -69,15 +69,15 @@ type RateLimit struct {
 // seconds from 1s to 24h.
 func (r RateLimit) Limit() (quota.Limit, error) {
 	if r.Requests < 1 || r.Requests > quota.MaxRequests {
-		return quota.Limit{}, BadRequest("rate_limit.requests must be from 1 to %d, got %d", quota.MaxRequests, r.Requests)
+		return quota.Limit{}, badRequest("rate_limit.requests must be from 1 to %d, got %d", quota.MaxRequests, r.Requests)
 	}
 	w, err := time.ParseDuration(r.Window)
 	if err != nil {
-		return quota.Limit{}, BadRequest(`rate_limit.window must be a duration from "1s" to "24h" such as "1h" or "30s", got %q`, r.Window)
+		return quota.Limit{}, badRequest(`rate_limit.window must be a duration from "1s" to "24h" such as "1h" or "30s", got %q`, r.Window)
 	}
 	l := quota.Limit{Requests: r.Requests, Window: w}
 	if err := l.Validate(); err != nil {
-		return quota.Limit{}, BadRequest("rate_limit: %v", err)
+		return quota.Limit{}, badRequest("rate_limit: %v", err)
 	}
 	return l, nil
 }
@@ -86,11 +86,11 @@ func (r RateLimit) Limit() (quota.Limit, error) {
 // addresses), IPv4 or IPv6, returned masked and normalised.
 func AllowedIPs(cidrs []string) (ipallow.List, error) {
 	if len(cidrs) > ipallow.Max {
-		return ipallow.List{}, BadRequest("allowed_ips holds at most %d CIDRs, got %d", ipallow.Max, len(cidrs))
+		return ipallow.List{}, badRequest("allowed_ips holds at most %d CIDRs, got %d", ipallow.Max, len(cidrs))
 	}
 	l, err := ipallow.Parse(cidrs)
 	if err != nil {
-		return ipallow.List{}, BadRequest("allowed_ips: %v", err)
+		return ipallow.List{}, badRequest("allowed_ips: %v", err)
 	}
 	return l, nil
 }
@@ -107,7 +107,7 @@ type TokenControlsRequest struct {
 func (b TokenControlsRequest) Controls() (storage.TokenControls, error) {
 	var c storage.TokenControls
 	if !b.RateLimit.Set && !b.AllowedIPs.Set {
-		return c, BadRequest("give rate_limit, allowed_ips or both (null removes one)")
+		return c, badRequest("give rate_limit, allowed_ips or both (null removes one)")
 	}
 	if b.RateLimit.Set {
 		var l quota.Limit
@@ -146,13 +146,13 @@ func ParseUsageDays(s string) (int, error) {
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 1 || n > MaxUsageDays {
-		return 0, BadRequest("days must be a whole number from 1 to %d, got %q", MaxUsageDays, s)
+		return 0, badRequest("days must be a whole number from 1 to %d, got %q", MaxUsageDays, s)
 	}
 	return n, nil
 }
 
 func (h *handler) patchToken(w http.ResponseWriter, r *http.Request) error {
-	id, body, err := change[TokenControlsRequest](r, PathTokenID)
+	id, body, err := change[TokenControlsRequest](r, pathTokenID)
 	if err != nil {
 		return err
 	}
@@ -168,7 +168,7 @@ func (h *handler) patchToken(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) tokenUsage(w http.ResponseWriter, r *http.Request) error {
-	id, err := PathTokenID(r)
+	id, err := pathTokenID(r)
 	if err != nil {
 		return err
 	}

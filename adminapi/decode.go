@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -22,9 +23,6 @@ const (
 	maxEmailLen        = 254 // RFC 5321 path limit
 	maxDisplayNameLen  = 200
 	maxRevokeReasonLen = 500
-
-	userStatusActive      = "active"
-	userStatusDeactivated = "deactivated"
 )
 
 // readBody reads the whole body, at most MaxBodyBytes: the size decides
@@ -35,20 +33,20 @@ func readBody(body io.Reader) ([]byte, error) {
 	}
 	b, err := io.ReadAll(io.LimitReader(body, MaxBodyBytes+1))
 	if _, ok := errors.AsType[*http.MaxBytesError](err); ok || len(b) > MaxBodyBytes {
-		return nil, ErrTooLarge
+		return nil, errTooLarge
 	} else if err != nil {
-		return nil, BadRequest("reading the request body: %v", err)
+		return nil, badRequest("reading the request body: %v", err)
 	}
 	return b, nil
 }
 
-// DecodeJSON reads one JSON object from body into dst, a pointer to a
+// decodeJSON reads one JSON object from body into dst, a pointer to a
 // struct. Unknown fields, wrong types and trailing data are 400; an empty
 // body counts as {} so that calls whose fields are all optional need none.
 // A body that is not valid UTF-8, or escapes a lone UTF-16 surrogate, is
 // 400 too: encoding/json would silently store U+FFFD in its place, so what
 // is stored would differ from what was sent.
-func DecodeJSON(body io.Reader, dst any) error {
+func decodeJSON(body io.Reader, dst any) error {
 	b, err := readBody(body)
 	if err != nil {
 		return err
@@ -61,7 +59,7 @@ func DecodeJSON(body io.Reader, dst any) error {
 		return nil
 	}
 	if trimmed[0] != '{' {
-		return BadRequest("the request body must be a JSON object")
+		return badRequest("the request body must be a JSON object")
 	}
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	dec.DisallowUnknownFields()
@@ -69,7 +67,7 @@ func DecodeJSON(body io.Reader, dst any) error {
 		return jsonError(err, dst)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return BadRequest("the request body must hold a single JSON object; found data after it")
+		return badRequest("the request body must hold a single JSON object; found data after it")
 	}
 	return exactKeys(trimmed, dst)
 }
@@ -87,10 +85,10 @@ func checkText(b []byte) error {
 			}
 			i += n
 		}
-		return BadRequest("the request body is not valid UTF-8 (at byte %d)", i)
+		return badRequest("the request body is not valid UTF-8 (at byte %d)", i)
 	}
 	if i := loneSurrogate(b); i >= 0 {
-		return BadRequest("the request body escapes a lone UTF-16 surrogate (at byte %d), which is not a character", i)
+		return badRequest("the request body escapes a lone UTF-16 surrogate (at byte %d), which is not a character", i)
 	}
 	return nil
 }
@@ -158,36 +156,45 @@ func hex4(b []byte, i int) (rune, bool) {
 // field only case-insensitively ({"NAME": …}) and a repeated key (it would
 // keep the last). b has already decoded cleanly into dst.
 func exactKeys(b []byte, dst any) error {
-	known := jsonNames(reflect.TypeOf(dst).Elem())
+	known := jsonNames(reflect.TypeOf(dst))
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if _, err := dec.Token(); err != nil { // the opening brace
-		return BadRequest("the request body is not valid JSON")
+		return badRequest("the request body is not valid JSON")
 	}
 	seen := map[string]bool{}
 	for dec.More() {
 		t, err := dec.Token()
 		if err != nil {
-			return BadRequest("the request body is not valid JSON")
+			return badRequest("the request body is not valid JSON")
 		}
 		k, _ := t.(string)
 		switch {
-		case !known[k]:
-			return BadRequest("unknown field %q (field names are case-sensitive)", k)
+		case !slices.Contains(known, k):
+			return badRequest("unknown field %q (field names are case-sensitive)", k)
 		case seen[k]:
-			return BadRequest("field %q is given more than once", k)
+			return badRequest("field %q is given more than once", k)
 		}
 		seen[k] = true
 		var skip json.RawMessage
 		if err := dec.Decode(&skip); err != nil {
-			return BadRequest("the request body is not valid JSON")
+			return badRequest("the request body is not valid JSON")
 		}
 	}
 	return nil
 }
 
-// jsonNames returns the JSON field names of the struct type t.
-func jsonNames(t reflect.Type) map[string]bool {
-	names := map[string]bool{}
+// jsonNames lists the JSON names of the fields of the struct type t, or
+// of the struct it points to, in field order: the tag's name, else the
+// field's (as encoding/json does); fields tagged "-" and unexported ones
+// are left out. The one place that reads json tags.
+func jsonNames(t reflect.Type) []string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	var names []string
+	if t.Kind() != reflect.Struct {
+		return names
+	}
 	for f := range t.Fields() {
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 		if name == "-" || !f.IsExported() {
@@ -196,7 +203,7 @@ func jsonNames(t reflect.Type) map[string]bool {
 		if name == "" {
 			name = f.Name
 		}
-		names[name] = true
+		names = append(names, name)
 	}
 	return names
 }
@@ -208,7 +215,7 @@ func jsonError(err error, dst any) *Error {
 		return e
 	}
 	if se, ok := errors.AsType[*json.SyntaxError](err); ok {
-		return BadRequest("the request body is not valid JSON: %s (at byte %d)",
+		return badRequest("the request body is not valid JSON: %s (at byte %d)",
 			strings.TrimPrefix(se.Error(), "json: "), se.Offset)
 	}
 	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
@@ -216,16 +223,16 @@ func jsonError(err error, dst any) *Error {
 		if field == "" {
 			field = "the request body"
 		}
-		return BadRequest("%s must be %s, not %s", field, describeType(te.Type), te.Value)
+		return badRequest("%s must be %s, not %s", field, describeType(te.Type), te.Value)
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return BadRequest("the request body is truncated JSON")
+		return badRequest("the request body is truncated JSON")
 	}
 	// DisallowUnknownFields has no error type, only this text.
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return BadRequest("unknown field %s (known fields: %s)", name, strings.Join(jsonFields(dst), ", "))
+		return badRequest("unknown field %s (known fields: %s)", name, strings.Join(jsonNames(reflect.TypeOf(dst)), ", "))
 	}
-	return BadRequest("invalid request body: %s", strings.TrimPrefix(err.Error(), "json: "))
+	return badRequest("invalid request body: %s", strings.TrimPrefix(err.Error(), "json: "))
 }
 
 func describeType(t reflect.Type) string {
@@ -244,22 +251,4 @@ func describeType(t reflect.Type) string {
 	default:
 		return "a " + t.Kind().String()
 	}
-}
-
-// jsonFields lists the JSON names of the fields of the struct dst points to.
-func jsonFields(dst any) []string {
-	t := reflect.TypeOf(dst)
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	var names []string
-	if t.Kind() != reflect.Struct {
-		return names
-	}
-	for i := range t.NumField() {
-		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); name != "" && name != "-" {
-			names = append(names, name)
-		}
-	}
-	return names
 }

@@ -19,7 +19,7 @@ func change[B any](r *http.Request, pathID func(*http.Request) (string, error)) 
 	if id, err = pathID(r); err != nil {
 		return "", body, err
 	}
-	err = DecodeJSON(r.Body, &body)
+	err = decodeJSON(r.Body, &body)
 	return id, body, err
 }
 
@@ -164,7 +164,7 @@ func (h *handler) listTokens(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) getToken(w http.ResponseWriter, r *http.Request) error {
-	id, err := PathTokenID(r)
+	id, err := pathTokenID(r)
 	if err != nil {
 		return err
 	}
@@ -177,7 +177,7 @@ func (h *handler) getToken(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) revokeToken(w http.ResponseWriter, r *http.Request) error {
-	id, body, err := change[RevokeRequest](r, PathTokenID)
+	id, body, err := change[RevokeRequest](r, pathTokenID)
 	if err != nil {
 		return err
 	}
@@ -193,7 +193,7 @@ func (h *handler) revokeToken(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) reapproveToken(w http.ResponseWriter, r *http.Request) error {
-	id, _, err := change[emptyRequest](r, PathTokenID)
+	id, _, err := change[emptyRequest](r, pathTokenID)
 	if err != nil {
 		return err
 	}
@@ -205,7 +205,7 @@ func (h *handler) reapproveToken(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) deleteToken(w http.ResponseWriter, r *http.Request) error {
-	id, err := PathTokenID(r)
+	id, err := pathTokenID(r)
 	if err != nil {
 		return err
 	}
@@ -253,7 +253,7 @@ func (h *handler) audit(w http.ResponseWriter, r *http.Request) error {
 	userID := q.Get("user_id")
 	if userID != "" {
 		if err := ValidateUserID(userID); err != nil {
-			return BadRequest("invalid user_id: %v", err)
+			return badRequest("invalid user_id: %v", err)
 		}
 	}
 	limit, err := ParseLimit(q)

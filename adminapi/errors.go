@@ -7,9 +7,10 @@
 package adminapi
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
+
+	"github.com/armgate/armgate/refusal"
 )
 
 // Error is an admin API error response: status plus the {"error",
@@ -23,23 +24,20 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
-// BadRequest returns a 400 invalid_request error; nearly every refusal of
+// badRequest returns a 400 invalid_request error; nearly every refusal of
 // a malformed request is one.
-func BadRequest(format string, args ...any) *Error {
+func badRequest(format string, args ...any) *Error {
 	return &Error{http.StatusBadRequest, "invalid_request", fmt.Sprintf(format, args...)}
 }
 
-// ErrTooLarge is the 413 for a body over MaxBodyBytes; the handler also
+// errTooLarge is the 413 for a body over MaxBodyBytes; the handler also
 // uses it when Content-Length alone shows the body is too large.
-var ErrTooLarge = &Error{http.StatusRequestEntityTooLarge, "request_too_large",
+var errTooLarge = &Error{http.StatusRequestEntityTooLarge, "request_too_large",
 	fmt.Sprintf("the request body exceeds %d KiB", MaxBodyBytes>>10)}
 
 // ErrorBody is the JSON body of every refusal, of the admin API and of the
 // gateway alike, so that clients parse one shape.
-type ErrorBody struct {
-	Error   string `json:"error"`
-	Message string `json:"message"`
-}
+type ErrorBody = refusal.Body
 
 // WriteError writes e as the admin API's JSON error response.
 func WriteError(w http.ResponseWriter, e *Error) {
@@ -49,8 +47,5 @@ func WriteError(w http.ResponseWriter, e *Error) {
 // WriteJSON writes v as the JSON response body. Responses may carry token
 // data, so they are never cached.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	refusal.WriteJSON(w, status, v)
 }

@@ -36,13 +36,13 @@ func ParseEventStatus(s string) (string, error) {
 	case storage.EventPending, storage.EventSent, storage.EventFailed:
 		return s, nil
 	}
-	return "", BadRequest("status must be %q, %q or %q, got %q", storage.EventFailed, storage.EventPending, storage.EventSent, s)
+	return "", badRequest("status must be %q, %q or %q, got %q", storage.EventFailed, storage.EventPending, storage.EventSent, s)
 }
 
 // ParseEventID checks an event id (the webhook-id the receiver saw).
 func ParseEventID(s string) (string, error) {
 	if !storage.ValidEventID(s) {
-		return "", BadRequest("invalid event id %q: must be evt_ and 32 hexadecimal digits, as in the webhook-id header", s)
+		return "", badRequest("invalid event id %q: must be evt_ and 32 hexadecimal digits, as in the webhook-id header", s)
 	}
 	return s, nil
 }
@@ -74,7 +74,7 @@ func (h *handler) listEvents(w http.ResponseWriter, r *http.Request) error {
 	}
 	after := q.Get("cursor")
 	if after != "" && !storage.ValidEventID(after) {
-		return BadRequest("invalid cursor: pass next_cursor from the previous page unchanged")
+		return badRequest("invalid cursor: pass next_cursor from the previous page unchanged")
 	}
 	list, more, err := es.ListEvents(r.Context(), status, after, limit)
 	if err != nil {

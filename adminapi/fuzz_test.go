@@ -41,7 +41,7 @@ func FuzzAdminDecode(f *testing.F) {
 			}
 		}
 		var c CreateTokenRequest
-		err := DecodeJSON(bytes.NewReader(data), &c)
+		err := decodeJSON(bytes.NewReader(data), &c)
 		check("decode token", err)
 		if err == nil {
 			n, err := c.NewToken("u1", now, limits)
@@ -51,14 +51,14 @@ func FuzzAdminDecode(f *testing.F) {
 			}
 		}
 		var u UserRequest
-		err = DecodeJSON(bytes.NewReader(data), &u)
+		err = decodeJSON(bytes.NewReader(data), &u)
 		check("decode user", err)
 		if err == nil {
 			_, err = u.Patch()
 			check("validate user", err)
 		}
 		var ro rotateRequest
-		err = DecodeJSON(bytes.NewReader(data), &ro)
+		err = decodeJSON(bytes.NewReader(data), &ro)
 		check("decode rotate", err)
 		if err == nil {
 			grace, exp, err := ro.Rotation(now, limits)
@@ -67,8 +67,8 @@ func FuzzAdminDecode(f *testing.F) {
 				t.Fatalf("accepted an invalid rotation: grace %s, expiry %s", grace, exp)
 			}
 		}
-		var sc SelfCreateRequest
-		err = DecodeJSON(bytes.NewReader(data), &sc)
+		var sc selfCreateRequest
+		err = decodeJSON(bytes.NewReader(data), &sc)
 		check("decode self create", err)
 		if err == nil {
 			n, err := sc.NewToken("u1", now, limits)
@@ -78,7 +78,7 @@ func FuzzAdminDecode(f *testing.F) {
 			}
 		}
 		var rv RevokeRequest
-		err = DecodeJSON(bytes.NewReader(data), &rv)
+		err = decodeJSON(bytes.NewReader(data), &rv)
 		check("decode revoke", err)
 		if err == nil {
 			_, err = rv.CleanReason()

@@ -199,7 +199,7 @@ func (h *handler) routes() {
 	m.Handle(logoutPattern, h.call(h.logout))
 	// Load balancers and API clients read these without a credential.
 	m.Handle(healthzPattern, http.HandlerFunc(h.healthz))
-	m.Handle(openAPIPattern, ServeOpenAPI(openAPI))
+	m.Handle(openAPIPattern, serveOpenAPI(openAPI))
 	h.open = map[string]bool{logoutPattern: true, healthzPattern: true, openAPIPattern: true}
 	for _, p := range h.leakRoutes(m) {
 		h.open[p] = true
@@ -252,7 +252,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.ContentLength > MaxBodyBytes {
-		WriteError(w, ErrTooLarge)
+		WriteError(w, errTooLarge)
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)

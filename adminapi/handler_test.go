@@ -63,7 +63,7 @@ func (s *fakeStore) RevokeToken(_ context.Context, actor, id, reason string) (st
 	if s.revokeErr != nil {
 		return storage.Token{}, storage.Invalidation{}, s.revokeErr
 	}
-	return storage.Token{ID: id, Status: token.StatusRevoked}, storage.Invalidation{Hashes: [][]byte{[]byte("h")}}, nil
+	return storage.Token{ID: id, Status: token.Revoked}, storage.Invalidation{Hashes: [][]byte{[]byte("h")}}, nil
 }
 
 func (s *fakeStore) Logout(_ context.Context, id string) (storage.Token, storage.Invalidation, error) {

@@ -101,7 +101,7 @@ func readReport(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	}
 	b, err := io.ReadAll(io.LimitReader(r.Body, leaks.MaxBodyBytes+1))
 	if err != nil {
-		WriteError(w, BadRequest("reading the report: %v", err))
+		WriteError(w, badRequest("reading the report: %v", err))
 		return nil, false
 	}
 	if len(b) > leaks.MaxBodyBytes {
@@ -121,7 +121,7 @@ func reportError(w http.ResponseWriter, err error) {
 		WriteError(w, &Error{http.StatusRequestEntityTooLarge, "request_too_large", err.Error()})
 		return
 	}
-	WriteError(w, BadRequest("%v", err))
+	WriteError(w, badRequest("%v", err))
 }
 
 // githubLeaks receives a GitHub secret scanning report, verifies its
@@ -288,18 +288,18 @@ type RevokeLeakedRequest struct {
 // bytes without control or format characters.
 func (b RevokeLeakedRequest) Items() ([]leaks.Item, error) {
 	if len(b.Tokens) == 0 {
-		return nil, BadRequest("tokens must list at least one token")
+		return nil, badRequest("tokens must list at least one token")
 	}
 	if len(b.Tokens) > leaks.MaxTokens {
-		return nil, BadRequest("tokens may list at most %d tokens per call", leaks.MaxTokens)
+		return nil, badRequest("tokens may list at most %d tokens per call", leaks.MaxTokens)
 	}
 	switch {
 	case !utf8.ValidString(b.URL):
-		return nil, BadRequest("url must be valid UTF-8")
+		return nil, badRequest("url must be valid UTF-8")
 	case len(b.URL) > leaks.MaxURLLen:
-		return nil, BadRequest("url is longer than %d bytes", leaks.MaxURLLen)
+		return nil, badRequest("url is longer than %d bytes", leaks.MaxURLLen)
 	case strings.IndexFunc(b.URL, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }) >= 0:
-		return nil, BadRequest("url may not contain control or format characters")
+		return nil, badRequest("url may not contain control or format characters")
 	}
 	return leaks.Tokens(b.Tokens, b.URL)
 }
@@ -362,7 +362,7 @@ func (h *handler) revokeLeaked(w http.ResponseWriter, r *http.Request) error {
 		return &Error{http.StatusNotFound, "not_found", "leak reports are not available on this instance"}
 	}
 	var body RevokeLeakedRequest
-	if err := DecodeJSON(r.Body, &body); err != nil {
+	if err := decodeJSON(r.Body, &body); err != nil {
 		return err
 	}
 	items, err := body.Items()

@@ -31,7 +31,7 @@ func TestLogoutAnyState(t *testing.T) {
 	if c := logout(livePlain); c != http.StatusNoContent {
 		t.Errorf("live: %d", c)
 	}
-	if got, _ := e.store.GetToken(ctx, live.ID); got.Status != token.StatusRevoked || *got.RevokedBy != storage.ActorToken(live.ID) ||
+	if got, _ := e.store.GetToken(ctx, live.ID); got.Status != token.Revoked || *got.RevokedBy != storage.ActorToken(live.ID) ||
 		*got.RevokedReason != "logout" {
 		t.Errorf("live token after logout: %+v", got)
 	}
@@ -46,7 +46,7 @@ func TestLogoutAnyState(t *testing.T) {
 	if c := logout(revokedPlain); c != http.StatusNoContent {
 		t.Errorf("revoked: %d", c)
 	}
-	if got, _ := e.store.GetToken(ctx, revoked.ID); got.Status != token.StatusRevoked || *got.RevokedBy != storage.ActorAdminKey ||
+	if got, _ := e.store.GetToken(ctx, revoked.ID); got.Status != token.Revoked || *got.RevokedBy != storage.ActorAdminKey ||
 		*got.RevokedReason != "by the admin" {
 		t.Errorf("revoked token after logout: %+v (the first revocation stays)", got)
 	}
@@ -58,7 +58,7 @@ func TestLogoutAnyState(t *testing.T) {
 	if c := logout(expiredPlain); c != http.StatusNoContent {
 		t.Errorf("expired: %d", c)
 	}
-	if got, _ := e.store.GetToken(ctx, expired.ID); got.Status != token.StatusExpired || got.RevokedAt == nil {
+	if got, _ := e.store.GetToken(ctx, expired.ID); got.Status != token.Expired || got.RevokedAt == nil {
 		t.Errorf("expired token after logout: %+v, want expired with revoked_at", got)
 	}
 
@@ -72,7 +72,7 @@ func TestLogoutAnyState(t *testing.T) {
 	if _, _, err := e.store.SetUserActive(ctx, storage.ActorAdminKey, "dave", true); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := e.store.GetToken(ctx, deact.ID); got.Status != token.StatusRevoked {
+	if got, _ := e.store.GetToken(ctx, deact.ID); got.Status != token.Revoked {
 		t.Errorf("deactivated user's token after reactivation: %s, want revoked", got.Status)
 	}
 

@@ -20,13 +20,13 @@ const openAPIPattern = "GET /openapi.json"
 // GET /openapi.json. Callers must not modify it.
 func adminOpenAPI() []byte { return openAPI }
 
-// SelfOpenAPI returns the OpenAPI 3.1 description of the self-service API,
+// selfOpenAPI returns the OpenAPI 3.1 description of the self-service API,
 // for the self-service handler to serve at its GET /openapi.json. Callers
 // must not modify it.
-func SelfOpenAPI() []byte { return openAPISelf }
+func selfOpenAPI() []byte { return openAPISelf }
 
-// ServeOpenAPI writes doc as a JSON response; the description is public.
-func ServeOpenAPI(doc []byte) http.Handler {
+// serveOpenAPI writes doc as a JSON response; the description is public.
+func serveOpenAPI(doc []byte) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-cache")

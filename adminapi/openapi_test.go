@@ -84,7 +84,7 @@ func newOpenAPIValidator(t *testing.T, raw []byte) validator.Validator {
 // 3.1 schema, and every example response against its operation's schema.
 func TestOpenAPIDocumentsValid(t *testing.T) {
 	t.Parallel()
-	for name, raw := range map[string][]byte{"admin": adminOpenAPI(), "self": SelfOpenAPI()} {
+	for name, raw := range map[string][]byte{"admin": adminOpenAPI(), "self": selfOpenAPI()} {
 		t.Run(name, func(t *testing.T) {
 			v := newOpenAPIValidator(t, raw)
 			if ok, errs := v.ValidateDocument(); !ok {

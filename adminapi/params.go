@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/google/uuid"
+
+	"github.com/armgate/armgate/storage"
 )
 
 // Path and query parameters. Each parser refuses a bad value with a 400,
@@ -20,13 +22,13 @@ import (
 func pathUserID(r *http.Request) (string, error) {
 	id := r.PathValue("user_id")
 	if err := ValidateUserID(id); err != nil {
-		return "", BadRequest("invalid user id: %v", err)
+		return "", badRequest("invalid user id: %v", err)
 	}
 	return id, nil
 }
 
-// PathTokenID returns the {token_id} path value, checked by ParseTokenID.
-func PathTokenID(r *http.Request) (string, error) {
+// pathTokenID returns the {token_id} path value, checked by ParseTokenID.
+func pathTokenID(r *http.Request) (string, error) {
 	return ParseTokenID(r.PathValue("token_id"))
 }
 
@@ -35,11 +37,11 @@ func PathTokenID(r *http.Request) (string, error) {
 // never reaches the database.
 func ParseTokenID(s string) (string, error) {
 	if len(s) != 36 {
-		return "", BadRequest("invalid token id %q: must be a UUID such as 0190b6b8-6b7e-7c1a-9f3e-2d5c8a1b4e6f", s)
+		return "", badRequest("invalid token id %q: must be a UUID such as 0190b6b8-6b7e-7c1a-9f3e-2d5c8a1b4e6f", s)
 	}
 	u, err := uuid.Parse(s)
 	if err != nil {
-		return "", BadRequest("invalid token id %q: must be a UUID such as 0190b6b8-6b7e-7c1a-9f3e-2d5c8a1b4e6f", s)
+		return "", badRequest("invalid token id %q: must be a UUID such as 0190b6b8-6b7e-7c1a-9f3e-2d5c8a1b4e6f", s)
 	}
 	return u.String(), nil
 }
@@ -50,10 +52,10 @@ func ParseTokenID(s string) (string, error) {
 func queryParams(q url.Values, known ...string) error {
 	for k, v := range q {
 		if !slices.Contains(known, k) {
-			return BadRequest("unknown query parameter %q (known: %s)", k, strings.Join(known, ", "))
+			return badRequest("unknown query parameter %q (known: %s)", k, strings.Join(known, ", "))
 		}
 		if len(v) > 1 {
-			return BadRequest("query parameter %q given more than once", k)
+			return badRequest("query parameter %q given more than once", k)
 		}
 	}
 	return nil
@@ -68,7 +70,7 @@ func ParseLimit(q url.Values) (int, error) {
 	s := q.Get("limit")
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 1 || n > maxPageLimit {
-		return 0, BadRequest("limit must be an integer from 1 to %d, got %q", maxPageLimit, s)
+		return 0, badRequest("limit must be an integer from 1 to %d, got %q", maxPageLimit, s)
 	}
 	return n, nil
 }
@@ -77,10 +79,10 @@ func ParseLimit(q url.Values) (int, error) {
 // "active" or "deactivated"; anything else would silently match nothing.
 func ParseUserStatus(s string) (string, error) {
 	switch s {
-	case "", userStatusActive, userStatusDeactivated:
+	case "", string(storage.UserActive), string(storage.UserDeactivated):
 		return s, nil
 	}
-	return "", BadRequest("status must be %q or %q, got %q", userStatusActive, userStatusDeactivated, s)
+	return "", badRequest("status must be %q or %q, got %q", storage.UserActive, storage.UserDeactivated, s)
 }
 
 // EncodeCursor returns the users cursor after lastID. It is opaque to
@@ -97,7 +99,7 @@ func DecodeCursor(s string) (string, error) {
 	}
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil || ValidateUserID(string(b)) != nil {
-		return "", BadRequest("invalid cursor: pass next_cursor from the previous page unchanged")
+		return "", badRequest("invalid cursor: pass next_cursor from the previous page unchanged")
 	}
 	return string(b), nil
 }
@@ -107,11 +109,11 @@ func DecodeCursor(s string) (string, error) {
 func parseIntrospection(r *http.Request) (string, error) {
 	if r.URL.Query().Has("token") {
 		// Query strings end up in access logs.
-		return "", BadRequest("send token in the form body, not in the query string")
+		return "", badRequest("send token in the form body, not in the query string")
 	}
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/x-www-form-urlencoded" {
-		return "", BadRequest("the body must be application/x-www-form-urlencoded with a token parameter")
+		return "", badRequest("the body must be application/x-www-form-urlencoded with a token parameter")
 	}
 	b, err := readBody(r.Body)
 	if err != nil {
@@ -119,13 +121,13 @@ func parseIntrospection(r *http.Request) (string, error) {
 	}
 	form, err := url.ParseQuery(string(b))
 	if err != nil {
-		return "", BadRequest("the form body is malformed: %v", err)
+		return "", badRequest("the form body is malformed: %v", err)
 	}
 	switch v := form["token"]; {
 	case len(v) == 0 || v[0] == "":
-		return "", BadRequest("the token parameter is required")
+		return "", badRequest("the token parameter is required")
 	case len(v) > 1:
-		return "", BadRequest("the token parameter must be given once")
+		return "", badRequest("the token parameter must be given once")
 	default:
 		return v[0], nil
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/armgate/armgate/token"
 )
 
-// The request bodies. Each is decoded with DecodeJSON and then checked by
+// The request bodies. Each is decoded with decodeJSON and then checked by
 // its method, which returns what to store or a 400 that names the field,
 // so that nothing unchecked reaches the database.
 
@@ -59,15 +59,15 @@ func (b UserRequest) Patch() (storage.UserPatch, error) {
 
 func validateEmail(s string) error {
 	if s == "" || len(s) > maxEmailLen {
-		return BadRequest("email must be an email address of 1 to %d characters", maxEmailLen)
+		return badRequest("email must be an email address of 1 to %d characters", maxEmailLen)
 	}
 	if err := token.CheckText("email", s); err != nil {
-		return BadRequest("%v", err)
+		return badRequest("%v", err)
 	}
 	// Only a bare address: no display name, comments or angle brackets.
 	a, err := mail.ParseAddress(s)
 	if err != nil || a.Address != s || a.Name != "" {
-		return BadRequest("email %q is not an email address such as user@example.com", s)
+		return badRequest("email %q is not an email address such as user@example.com", s)
 	}
 	return nil
 }
@@ -75,12 +75,12 @@ func validateEmail(s string) error {
 func validateDisplayName(s string) error {
 	switch {
 	case !utf8.ValidString(s):
-		return BadRequest("display_name must be valid UTF-8")
+		return badRequest("display_name must be valid UTF-8")
 	case utf8.RuneCountInString(s) > maxDisplayNameLen:
-		return BadRequest("display_name is longer than %d characters", maxDisplayNameLen)
+		return badRequest("display_name is longer than %d characters", maxDisplayNameLen)
 	}
 	if err := token.CheckText("display_name", s); err != nil {
-		return BadRequest("%v", err)
+		return badRequest("%v", err)
 	}
 	return nil
 }
@@ -109,26 +109,26 @@ type TokenLimits struct {
 func (b CreateTokenRequest) NewToken(userID string, now time.Time, l TokenLimits) (storage.NewToken, error) {
 	name, err := token.NormalizeName(b.Name)
 	if err != nil {
-		return storage.NewToken{}, BadRequest("%v", err)
+		return storage.NewToken{}, badRequest("%v", err)
 	}
 	scopes, err := token.NormalizeScopes(b.Scopes)
 	if err != nil {
-		return storage.NewToken{}, BadRequest("%v", err)
+		return storage.NewToken{}, badRequest("%v", err)
 	}
 	var in, at string
 	if b.ExpiresIn != nil {
 		if in = *b.ExpiresIn; in == "" {
-			return storage.NewToken{}, BadRequest(`expires_in may not be empty (omit it for the default lifetime)`)
+			return storage.NewToken{}, badRequest(`expires_in may not be empty (omit it for the default lifetime)`)
 		}
 	}
 	if b.ExpiresAt != nil {
 		if at = *b.ExpiresAt; at == "" {
-			return storage.NewToken{}, BadRequest(`expires_at may not be empty (omit it for the default lifetime)`)
+			return storage.NewToken{}, badRequest(`expires_at may not be empty (omit it for the default lifetime)`)
 		}
 	}
 	exp, err := token.Expiry(now, in, at, l.Lifetime, l.MaxLifetime)
 	if err != nil {
-		return storage.NewToken{}, BadRequest("%v", err)
+		return storage.NewToken{}, badRequest("%v", err)
 	}
 	n := storage.NewToken{
 		UserID:     userID,
@@ -160,12 +160,12 @@ func (b RevokeRequest) CleanReason() (string, error) {
 	r := strings.TrimSpace(b.Reason)
 	switch {
 	case !utf8.ValidString(r):
-		return "", BadRequest("reason must be valid UTF-8")
+		return "", badRequest("reason must be valid UTF-8")
 	case utf8.RuneCountInString(r) > maxRevokeReasonLen:
-		return "", BadRequest("reason is longer than %d characters", maxRevokeReasonLen)
+		return "", badRequest("reason is longer than %d characters", maxRevokeReasonLen)
 	}
 	if err := token.CheckText("reason", r); err != nil {
-		return "", BadRequest("%v", err)
+		return "", badRequest("%v", err)
 	}
 	return r, nil
 }

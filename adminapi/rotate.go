@@ -35,10 +35,10 @@ func (b rotateRequest) Rotation(now time.Time, l TokenLimits) (grace time.Durati
 	if b.Grace != nil {
 		g, perr := time.ParseDuration(*b.Grace)
 		if perr != nil {
-			return 0, time.Time{}, BadRequest("grace must be a Go duration such as \"24h\" or \"0s\", got %q", *b.Grace)
+			return 0, time.Time{}, badRequest("grace must be a Go duration such as \"24h\" or \"0s\", got %q", *b.Grace)
 		}
 		if g < 0 || g > MaxGrace {
-			return 0, time.Time{}, BadRequest("grace must be from 0s to %s, got %q", shortDuration(MaxGrace), *b.Grace)
+			return 0, time.Time{}, badRequest("grace must be from 0s to %s, got %q", shortDuration(MaxGrace), *b.Grace)
 		}
 		grace = g
 	}
@@ -48,7 +48,7 @@ func (b rotateRequest) Rotation(now time.Time, l TokenLimits) (grace time.Durati
 	}
 	exp, err := token.Expiry(now, in, at, l.Lifetime, l.MaxLifetime)
 	if err != nil {
-		return 0, time.Time{}, BadRequest("%v", err)
+		return 0, time.Time{}, badRequest("%v", err)
 	}
 	return grace, exp.UTC(), nil
 }
@@ -59,12 +59,12 @@ func (b rotateRequest) Rotation(now time.Time, l TokenLimits) (grace time.Durati
 func lifetime(expiresIn, expiresAt *string) (in, at string, err error) {
 	if expiresIn != nil {
 		if in = *expiresIn; in == "" {
-			return "", "", BadRequest(`expires_in may not be empty (omit it for the default lifetime)`)
+			return "", "", badRequest(`expires_in may not be empty (omit it for the default lifetime)`)
 		}
 	}
 	if expiresAt != nil {
 		if at = *expiresAt; at == "" {
-			return "", "", BadRequest(`expires_at may not be empty (omit it for the default lifetime)`)
+			return "", "", badRequest(`expires_at may not be empty (omit it for the default lifetime)`)
 		}
 	}
 	return in, at, nil
@@ -92,7 +92,7 @@ type revokedCount struct {
 }
 
 func (h *handler) rotateToken(w http.ResponseWriter, r *http.Request) error {
-	id, body, err := change[rotateRequest](r, PathTokenID)
+	id, body, err := change[rotateRequest](r, pathTokenID)
 	if err != nil {
 		return err
 	}

@@ -180,7 +180,7 @@ func TestAdminRotate(t *testing.T) {
 	}
 	rec := do(t, h, "POST", "/tokens/"+old.ID+"/rotate", testAdminKey, `{"grace":"1h","expires_in":"2h"}`, &got)
 	if rec.Code != 201 || got.Plaintext == "" || got.Plaintext == oldPlain || got.RotatedFrom != old.ID ||
-		got.Name != "ci" || got.ID == old.ID || got.RotatedTo != nil || got.Status != token.StatusActive {
+		got.Name != "ci" || got.ID == old.ID || got.RotatedTo != nil || got.Status != token.Active {
 		t.Fatalf("rotate: %d %s", rec.Code, rec.Body)
 	}
 	if d := got.ExpiresAt.Sub(before); d < 2*time.Hour-time.Minute || d > 2*time.Hour+time.Minute {
@@ -192,7 +192,7 @@ func TestAdminRotate(t *testing.T) {
 	var oldNow storage.Token
 	do(t, h, "GET", "/tokens/"+old.ID, testAdminKey, "", &oldNow)
 	if oldNow.RotatedTo == nil || *oldNow.RotatedTo != got.ID || oldNow.ExpiresAt.After(time.Now().Add(time.Hour)) ||
-		oldNow.Status != token.StatusActive {
+		oldNow.Status != token.Active {
 		t.Errorf("old token after rotation: %+v", oldNow)
 	}
 	invs := e.invalidations()
@@ -280,14 +280,14 @@ func TestAdminRevokeAll(t *testing.T) {
 	var list TokenList
 	do(t, h, "GET", "/users/alice/tokens", testAdminKey, "", &list)
 	for _, tk := range list.Tokens {
-		if tk.Status != token.StatusRevoked {
+		if tk.Status != token.Revoked {
 			t.Errorf("%s: %s after revoke-all", tk.Name, tk.Status)
 		}
 		if want := "signed out everywhere"; tk.ID != a1.ID && (tk.RevokedReason == nil || *tk.RevokedReason != want) {
 			t.Errorf("%s: reason %v", tk.Name, tk.RevokedReason)
 		}
 	}
-	if b, _ := e.store.GetToken(t.Context(), b1.ID); b.Status != token.StatusActive {
+	if b, _ := e.store.GetToken(t.Context(), b1.ID); b.Status != token.Active {
 		t.Errorf("bob's token: %s", b.Status)
 	}
 	got = revokedCount{Revoked: -1}

@@ -14,11 +14,11 @@ import (
 	"github.com/armgate/armgate/storage"
 )
 
-// SelfStore is the part of storage.Store the self-service API uses. Every
+// selfStore is the part of storage.Store the self-service API uses. Every
 // change is passed the actor user:<id>, and the store checks on the locked
 // row what that user may do: their own tokens only, scopes api only, no
 // lifting of another actor's revocation.
-type SelfStore interface {
+type selfStore interface {
 	GetUser(ctx context.Context, id string) (storage.User, error)
 	CreateToken(ctx context.Context, actor string, n storage.NewToken) (storage.Token, string, error)
 	GetToken(ctx context.Context, id string) (storage.Token, error)
@@ -34,7 +34,7 @@ type SelfStore interface {
 // SelfOptions are the self-service API's dependencies and settings.
 type SelfOptions struct {
 	// Store holds users and tokens.
-	Store SelfStore
+	Store selfStore
 	// User returns the signed-in user of a request, as the sign-in in
 	// front of the handler established it; "" means nobody is signed in.
 	User func(r *http.Request) string
@@ -54,13 +54,13 @@ type SelfOptions struct {
 	DefaultQuota quota.Limit
 }
 
-// selfOpenAPI serves the description of the self-service calls.
-var selfOpenAPI = ServeOpenAPI(SelfOpenAPI())
+// selfOpenAPIHandler serves the description of the self-service calls.
+var selfOpenAPIHandler = serveOpenAPI(selfOpenAPI())
 
 // selfHandler serves a signed-in user's own tokens with its own endpoints
 // (self_tokens.go), the actor always user:<id>.
 type selfHandler struct {
-	store      SelfStore
+	store      selfStore
 	user       func(*http.Request) string
 	invalidate func(storage.Invalidation)
 	limits     TokenLimits
@@ -108,7 +108,7 @@ func NewSelf(o SelfOptions) http.Handler {
 func (s *selfHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodGet && r.URL.Path == "/openapi.json" {
 		// The description of these calls, public like the admin API's.
-		selfOpenAPI.ServeHTTP(w, r)
+		selfOpenAPIHandler.ServeHTTP(w, r)
 		return
 	}
 	user := s.user(r)
@@ -139,7 +139,7 @@ func (s *selfHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if r.ContentLength > MaxBodyBytes {
-		WriteError(w, ErrTooLarge)
+		WriteError(w, errTooLarge)
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)

@@ -53,7 +53,7 @@ func TestSelfAuthority(t *testing.T) {
 			t.Errorf("rotating an admin-scope token %s: %d %s", body, rec.Code, rec.Body)
 		}
 	}
-	if got, _ := e.store.GetToken(ctx, ops.ID); got.Status != token.StatusRevoked || got.RotatedTo != nil {
+	if got, _ := e.store.GetToken(ctx, ops.ID); got.Status != token.Revoked || got.RotatedTo != nil {
 		t.Errorf("the admin token after the refusals: %+v", got)
 	}
 	// An active admin-scope token does not rotate on the self-service mount

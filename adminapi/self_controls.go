@@ -17,7 +17,7 @@ import (
 
 // forbidden is a 403 with a message saying what the user may do instead.
 func forbidden(format string, args ...any) *Error {
-	e := BadRequest(format, args...)
+	e := badRequest(format, args...)
 	e.Status, e.Code = http.StatusForbidden, "forbidden"
 	return e
 }
@@ -99,7 +99,7 @@ func narrower(cur []string, next ipallow.List) error {
 }
 
 func (s *selfHandler) patchToken(w http.ResponseWriter, r *http.Request) error {
-	id, body, err := change[TokenControlsRequest](r, PathTokenID)
+	id, body, err := change[TokenControlsRequest](r, pathTokenID)
 	if err != nil {
 		return err
 	}
@@ -117,7 +117,7 @@ func (s *selfHandler) patchToken(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *selfHandler) tokenUsage(w http.ResponseWriter, r *http.Request) error {
-	id, err := PathTokenID(r)
+	id, err := pathTokenID(r)
 	if err != nil {
 		return err
 	}

@@ -61,8 +61,8 @@ func FuzzSelfDecode(f *testing.F) {
 		}
 		switch kind % 3 {
 		case 0:
-			var b SelfCreateRequest
-			if refused("decode create", DecodeJSON(bytes.NewReader(data), &b)) {
+			var b selfCreateRequest
+			if refused("decode create", decodeJSON(bytes.NewReader(data), &b)) {
 				return
 			}
 			n, err := b.NewToken("alice", now, limits)
@@ -77,7 +77,7 @@ func FuzzSelfDecode(f *testing.F) {
 			}
 		case 1:
 			var b RevokeRequest
-			if refused("decode revoke", DecodeJSON(bytes.NewReader(data), &b)) {
+			if refused("decode revoke", decodeJSON(bytes.NewReader(data), &b)) {
 				return
 			}
 			reason, err := b.CleanReason()
@@ -88,7 +88,7 @@ func FuzzSelfDecode(f *testing.F) {
 			text("reason", reason, maxRevokeReasonLen)
 		case 2:
 			var b rotateRequest
-			if refused("decode rotate", DecodeJSON(bytes.NewReader(data), &b)) {
+			if refused("decode rotate", decodeJSON(bytes.NewReader(data), &b)) {
 				return
 			}
 			grace, exp, err := b.Rotation(now, limits)

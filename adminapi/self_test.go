@@ -57,7 +57,7 @@ func TestSelfFlow(t *testing.T) {
 		string(invs[0].Created[0]) != string(func() []byte { s := token.Sum(created.Plaintext); return s[:] }()) {
 		t.Errorf("invalidations after a self-service create = %+v, want the new token's hash in Created", invs)
 	}
-	var list SelfTokenList
+	var list selfTokenList
 	if rec := selfDo(t, h, "alice", "GET", "/tokens", "", nil, &list); rec.Code != 200 || list.User.ID != "alice" ||
 		list.MaxTokens != 10 || len(list.Tokens) != 1 || list.Tokens[0].ID != created.ID || list.User.TokenCount != 1 {
 		t.Fatalf("list: %d %s", rec.Code, rec.Body)
@@ -70,11 +70,11 @@ func TestSelfFlow(t *testing.T) {
 		t.Errorf("get: %d %s", rec.Code, rec.Body)
 	}
 	if rec := selfDo(t, h, "alice", "POST", "/tokens/"+created.ID+"/revoke", `{"reason":"lost laptop"}`, nil, &tk); rec.Code != 200 ||
-		tk.Status != token.StatusRevoked {
+		tk.Status != token.Revoked {
 		t.Errorf("revoke: %d %s", rec.Code, rec.Body)
 	}
 	if rec := selfDo(t, h, "alice", "POST", "/tokens/"+created.ID+"/reapprove", "", nil, &tk); rec.Code != 200 ||
-		tk.Status != token.StatusActive {
+		tk.Status != token.Active {
 		t.Errorf("reapprove: %d %s", rec.Code, rec.Body)
 	}
 	var rot rotatedToken
@@ -183,7 +183,7 @@ func TestSelfRefusals(t *testing.T) {
 	if tk, au := e.rows(t); tk != tokens || au != audits || len(e.invalidations()) != n0 {
 		t.Errorf("refused calls changed rows: tokens %d→%d, audit %d→%d", tokens, tk, audits, au)
 	}
-	if b, _ := e.store.GetToken(t.Context(), bobs.ID); b.Status != token.StatusActive {
+	if b, _ := e.store.GetToken(t.Context(), bobs.ID); b.Status != token.Active {
 		t.Errorf("bob's token is %s", b.Status)
 	}
 }
@@ -236,7 +236,7 @@ func TestSelfLimitAndRotation(t *testing.T) {
 	if rec := selfDo(t, h, "alice", "POST", "/tokens/"+first.ID+"/rotate", "", nil, nil); rec.Code != 201 {
 		t.Errorf("rotation at 10 of 10: %d %s", rec.Code, rec.Body)
 	}
-	var list SelfTokenList
+	var list selfTokenList
 	selfDo(t, h, "alice", "GET", "/tokens", "", nil, &list)
 	if list.User.TokenCount != 10 || len(list.Tokens) != 11 {
 		t.Errorf("after rotation: count %d, %d listed", list.User.TokenCount, len(list.Tokens))
@@ -252,7 +252,7 @@ func TestSelfOpenAPI(t *testing.T) {
 	if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "application/json" {
 		t.Fatalf("GET /openapi.json = %d %q", rec.Code, rec.Header().Get("Content-Type"))
 	}
-	if rec.Body.String() != string(SelfOpenAPI()) {
+	if rec.Body.String() != string(selfOpenAPI()) {
 		t.Error("GET /openapi.json is not the self-service description")
 	}
 	var doc struct {

@@ -86,9 +86,9 @@ func (s *selfHandler) changed(w http.ResponseWriter, inv storage.Invalidation, s
 	return nil
 }
 
-// SelfTokenList is the answer of the self-service GET /tokens: the user,
+// selfTokenList is the answer of the self-service GET /tokens: the user,
 // the limit, for "3 of 10 tokens", and the tokens.
-type SelfTokenList struct {
+type selfTokenList struct {
 	User      User            `json:"user"`
 	MaxTokens int             `json:"max_tokens"`
 	Tokens    []storage.Token `json:"tokens"`
@@ -103,7 +103,7 @@ func (s *selfHandler) listTokens(w http.ResponseWriter, r *http.Request) error {
 	if tokens == nil {
 		tokens = []storage.Token{}
 	}
-	WriteJSON(w, http.StatusOK, SelfTokenList{User: User{User: u, MaxTokensPerUser: s.limits.MaxPerUser},
+	WriteJSON(w, http.StatusOK, selfTokenList{User: User{User: u, MaxTokensPerUser: s.limits.MaxPerUser},
 		MaxTokens: s.limits.MaxPerUser, Tokens: tokens})
 	return nil
 }
@@ -111,7 +111,7 @@ func (s *selfHandler) listTokens(w http.ResponseWriter, r *http.Request) error {
 // getToken answers one of the user's tokens; another user's token is 404
 // like an unknown one, so that ids of other users' tokens do not leak.
 func (s *selfHandler) getToken(w http.ResponseWriter, r *http.Request) error {
-	id, err := PathTokenID(r)
+	id, err := pathTokenID(r)
 	if err != nil {
 		return err
 	}
@@ -126,10 +126,10 @@ func (s *selfHandler) getToken(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// SelfCreateRequest is the body of the self-service POST /tokens: a name
+// selfCreateRequest is the body of the self-service POST /tokens: a name
 // and a lifetime. Scopes are not the user's to choose; the field exists
 // only to refuse it with a clear message.
-type SelfCreateRequest struct {
+type selfCreateRequest struct {
 	Name      string          `json:"name"`
 	ExpiresIn *string         `json:"expires_in"`
 	ExpiresAt *string         `json:"expires_at"`
@@ -138,17 +138,17 @@ type SelfCreateRequest struct {
 
 // NewToken validates the body and returns what to store: like the admin
 // create, with the scopes always the self-service scopes.
-func (b SelfCreateRequest) NewToken(userID string, now time.Time, l TokenLimits) (storage.NewToken, error) {
+func (b selfCreateRequest) NewToken(userID string, now time.Time, l TokenLimits) (storage.NewToken, error) {
 	if b.Scopes != nil {
-		return storage.NewToken{}, BadRequest("scopes cannot be chosen here: self-service tokens always have the scope %q", token.ScopeAPI)
+		return storage.NewToken{}, badRequest("scopes cannot be chosen here: self-service tokens always have the scope %q", token.ScopeAPI)
 	}
 	return CreateTokenRequest{Name: b.Name, ExpiresIn: b.ExpiresIn, ExpiresAt: b.ExpiresAt,
 		Scopes: storage.SelfServiceScopes()}.NewToken(userID, now, l)
 }
 
 func (s *selfHandler) createToken(w http.ResponseWriter, r *http.Request) error {
-	var body SelfCreateRequest
-	if err := DecodeJSON(r.Body, &body); err != nil {
+	var body selfCreateRequest
+	if err := decodeJSON(r.Body, &body); err != nil {
 		return err
 	}
 	n, err := body.NewToken(selfUser(r), s.now(), s.limits)
@@ -166,7 +166,7 @@ func (s *selfHandler) createToken(w http.ResponseWriter, r *http.Request) error 
 }
 
 func (s *selfHandler) revokeToken(w http.ResponseWriter, r *http.Request) error {
-	id, body, err := change[RevokeRequest](r, PathTokenID)
+	id, body, err := change[RevokeRequest](r, pathTokenID)
 	if err != nil {
 		return err
 	}
@@ -182,7 +182,7 @@ func (s *selfHandler) revokeToken(w http.ResponseWriter, r *http.Request) error 
 }
 
 func (s *selfHandler) reapproveToken(w http.ResponseWriter, r *http.Request) error {
-	id, _, err := change[emptyRequest](r, PathTokenID)
+	id, _, err := change[emptyRequest](r, pathTokenID)
 	if err != nil {
 		return err
 	}
@@ -196,7 +196,7 @@ func (s *selfHandler) reapproveToken(w http.ResponseWriter, r *http.Request) err
 // rotateToken rotates one of the user's tokens. The new lifetime is checked
 // as at create, so it never ends later than max_token_lifetime from now.
 func (s *selfHandler) rotateToken(w http.ResponseWriter, r *http.Request) error {
-	id, body, err := change[rotateRequest](r, PathTokenID)
+	id, body, err := change[rotateRequest](r, pathTokenID)
 	if err != nil {
 		return err
 	}
@@ -212,7 +212,7 @@ func (s *selfHandler) rotateToken(w http.ResponseWriter, r *http.Request) error 
 }
 
 func (s *selfHandler) deleteToken(w http.ResponseWriter, r *http.Request) error {
-	id, err := PathTokenID(r)
+	id, err := pathTokenID(r)
 	if err != nil {
 		return err
 	}

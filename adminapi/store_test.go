@@ -143,7 +143,7 @@ func TestAdminOnStore(t *testing.T) {
 	}
 	var list TokenList
 	if rec := do(t, h, "GET", "/users/alice/tokens", testAdminKey, "", &list); rec.Code != 200 || len(list.Tokens) != 1 ||
-		list.Tokens[0].Status != token.StatusRevoked {
+		list.Tokens[0].Status != token.Revoked {
 		t.Errorf("list tokens after logout: %d %s", rec.Code, rec.Body)
 	}
 }

@@ -37,7 +37,7 @@ func TestTextHonest(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var c CreateTokenRequest
-			err := DecodeJSON(strings.NewReader(tt.body), &c)
+			err := decodeJSON(strings.NewReader(tt.body), &c)
 			if err == nil {
 				_, err = c.NewToken("u1", now, testLimits)
 			}
@@ -49,7 +49,7 @@ func TestTextHonest(t *testing.T) {
 		`{"name":"Zoë's café, 東京"}`, `{"name":"שלום"}`,
 	} {
 		var c CreateTokenRequest
-		if err := DecodeJSON(strings.NewReader(ok), &c); err != nil {
+		if err := decodeJSON(strings.NewReader(ok), &c); err != nil {
 			t.Errorf("%s: %v", ok, err)
 		} else if _, err := c.NewToken("u1", now, testLimits); err != nil {
 			t.Errorf("%s: %v", ok, err)
@@ -61,7 +61,7 @@ func TestTextHonest(t *testing.T) {
 		"email":        func() error { _, err := UserRequest{Email: str("a\u200b@example.com")}.Patch(); return err }(),
 		"reason":       func() error { _, err := RevokeRequest{Reason: "ok\u200b"}.CleanReason(); return err }(),
 		"self create": func() error {
-			_, err := SelfCreateRequest{Name: "c\u200bi"}.NewToken("u1", now, testLimits)
+			_, err := selfCreateRequest{Name: "c\u200bi"}.NewToken("u1", now, testLimits)
 			return err
 		}(),
 	} {

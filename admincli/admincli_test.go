@@ -186,7 +186,7 @@ func TestCLITokens(t *testing.T) {
 	}
 
 	out = e.run(t, true, func(ctx context.Context, r *admincli.Runner) error { return r.TokenRevoke(ctx, id, " lost laptop ") })
-	if tk := decode[storage.Token](t, out); tk.Status != "revoked" || *tk.RevokedReason != "lost laptop" {
+	if tk := decode[storage.Token](t, out); tk.Status != token.Revoked || *tk.RevokedReason != "lost laptop" {
 		t.Errorf("revoke: %s", out)
 	}
 	e.run(t, false, func(ctx context.Context, r *admincli.Runner) error { return r.TokenReapprove(ctx, id) })

@@ -237,7 +237,7 @@ func (r *Runner) printToken(t storage.Token) error {
 func (r *Runner) printTokens(tokens ...storage.Token) error {
 	t := newTable(r.Out, "ID", "USER", "NAME", "HINT", "SCOPES", "STATUS", "CREATED", "EXPIRES", "LAST USED")
 	for _, k := range tokens {
-		t.row(k.ID, k.UserID, k.Name, k.Hint, strings.Join(k.Scopes, ","), k.Status,
+		t.row(k.ID, k.UserID, k.Name, k.Hint, strings.Join(k.Scopes, ","), k.Status.String(),
 			stamp(&k.CreatedAt), stamp(&k.ExpiresAt), stamp(k.LastUsedAt))
 	}
 	return t.flush()

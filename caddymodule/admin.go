@@ -1,14 +1,11 @@
 package caddymodule
 
 import (
-	"errors"
-	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/armgate/armgate/adminapi"
@@ -43,9 +40,8 @@ type AdminHandler struct {
 	FailureLimit *FailureLimit `json:"failure_limit,omitempty"`
 
 	mount
-	// limiterKey is the key of the handler's limiter in the limiters
-	// pool, set while the handler holds a reference to it.
-	limiterKey *adminLimiterKey
+	// hold is the handler's reference to its limiter in the limiters pool.
+	hold limiterHold
 }
 
 // defaultAdminFailureMax is the admin API's default failure limit per
@@ -101,52 +97,19 @@ func (h *AdminHandler) Provision(ctx caddy.Context) error {
 // provisionLimiter takes the shared failure limiter for the handler's
 // settings; nil when the limiter is off.
 func (h *AdminHandler) provisionLimiter() (adminapi.FailureLimiter, error) {
-	f := h.FailureLimit
-	if f != nil && f.Off {
-		return nil, nil
+	l, err := h.hold.take(h.FailureLimit, defaultAdminFailureMax,
+		func(c limiter.Config) any { return adminLimiterKey{c} })
+	if l == nil {
+		return nil, err // no typed nil in the interface
 	}
-	cfg := limiter.Config{Max: defaultAdminFailureMax}
-	if f != nil {
-		cfg = limiter.Config{Max: f.Max, Window: time.Duration(f.Window), MaxClients: f.MaxClients}
-		if cfg.Max == 0 {
-			cfg.Max = defaultAdminFailureMax
-		}
-	}
-	key := adminLimiterKey{cfg.WithDefaults()}
-	v, _, err := limiters.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return pooledLimiter{limiter.New(key.Config, nil)}, nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	h.limiterKey = &key
-	return v.(pooledLimiter).Limiter, nil
+	return l, nil
 }
 
 // Validate checks the failure limit.
-func (h *AdminHandler) Validate() error {
-	f := h.FailureLimit
-	if f == nil || f.Off {
-		return nil
-	}
-	if f.Max < 0 || f.Window < 0 || f.MaxClients < 0 {
-		return errors.New("armgate_admin: failure_limit values must be positive")
-	}
-	if f.Window != 0 && time.Duration(f.Window) < time.Second {
-		return fmt.Errorf("armgate_admin: failure_limit window must be at least 1s, got %s", time.Duration(f.Window))
-	}
-	return nil
-}
+func (h *AdminHandler) Validate() error { return h.FailureLimit.validate("armgate_admin") }
 
 // Cleanup releases the handler's reference to its failure limiter.
-func (h *AdminHandler) Cleanup() error {
-	if h.limiterKey == nil {
-		return nil
-	}
-	_, err := limiters.Delete(*h.limiterKey)
-	h.limiterKey = nil
-	return err
-}
+func (h *AdminHandler) Cleanup() error { return h.hold.release() }
 
 // logAdminUser lets the access log show who made an admin call with a
 // token, as armgate_auth does.
@@ -187,47 +150,6 @@ func (m mount) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m.api.ServeHTTP(w, r)
-}
-
-// parseAdmin sets up the admin handler:
-//
-//	armgate_admin {
-//		failure_limit off
-//		failure_limit <max> <window> {
-//			max_clients <n>
-//		}
-//	}
-//
-// failure_limit defaults to 20 refused credentials per client address per
-// 1m. The admin keys and token limits come from the armgate global option.
-func parseAdmin(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	var m AdminHandler
-	err := m.UnmarshalCaddyfile(h.Dispenser)
-	return &m, err
-}
-
-// UnmarshalCaddyfile sets up the handler from Caddyfile tokens; see
-// parseAdmin.
-func (h *AdminHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // consume directive name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		switch d.Val() {
-		case "failure_limit":
-			if h.FailureLimit != nil {
-				return d.Err("failure_limit may appear only once")
-			}
-			h.FailureLimit = new(FailureLimit)
-			if err := h.FailureLimit.unmarshalCaddyfile(d); err != nil {
-				return err
-			}
-		default:
-			return d.Errf("unrecognized subdirective: %s", d.Val())
-		}
-	}
-	return nil
 }
 
 // Interface guards

@@ -6,9 +6,9 @@ package caddymodule
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -210,7 +210,10 @@ func (a *App) Provision(ctx caddy.Context) (err error) {
 	if gcfg.Events, err = a.Events.gatewayConfig(repl); err != nil {
 		return err
 	}
-	key := resourceKey(gcfg)
+	key, err := resourceKey(gcfg)
+	if err != nil {
+		return err
+	}
 	val, _, err := resources.LoadOrNew(key, func() (caddy.Destructor, error) {
 		rt, err := gateway.Open(gcfg)
 		if err != nil {
@@ -359,20 +362,18 @@ func (a *App) retention() time.Duration {
 	return time.Duration(a.Retention)
 }
 
-// resourceKey identifies the runtime by everything that defines it. The
-// DSNs are hashed so that no secret sits in a map key.
-func resourceKey(c gateway.Config) string {
-	h := sha256.New()
-	v := c.Verifier
-	for _, s := range []string{c.DSN, c.ListenDSN, v.TTL.String(), v.NegativeTTL.String(),
-		strconv.FormatInt(v.MaxEntries, 10), v.QueryTimeout.String(), c.LastUsedFlush.String(),
-		strconv.FormatFloat(c.KnownTokens.LookupsPerSecond, 'g', -1, 64), strconv.Itoa(c.KnownTokens.Burst),
-		c.KnownTokens.ReloadJitter.String(), c.Retention.String(), c.ListenerHeartbeat.String(),
-		c.QuotaSync.String(), eventsKey(c.Events)} {
-		h.Write([]byte(s))
-		h.Write([]byte{0})
+// resourceKey identifies the runtime by everything that defines it: the
+// hash of the whole gateway config's JSON encoding (the logger and the
+// hooks are no part of it), so that a setting added to gateway.Config
+// changes the key without being listed here. The DSNs and the webhook
+// secret are hashed, never kept.
+func resourceKey(c gateway.Config) (string, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return "", fmt.Errorf("armgate: the runtime's key: %w", err)
 	}
-	return "armgate:" + hex.EncodeToString(h.Sum(nil))
+	h := sha256.Sum256(b)
+	return "armgate:" + hex.EncodeToString(h[:]), nil
 }
 
 // pooledRuntime lets the usage pool close the gateway runtime when the last

@@ -16,9 +16,9 @@ import (
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/net/http/httpguts"
 
-	"github.com/armgate/armgate/adminapi"
 	"github.com/armgate/armgate/limiter"
 	"github.com/armgate/armgate/quota"
+	"github.com/armgate/armgate/refusal"
 	"github.com/armgate/armgate/token"
 )
 
@@ -65,10 +65,9 @@ type AuthHandler struct {
 
 	verifier tokenVerifier
 	limiter  *limiter.Limiter
-	// limiterKey is the key of limiter in the limiters pool, set while
-	// this handler holds a reference to it.
-	limiterKey *limiter.Config
-	logger     *zap.Logger
+	// hold is the handler's reference to limiter in the limiters pool.
+	hold   limiterHold
+	logger *zap.Logger
 	// challenge is the precomputed `Bearer realm="…"`.
 	challenge string
 	// expiresKey is ExpiresHeader in canonical form; "" means the default.
@@ -136,29 +135,14 @@ func (h *AuthHandler) configureExpiresHeader() {
 
 // provisionLimiter takes the shared failure limiter for the handler's
 // settings, unless the limiter is off.
-func (h *AuthHandler) provisionLimiter() error {
-	cfg, on := h.FailureLimit.config()
-	if !on {
-		return nil
-	}
-	l, err := loadLimiter(cfg)
-	if err != nil {
-		return err
-	}
-	h.limiter, h.limiterKey = l, &cfg
-	return nil
+func (h *AuthHandler) provisionLimiter() (err error) {
+	h.limiter, err = h.hold.take(h.FailureLimit, 0, func(c limiter.Config) any { return c })
+	return err
 }
 
 // Cleanup releases the handler's reference to its failure limiter; the
 // limiter goes when its last handler does.
-func (h *AuthHandler) Cleanup() error {
-	if h.limiterKey == nil {
-		return nil
-	}
-	_, err := limiters.Delete(*h.limiterKey)
-	h.limiterKey = nil
-	return err
-}
+func (h *AuthHandler) Cleanup() error { return h.hold.release() }
 
 // armgateApp returns the configured armgate app, or a clear error when the
 // global option is missing.
@@ -185,7 +169,7 @@ func (h *AuthHandler) Validate() error {
 	if h.ExpiresHeader != "" && h.ExpiresHeader != "off" && !httpguts.ValidHeaderFieldName(h.ExpiresHeader) {
 		return fmt.Errorf("armgate_auth: expires_header %q is not a valid header name", h.ExpiresHeader)
 	}
-	return h.FailureLimit.validate()
+	return h.FailureLimit.validate("armgate_auth")
 }
 
 // ServeHTTP decides on the request's bearer token. The failure limiter
@@ -199,7 +183,7 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 	switch parsed {
 	case token.HeaderMissing:
 		countDecision(outcomeMissing)
-		writeAuthError(w, http.StatusUnauthorized, h.challenge, "unauthorized", "A bearer token is required")
+		refusal.Write(w, http.StatusUnauthorized, h.challenge, refusal.CodeUnauthorized, refusal.MsgTokenRequired)
 		return nil
 	case token.HeaderMalformed:
 		if secs, isBlocked := h.blocked(r); isBlocked {
@@ -208,8 +192,8 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 		}
 		h.refused(r)
 		countDecision(outcomeMalformed)
-		writeAuthError(w, http.StatusBadRequest, h.challenge+`, error="invalid_request"`,
-			"invalid_request", "The Authorization header must be a single 'Bearer <token>'")
+		refusal.Write(w, http.StatusBadRequest, h.challenge+`, error="invalid_request"`,
+			refusal.CodeInvalidRequest, refusal.MsgMalformedHeader)
 		return nil
 	}
 	// While nobody is blocked this reads one atomic and nothing else.
@@ -227,7 +211,7 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 		if c := h.logger.Check(zapcore.DebugLevel, "client went away during the token lookup"); c != nil {
 			c.Write(zap.Error(err))
 		}
-		writeAuthError(w, statusClientClosedRequest, "", "canceled", "The client closed the request")
+		refusal.Write(w, statusClientClosedRequest, "", refusal.CodeCanceled, refusal.MsgCanceled)
 		return nil
 	}
 	if err != nil {
@@ -237,7 +221,7 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 			c.Write(zap.Error(err))
 		}
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
-		writeAuthError(w, http.StatusServiceUnavailable, "", "unavailable", "The token store is unavailable; retry shortly")
+		refusal.Write(w, http.StatusServiceUnavailable, "", refusal.CodeUnavailable, refusal.MsgUnavailable)
 		return nil
 	}
 	if status == token.Unknown && isBlocked {
@@ -251,8 +235,8 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 		if c := h.logger.Check(zapcore.DebugLevel, "token refused"); c != nil {
 			c.Write(zap.Stringer("status", status), zap.String("token_id", cred.TokenID))
 		}
-		writeAuthError(w, http.StatusUnauthorized,
-			h.challenge+`, error="invalid_token", error_description="`+desc+`"`, "invalid_token", desc)
+		refusal.Write(w, http.StatusUnauthorized,
+			h.challenge+`, error="invalid_token", error_description="`+desc+`"`, refusal.CodeInvalidToken, desc)
 		return nil
 	}
 	// The token is live: from here on nothing counts toward the failure
@@ -276,9 +260,9 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 	}
 	if !cred.HasScope(h.Scope) {
 		countDecision(outcomeInsufficientScope)
-		msg := "The access token lacks the required scope " + h.Scope
-		writeAuthError(w, http.StatusForbidden,
-			h.challenge+`, error="insufficient_scope", scope="`+h.Scope+`"`, "insufficient_scope", msg)
+		refusal.Write(w, http.StatusForbidden,
+			h.challenge+`, error="insufficient_scope", scope="`+h.Scope+`"`,
+			refusal.CodeInsufficientScope, refusal.MsgLacksScope+h.Scope)
 		return nil
 	}
 	var d quota.Decision
@@ -337,8 +321,7 @@ func (h *AuthHandler) blocked(r *http.Request) (retryAfter int, ok bool) {
 func (h *AuthHandler) tooMany(w http.ResponseWriter, secs int) {
 	countDecision(outcomeRateLimited)
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	writeAuthError(w, http.StatusTooManyRequests, "", "too_many_requests",
-		"Too many refused tokens from this address; retry after the time in Retry-After")
+	refusal.Write(w, http.StatusTooManyRequests, "", refusal.CodeTooManyRequests, refusal.MsgTooManyRefused)
 }
 
 // refused counts a refused token (401 invalid_token or 400) against the
@@ -350,15 +333,6 @@ func (h *AuthHandler) refused(r *http.Request) {
 	if a, ok := clientAddr(r); ok {
 		h.limiter.Fail(a)
 	}
-}
-
-// writeAuthError writes a refusal. Refused requests never reach the next
-// handler; the body never echoes the token.
-func writeAuthError(w http.ResponseWriter, status int, challenge, code, msg string) {
-	if challenge != "" {
-		w.Header().Set("WWW-Authenticate", challenge)
-	}
-	adminapi.WriteJSON(w, status, adminapi.ErrorBody{Error: code, Message: msg})
 }
 
 // Interface guards

@@ -10,6 +10,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/armgate/armgate/adminapi"
 )
 
 func init() {
@@ -143,39 +145,23 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		case "cache":
-			if a.Cache == nil {
-				a.Cache = new(CacheConfig)
-			}
-			if err := a.Cache.unmarshalCaddyfile(d); err != nil {
+			if err := parseMerged(d, &a.Cache); err != nil {
 				return err
 			}
 		case "known_tokens":
-			if a.KnownTokens == nil {
-				a.KnownTokens = new(KnownTokensConfig)
-			}
-			if err := a.KnownTokens.unmarshalCaddyfile(d); err != nil {
+			if err := parseMerged(d, &a.KnownTokens); err != nil {
 				return err
 			}
 		case "quota":
-			if a.Quota == nil {
-				a.Quota = new(QuotaConfig)
-			}
-			if err := a.Quota.unmarshalCaddyfile(d); err != nil {
+			if err := parseMerged(d, &a.Quota); err != nil {
 				return err
 			}
 		case "events":
-			if a.Events == nil {
-				a.Events = new(EventsConfig)
-			}
-			if err := a.Events.unmarshalCaddyfile(d); err != nil {
+			if err := parseMerged(d, &a.Events); err != nil {
 				return err
 			}
 		case "leaks":
-			if a.Leaks != nil {
-				return d.Err("leaks may appear only once")
-			}
-			a.Leaks = new(LeaksConfig)
-			if err := a.Leaks.unmarshalCaddyfile(d); err != nil {
+			if err := parseOnce(d, "leaks", &a.Leaks); err != nil {
 				return err
 			}
 		default:
@@ -327,11 +313,7 @@ func (h *AuthHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("ratelimit_headers takes on or off, got %q", h.RateLimitHeaders)
 			}
 		case "failure_limit":
-			if h.FailureLimit != nil {
-				return d.Err("failure_limit may appear only once")
-			}
-			h.FailureLimit = new(FailureLimit)
-			if err := h.FailureLimit.unmarshalCaddyfile(d); err != nil {
+			if err := parseOnce(d, "failure_limit", &h.FailureLimit); err != nil {
 				return err
 			}
 		default:
@@ -339,6 +321,31 @@ func (h *AuthHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
+}
+
+// parseMerged reads a block into *dst, made on first use: a repeated block
+// adds to what the earlier ones set.
+func parseMerged[T any, P interface {
+	*T
+	unmarshalCaddyfile(*caddyfile.Dispenser) error
+}](d *caddyfile.Dispenser, dst *P) error {
+	if *dst == nil {
+		*dst = P(new(T))
+	}
+	return (*dst).unmarshalCaddyfile(d)
+}
+
+// parseOnce reads the block or subdirective name into *dst, which it may
+// set only once.
+func parseOnce[T any, P interface {
+	*T
+	unmarshalCaddyfile(*caddyfile.Dispenser) error
+}](d *caddyfile.Dispenser, name string, dst *P) error {
+	if *dst != nil {
+		return d.Errf("%s may appear only once", name)
+	}
+	*dst = P(new(T))
+	return (*dst).unmarshalCaddyfile(d)
 }
 
 // unmarshalCaddyfile reads `failure_limit off` or
@@ -384,3 +391,262 @@ var (
 	_ caddyfile.Unmarshaler = (*App)(nil)
 	_ caddyfile.Unmarshaler = (*AuthHandler)(nil)
 )
+
+// parseAdmin sets up the admin handler:
+//
+//	armgate_admin {
+//		failure_limit off
+//		failure_limit <max> <window> {
+//			max_clients <n>
+//		}
+//	}
+//
+// failure_limit defaults to 20 refused credentials per client address per
+// 1m. The admin keys and token limits come from the armgate global option.
+func parseAdmin(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var m AdminHandler
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return &m, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens; see
+// parseAdmin.
+func (h *AdminHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "failure_limit":
+			if err := parseOnce(d, "failure_limit", &h.FailureLimit); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unrecognized subdirective: %s", d.Val())
+		}
+	}
+	return nil
+}
+
+// parseSelf sets up the self-service handler:
+//
+//	armgate_self {
+//		user <placeholder or id>
+//		origins <origin>...
+//		write_limit <max> <window> | off
+//	}
+//
+// user defaults to {http.auth.user.id}; write_limit to 60 1h; the token
+// limits come from the armgate global option.
+func parseSelf(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var m SelfHandler
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return &m, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens; see
+// parseSelf.
+func (h *SelfHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "user":
+			if h.User != "" {
+				return d.Err("user may appear only once")
+			}
+			if !d.AllArgs(&h.User) || h.User == "" {
+				return d.ArgErr()
+			}
+		case "origins":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			for _, a := range args {
+				if _, err := adminapi.ParseOrigin(a); err != nil {
+					return d.Errf("origins: %v", err)
+				}
+			}
+			h.Origins = append(h.Origins, args...)
+		case "write_limit":
+			if err := parseOnce(d, "write_limit", &h.WriteLimit); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unrecognized subdirective: %s", d.Val())
+		}
+	}
+	return nil
+}
+
+// unmarshalCaddyfile parses write_limit <max> <window> | off.
+func (l *WriteLimit) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	args := d.RemainingArgs()
+	switch {
+	case len(args) == 1 && args[0] == "off":
+		l.Off = true
+		return nil
+	case len(args) != 2:
+		return d.Errf("write_limit takes <max> <window>, or off")
+	}
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n < 1 {
+		return d.Errf("write_limit: expected a positive number of calls, got %q", args[0])
+	}
+	w, err := caddy.ParseDuration(args[1])
+	if err != nil || w < time.Second {
+		return d.Errf("write_limit: expected a window of at least 1s, got %q", args[1])
+	}
+	l.Max, l.Window = n, caddy.Duration(w)
+	return nil
+}
+
+// unmarshalCaddyfile reads
+//
+//	quota {
+//		token <requests> <window>
+//		user <requests> <window>
+//		sync <interval>
+//	}
+func (q *QuotaConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch key := d.Val(); key {
+		case "token", "user":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.Errf("quota %s takes <requests> <window>", key)
+			}
+			n, err := strconv.ParseInt(args[0], 10, 64)
+			if err != nil || n < 1 {
+				return d.Errf("quota %s: expected a positive number of requests, got %q", key, args[0])
+			}
+			w, err := caddy.ParseDuration(args[1])
+			if err != nil {
+				return d.Errf("quota %s: invalid window %q: %v", key, args[1], err)
+			}
+			l := &LimitConfig{Requests: n, Window: caddy.Duration(w)}
+			if err := l.limit().Validate(); err != nil {
+				return d.Errf("quota %s: %v", key, err)
+			}
+			if key == "token" {
+				q.Token = l
+			} else {
+				q.User = l
+			}
+		case "sync":
+			if err := durationArg(d, &q.Sync); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unrecognized quota option: %s", key)
+		}
+	}
+	return nil
+}
+
+// unmarshalCaddyfile reads
+//
+//	leaks {
+//		github_keys_url <url>
+//		github_keys_file <path>
+//		github off
+//		gitlab_token <token>
+//		gitlab_token_type <type>...
+//	}
+func (c *LeaksConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch key := d.Val(); key {
+		case "github_keys_url", "github_keys_file", "gitlab_token":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			switch key {
+			case "github_keys_url":
+				c.GitHubKeysURL = v
+			case "github_keys_file":
+				c.GitHubKeysFile = v
+			default:
+				c.GitLabToken = v
+			}
+		case "github":
+			var v string
+			if !d.AllArgs(&v) || v != "off" {
+				return d.Err("github takes the single argument 'off'")
+			}
+			c.GitHubOff = true
+		case "gitlab_token_type":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			c.GitLabTokenTypes = append(c.GitLabTokenTypes, args...)
+		default:
+			return d.Errf("unrecognized leaks option: %s", key)
+		}
+	}
+	return c.validate()
+}
+
+// unmarshalCaddyfile parses
+//
+//	events {
+//		webhook <url>
+//		secret <whsec_...>
+//		expiring_notice <duration>|off
+//		timeout <duration>
+//		retry_min <duration>
+//		retry_max <duration>
+//		retry_for <duration>
+//		poll <duration>
+//		expiring_scan <duration>
+//	}
+func (e *EventsConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch key := d.Val(); key {
+		case "webhook", "secret":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			if key == "webhook" {
+				e.Webhook = v
+			} else {
+				e.Secret = v
+			}
+		case "expiring_notice":
+			if d.CountRemainingArgs() == 1 && d.NextArg() {
+				if d.Val() == "off" {
+					e.ExpiringNotice = -1
+					continue
+				}
+				d.Prev()
+			}
+			if err := durationArg(d, &e.ExpiringNotice); err != nil {
+				return err
+			}
+		case "timeout", "retry_min", "retry_max", "retry_for", "poll", "expiring_scan":
+			dst := map[string]*caddy.Duration{"timeout": &e.Timeout, "retry_min": &e.RetryMin,
+				"retry_max": &e.RetryMax, "retry_for": &e.RetryFor, "poll": &e.Poll, "expiring_scan": &e.ExpiringScan}[key]
+			if err := durationArg(d, dst); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unrecognized events option: %s", key)
+		}
+	}
+	return nil
+}

@@ -13,7 +13,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -218,11 +217,10 @@ func hidePassword(err error, dsn string) error {
 	if err == nil {
 		return nil
 	}
-	cfg, perr := pgconn.ParseConfig(dsn)
-	if perr != nil || cfg.Password == "" || !strings.Contains(err.Error(), cfg.Password) {
+	msg, hid := gateway.HidePassword(err.Error(), dsn)
+	if !hid {
 		return err
 	}
-	msg := strings.ReplaceAll(err.Error(), cfg.Password, "xxxxx")
 	if admincli.IsUsage(err) {
 		return admincli.Usagef("%s", msg)
 	}

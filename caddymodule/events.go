@@ -1,14 +1,11 @@
 package caddymodule
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/armgate/armgate/events"
@@ -47,59 +44,6 @@ type EventsConfig struct {
 	ExpiringScan caddy.Duration `json:"expiring_scan,omitempty"`
 }
 
-// unmarshalCaddyfile parses
-//
-//	events {
-//		webhook <url>
-//		secret <whsec_...>
-//		expiring_notice <duration>|off
-//		timeout <duration>
-//		retry_min <duration>
-//		retry_max <duration>
-//		retry_for <duration>
-//		poll <duration>
-//		expiring_scan <duration>
-//	}
-func (e *EventsConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		switch key := d.Val(); key {
-		case "webhook", "secret":
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
-			}
-			if key == "webhook" {
-				e.Webhook = v
-			} else {
-				e.Secret = v
-			}
-		case "expiring_notice":
-			if d.CountRemainingArgs() == 1 && d.NextArg() {
-				if d.Val() == "off" {
-					e.ExpiringNotice = -1
-					continue
-				}
-				d.Prev()
-			}
-			if err := durationArg(d, &e.ExpiringNotice); err != nil {
-				return err
-			}
-		case "timeout", "retry_min", "retry_max", "retry_for", "poll", "expiring_scan":
-			dst := map[string]*caddy.Duration{"timeout": &e.Timeout, "retry_min": &e.RetryMin,
-				"retry_max": &e.RetryMax, "retry_for": &e.RetryFor, "poll": &e.Poll, "expiring_scan": &e.ExpiringScan}[key]
-			if err := durationArg(d, dst); err != nil {
-				return err
-			}
-		default:
-			return d.Errf("unrecognized events option: %s", key)
-		}
-	}
-	return nil
-}
-
 // gatewayConfig resolves the placeholders and checks the configuration;
 // nil when events are not configured. Errors never hold the secret.
 func (e *EventsConfig) gatewayConfig(repl *caddy.Replacer) (*events.Config, error) {
@@ -132,17 +76,6 @@ func (e *EventsConfig) gatewayConfig(repl *caddy.Replacer) (*events.Config, erro
 		return nil, fmt.Errorf("armgate: %w", err)
 	}
 	return c, nil
-}
-
-// eventsKey is the part of the runtime's resource key for c; the secret
-// is hashed with the rest.
-func eventsKey(c *events.Config) string {
-	if c == nil {
-		return ""
-	}
-	h := sha256.Sum256([]byte(fmt.Sprintf("%q %q %v %v %v %v %v %v %v", c.URL, c.Secret, c.ExpiringNotice,
-		c.Timeout, c.MinBackoff, c.MaxBackoff, c.MaxAge, c.Poll, c.ScanEvery)))
-	return hex.EncodeToString(h[:])
 }
 
 // eventCollectors are the metrics of the event sender; none when events are

@@ -7,7 +7,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/armgate/armgate/adminapi"
@@ -94,53 +93,6 @@ func (c *LeaksConfig) validate() error {
 		return errors.New("armgate: leaks: give at most one of github_keys_url, github_keys_file and github off")
 	}
 	return nil
-}
-
-// unmarshalCaddyfile reads
-//
-//	leaks {
-//		github_keys_url <url>
-//		github_keys_file <path>
-//		github off
-//		gitlab_token <token>
-//		gitlab_token_type <type>...
-//	}
-func (c *LeaksConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		switch key := d.Val(); key {
-		case "github_keys_url", "github_keys_file", "gitlab_token":
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
-			}
-			switch key {
-			case "github_keys_url":
-				c.GitHubKeysURL = v
-			case "github_keys_file":
-				c.GitHubKeysFile = v
-			default:
-				c.GitLabToken = v
-			}
-		case "github":
-			var v string
-			if !d.AllArgs(&v) || v != "off" {
-				return d.Err("github takes the single argument 'off'")
-			}
-			c.GitHubOff = true
-		case "gitlab_token_type":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return d.ArgErr()
-			}
-			c.GitLabTokenTypes = append(c.GitLabTokenTypes, args...)
-		default:
-			return d.Errf("unrecognized leaks option: %s", key)
-		}
-	}
-	return c.validate()
 }
 
 // leakOptions are the admin API's leak options for the app.

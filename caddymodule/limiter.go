@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -35,29 +34,76 @@ type FailureLimit struct {
 	MaxClients int `json:"max_clients,omitempty"`
 }
 
-func (f *FailureLimit) validate() error {
+// validate checks the settings; module names the handler in the error.
+func (f *FailureLimit) validate(module string) error {
 	if f == nil || f.Off {
 		return nil
 	}
 	if f.Max < 0 || f.Window < 0 || f.MaxClients < 0 {
-		return errors.New("armgate_auth: failure_limit values must be positive")
+		return fmt.Errorf("%s: failure_limit values must be positive", module)
 	}
 	if f.Window != 0 && time.Duration(f.Window) < time.Second {
-		return fmt.Errorf("armgate_auth: failure_limit window must be at least 1s, got %s", time.Duration(f.Window))
+		return fmt.Errorf("%s: failure_limit window must be at least 1s, got %s", module, time.Duration(f.Window))
 	}
 	return nil
 }
 
-// config returns the limiter settings, defaults filled in, and false when
-// the limiter is off.
-func (f *FailureLimit) config() (limiter.Config, bool) {
-	if f == nil {
-		return limiter.Config{}.WithDefaults(), true
+// config returns armgate_auth's limiter settings, defaults filled in, and
+// false when the limiter is off.
+func (f *FailureLimit) config() (limiter.Config, bool) { return f.configMax(0) }
+
+// configMax is config with defaultMax as the default Max (0: the
+// limiter's own default).
+func (f *FailureLimit) configMax(defaultMax int) (limiter.Config, bool) {
+	var cfg limiter.Config
+	if f != nil {
+		if f.Off {
+			return limiter.Config{}, false
+		}
+		cfg = limiter.Config{Max: f.Max, Window: time.Duration(f.Window), MaxClients: f.MaxClients}
 	}
-	if f.Off {
-		return limiter.Config{}, false
+	if cfg.Max == 0 {
+		cfg.Max = defaultMax
 	}
-	return limiter.Config{Max: f.Max, Window: time.Duration(f.Window), MaxClients: f.MaxClients}.WithDefaults(), true
+	return cfg.WithDefaults(), true
+}
+
+// limiterHold is a handler's reference to a shared failure limiter of the
+// limiters pool: taken in Provision, released in Cleanup. armgate_auth and
+// armgate_admin both hold theirs through it.
+type limiterHold struct {
+	// key is the limiter's key in the pool while the handler holds it.
+	key any
+}
+
+// take takes the shared limiter for f's settings (defaultMax as the
+// default Max) under the pool key keyOf returns for them; nil when f is
+// off.
+func (h *limiterHold) take(f *FailureLimit, defaultMax int, keyOf func(limiter.Config) any) (*limiter.Limiter, error) {
+	cfg, on := f.configMax(defaultMax)
+	if !on {
+		return nil, nil
+	}
+	key := keyOf(cfg)
+	v, _, err := limiters.LoadOrNew(key, func() (caddy.Destructor, error) {
+		return pooledLimiter{limiter.New(cfg, nil)}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	h.key = key
+	return v.(pooledLimiter).Limiter, nil
+}
+
+// release drops the reference; the limiter goes when its last handler
+// does. Releasing twice is harmless.
+func (h *limiterHold) release() error {
+	if h.key == nil {
+		return nil
+	}
+	_, err := limiters.Delete(h.key)
+	h.key = nil
+	return err
 }
 
 // blocked reports whether the client of r is blocked, and for how many more
@@ -109,14 +155,3 @@ type pooledLimiter struct{ *limiter.Limiter }
 
 // Destruct has nothing to release: the limiter is plain memory.
 func (pooledLimiter) Destruct() error { return nil }
-
-// loadLimiter returns the shared limiter for cfg, counting one more user.
-func loadLimiter(cfg limiter.Config) (*limiter.Limiter, error) {
-	v, _, err := limiters.LoadOrNew(cfg, func() (caddy.Destructor, error) {
-		return pooledLimiter{limiter.New(cfg, nil)}, nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return v.(pooledLimiter).Limiter, nil
-}

@@ -406,7 +406,7 @@ func TestFailureLimitShared(t *testing.T) {
 	if other := provision(&FailureLimit{Max: 7772, Window: caddy.Duration(time.Minute)}); other.limiter == h1.limiter {
 		t.Error("other settings share the limiter")
 	}
-	if off := provision(&FailureLimit{Off: true}); off.limiter != nil || off.limiterKey != nil {
+	if off := provision(&FailureLimit{Off: true}); off.limiter != nil || off.hold.key != nil {
 		t.Error("failure_limit off holds a limiter")
 	}
 

@@ -9,10 +9,10 @@ import (
 	"unsafe"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/armgate/armgate/gateway"
 	"github.com/armgate/armgate/quota"
+	"github.com/armgate/armgate/refusal"
 	"github.com/armgate/armgate/token"
 )
 
@@ -64,52 +64,6 @@ func (q *QuotaConfig) validate() error {
 	}
 	if q.Sync < 0 || (q.Sync > 0 && time.Duration(q.Sync) < 100*time.Millisecond) {
 		return fmt.Errorf("armgate: quota sync must be at least 100ms, got %s", time.Duration(q.Sync))
-	}
-	return nil
-}
-
-// unmarshalCaddyfile reads
-//
-//	quota {
-//		token <requests> <window>
-//		user <requests> <window>
-//		sync <interval>
-//	}
-func (q *QuotaConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		switch key := d.Val(); key {
-		case "token", "user":
-			args := d.RemainingArgs()
-			if len(args) != 2 {
-				return d.Errf("quota %s takes <requests> <window>", key)
-			}
-			n, err := strconv.ParseInt(args[0], 10, 64)
-			if err != nil || n < 1 {
-				return d.Errf("quota %s: expected a positive number of requests, got %q", key, args[0])
-			}
-			w, err := caddy.ParseDuration(args[1])
-			if err != nil {
-				return d.Errf("quota %s: invalid window %q: %v", key, args[1], err)
-			}
-			l := &LimitConfig{Requests: n, Window: caddy.Duration(w)}
-			if err := l.limit().Validate(); err != nil {
-				return d.Errf("quota %s: %v", key, err)
-			}
-			if key == "token" {
-				q.Token = l
-			} else {
-				q.User = l
-			}
-		case "sync":
-			if err := durationArg(d, &q.Sync); err != nil {
-				return err
-			}
-		default:
-			return d.Errf("unrecognized quota option: %s", key)
-		}
 	}
 	return nil
 }
@@ -274,6 +228,5 @@ func (h *AuthHandler) quotaExceeded(w http.ResponseWriter, cred *token.Credentia
 // ipNotAllowed answers 403 ip_not_allowed.
 func ipNotAllowed(w http.ResponseWriter) {
 	countDecision(outcomeIPNotAllowed)
-	writeAuthError(w, http.StatusForbidden, "", "ip_not_allowed",
-		"This token may not be used from this client address")
+	refusal.Write(w, http.StatusForbidden, "", refusal.CodeIPNotAllowed, refusal.MsgIPNotAllowed)
 }

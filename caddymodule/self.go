@@ -6,7 +6,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/armgate/armgate/adminapi"
@@ -130,64 +129,6 @@ func (h *SelfHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyh
 		return nil
 	}
 	h.serve(w, r)
-	return nil
-}
-
-// parseSelf sets up the self-service handler:
-//
-//	armgate_self {
-//		user <placeholder or id>
-//		origins <origin>...
-//		write_limit <max> <window> | off
-//	}
-//
-// user defaults to {http.auth.user.id}; write_limit to 60 1h; the token
-// limits come from the armgate global option.
-func parseSelf(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	var m SelfHandler
-	err := m.UnmarshalCaddyfile(h.Dispenser)
-	return &m, err
-}
-
-// UnmarshalCaddyfile sets up the handler from Caddyfile tokens; see
-// parseSelf.
-func (h *SelfHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // consume directive name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		switch d.Val() {
-		case "user":
-			if h.User != "" {
-				return d.Err("user may appear only once")
-			}
-			if !d.AllArgs(&h.User) || h.User == "" {
-				return d.ArgErr()
-			}
-		case "origins":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return d.ArgErr()
-			}
-			for _, a := range args {
-				if _, err := adminapi.ParseOrigin(a); err != nil {
-					return d.Errf("origins: %v", err)
-				}
-			}
-			h.Origins = append(h.Origins, args...)
-		case "write_limit":
-			if h.WriteLimit != nil {
-				return d.Err("write_limit may appear only once")
-			}
-			h.WriteLimit = new(WriteLimit)
-			if err := h.WriteLimit.unmarshalCaddyfile(d); err != nil {
-				return err
-			}
-		default:
-			return d.Errf("unrecognized subdirective: %s", d.Val())
-		}
-	}
 	return nil
 }
 

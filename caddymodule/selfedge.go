@@ -4,12 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/armgate/armgate/adminapi"
@@ -187,26 +185,4 @@ func parseOrigins(list []string) ([]adminapi.Origin, error) {
 		out = append(out, o)
 	}
 	return out, nil
-}
-
-// unmarshalCaddyfile parses write_limit <max> <window> | off.
-func (l *WriteLimit) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	args := d.RemainingArgs()
-	switch {
-	case len(args) == 1 && args[0] == "off":
-		l.Off = true
-		return nil
-	case len(args) != 2:
-		return d.Errf("write_limit takes <max> <window>, or off")
-	}
-	n, err := strconv.Atoi(args[0])
-	if err != nil || n < 1 {
-		return d.Errf("write_limit: expected a positive number of calls, got %q", args[0])
-	}
-	w, err := caddy.ParseDuration(args[1])
-	if err != nil || w < time.Second {
-		return d.Errf("write_limit: expected a window of at least 1s, got %q", args[1])
-	}
-	l.Max, l.Window = n, caddy.Duration(w)
-	return nil
 }

@@ -114,3 +114,14 @@ func listenConfig(pool *pgxpool.Config, dsn, listenDSN string) (*pgx.ConnConfig,
 	cfg.RuntimeParams["application_name"] = listenApplicationName
 	return cfg, nil
 }
+
+// HidePassword returns msg with dsn's password replaced by "xxxxx", and
+// whether it held the password: should a driver error ever quote the
+// connection string, what is printed or logged does not.
+func HidePassword(msg, dsn string) (string, bool) {
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil || cfg.Password == "" || !strings.Contains(msg, cfg.Password) {
+		return msg, false
+	}
+	return strings.ReplaceAll(msg, cfg.Password, "xxxxx"), true
+}

@@ -50,10 +50,12 @@ type Config struct {
 	// other instances through PostgreSQL (one statement each time); zero
 	// means DefaultQuotaSync.
 	QuotaSync time.Duration
-	// Logger receives the runtime's logs; nil discards them.
-	Logger *zap.Logger
+	// Logger receives the runtime's logs; nil discards them. Like Hooks,
+	// it is no part of the config's JSON encoding, which is what defines
+	// a runtime (caddymodule shares one runtime per encoding).
+	Logger *zap.Logger `json:"-"`
 	// Hooks let the caller count what the runtime does.
-	Hooks Hooks
+	Hooks Hooks `json:"-"`
 	// Events, when set, queues lifecycle events and delivers them as
 	// webhooks.
 	Events *events.Config
@@ -286,7 +288,7 @@ func (r *Runtime) listen(ctx context.Context) {
 			if r.hooks.Invalidation != nil {
 				r.hooks.Invalidation()
 			}
-			inv.ApplyKnown(r.loader)
+			r.loader.Apply(inv.Created, inv.Deleted, inv.Rescan)
 			r.dropCached(inv)
 			r.wakeEvents()
 		},

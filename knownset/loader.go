@@ -87,6 +87,37 @@ func (l *Loader) Disconnected() {
 func (l *Loader) Add(p uint64)    { l.set.Add(p) }
 func (l *Loader) Remove(p uint64) { l.set.Remove(p) }
 
+// Apply applies a notification's changes (Apply).
+func (l *Loader) Apply(created, deleted [][]byte, rescan bool) { Apply(l, created, deleted, rescan) }
+
+// Changer is a set of known tokens as notifications change it; Loader is
+// one.
+type Changer interface {
+	Add(prefix uint64)
+	Remove(prefix uint64)
+	Rescan()
+}
+
+// Apply applies to k the tokens a notification reports created and
+// deleted (their hashes; see PrefixOf), or, with rescan (a change too large
+// to list), a reload of the whole set instead.
+func Apply(k Changer, created, deleted [][]byte, rescan bool) {
+	if rescan {
+		k.Rescan()
+		return
+	}
+	for _, h := range created {
+		if p, ok := PrefixOf(h); ok {
+			k.Add(p)
+		}
+	}
+	for _, h := range deleted {
+		if p, ok := PrefixOf(h); ok {
+			k.Remove(p)
+		}
+	}
+}
+
 // AddLocal records a token this instance created (Set.AddLocal).
 func (l *Loader) AddLocal(p uint64) { l.set.AddLocal(p) }
 

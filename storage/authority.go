@@ -145,11 +145,25 @@ func tokenUser(ctx context.Context, tx pgx.Tx, id string) (string, error) {
 // serialised: when revoke-all returns, no token of the user is live, a
 // successor minted by a concurrent rotation included.
 func lockUser(ctx context.Context, tx pgx.Tx, userID string, exclusive bool) (deactivated bool, err error) {
-	mode := "SHARE"
+	lock := " FOR SHARE"
 	if exclusive {
-		mode = "UPDATE"
+		lock = " FOR UPDATE"
 	}
-	err = tx.QueryRow(ctx, `SELECT deactivated_at IS NOT NULL FROM armgate.users WHERE id = $1 FOR `+mode, userID).Scan(&deactivated)
+	return userDeactivated(ctx, tx, userID, lock)
+}
+
+// rowQuerier runs a query for one row: a pool, a connection or a
+// transaction.
+type rowQuerier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// userDeactivated reports whether the user id is deactivated, reading its
+// row with lock ("", " FOR SHARE" or " FOR UPDATE"); ErrNotFound when the
+// user does not exist. The one query for "does the user exist" and "is
+// the user deactivated".
+func userDeactivated(ctx context.Context, q rowQuerier, id, lock string) (deactivated bool, err error) {
+	err = q.QueryRow(ctx, `SELECT deactivated_at IS NOT NULL FROM armgate.users WHERE id = $1`+lock, id).Scan(&deactivated)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, ErrNotFound
 	}

@@ -134,7 +134,7 @@ func TestReapproveAuthority(t *testing.T) {
 				}
 				return
 			}
-			if got.Status != token.StatusActive {
+			if got.Status != token.Active {
 				t.Errorf("status %s after re-approval", got.Status)
 			}
 		})

@@ -60,32 +60,6 @@ func (s *Store) ScanTokenHashes(ctx context.Context, fn func(prefix uint64)) err
 	return nil
 }
 
-// KnownTokens is the set of known tokens that notifications keep current
-// (knownset.Loader implements it).
-type KnownTokens interface {
-	Add(prefix uint64)
-	Remove(prefix uint64)
-	Rescan()
-}
-
-// ApplyKnown applies the creations and deletions of inv to k.
-func (inv Invalidation) ApplyKnown(k KnownTokens) {
-	if inv.Rescan {
-		k.Rescan()
-		return
-	}
-	for _, h := range inv.Created {
-		if len(h) >= 8 {
-			k.Add(binary.BigEndian.Uint64(h))
-		}
-	}
-	for _, h := range inv.Deleted {
-		if len(h) >= 8 {
-			k.Remove(binary.BigEndian.Uint64(h))
-		}
-	}
-}
-
 // bounded keeps a notification under PostgreSQL's payload limit (8000
 // bytes): beyond maxNotifyHashes hashes in all, the created and deleted
 // ones give way to Rescan, then the invalidated ones to All.

@@ -1,11 +1,9 @@
 package storage_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -55,39 +53,6 @@ func TestKnownNotifications(t *testing.T) {
 	_, markerPlain := e.mustCreate(t, "u", "marker")
 	if got := l.next(t); !sameHashes(got.Created, [][]byte{hashOf(markerPlain)}) {
 		t.Errorf("first notification after a failed create: %+v", got)
-	}
-}
-
-// recorder is a storage.KnownTokens that records calls.
-type recorder struct{ calls []string }
-
-func (r *recorder) Add(p uint64)    { r.calls = append(r.calls, fmt.Sprintf("add %x", p)) }
-func (r *recorder) Remove(p uint64) { r.calls = append(r.calls, fmt.Sprintf("remove %x", p)) }
-func (r *recorder) Rescan()         { r.calls = append(r.calls, "rescan") }
-
-func TestApplyKnown(t *testing.T) {
-	a := bytes.Repeat([]byte{0xaa}, 32)
-	b := bytes.Repeat([]byte{0x0b}, 32)
-	for _, tc := range []struct {
-		name string
-		inv  storage.Invalidation
-		want []string
-	}{
-		{"created", storage.Invalidation{Created: [][]byte{a}}, []string{"add aaaaaaaaaaaaaaaa"}},
-		{"deleted", storage.Invalidation{Hashes: [][]byte{b}, Deleted: [][]byte{b}}, []string{"remove b0b0b0b0b0b0b0b"}},
-		{"both", storage.Invalidation{Created: [][]byte{a}, Deleted: [][]byte{b}},
-			[]string{"add aaaaaaaaaaaaaaaa", "remove b0b0b0b0b0b0b0b"}},
-		{"rescan", storage.Invalidation{All: true, Rescan: true}, []string{"rescan"}},
-		{"invalidation only", storage.Invalidation{Hashes: [][]byte{a}}, nil},
-		{"short hash ignored", storage.Invalidation{Created: [][]byte{{1, 2}}}, nil},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var r recorder
-			tc.inv.ApplyKnown(&r)
-			if !slices.Equal(r.calls, tc.want) {
-				t.Errorf("calls %q, want %q", r.calls, tc.want)
-			}
-		})
 	}
 }
 
@@ -172,7 +137,7 @@ func TestListenKeepsKnownSet(t *testing.T) {
 	defer cancel()
 	wg.Go(func() {
 		storage.Listen(ctx, cfg, storage.ListenHooks{
-			Invalidate: func(inv storage.Invalidation) { inv.ApplyKnown(loader) },
+			Invalidate: func(inv storage.Invalidation) { loader.Apply(inv.Created, inv.Deleted, inv.Rescan) },
 			Connected: func() {
 				connects.Add(1)
 				loader.Connected()

@@ -72,7 +72,7 @@ func TestRevokeLeaked(t *testing.T) {
 	}
 
 	a := e.get(t, active.ID)
-	if a.Status != token.StatusRevoked || deref(a.RevokedReason) != storage.ReasonLeaked || deref(a.RevokedBy) != storage.ActorLeakGitHub ||
+	if a.Status != token.Revoked || deref(a.RevokedReason) != storage.ReasonLeaked || deref(a.RevokedBy) != storage.ActorLeakGitHub ||
 		deref(a.LeakURL) != "https://github.com/o/r/blob/1/.env" || a.LeakedAt == nil || a.RevokedAt == nil {
 		t.Errorf("leaked active token = %+v", a)
 	}
@@ -81,10 +81,10 @@ func TestRevokeLeaked(t *testing.T) {
 		t.Errorf("token revoked before: by %v reason %v at %v (was %v), want leak:github, leaked, the first revocation's time",
 			deref(b.RevokedBy), deref(b.RevokedReason), b.RevokedAt, revokedAt)
 	}
-	if x := e.get(t, expired.ID); x.Status != token.StatusExpired || deref(x.RevokedBy) != storage.ActorLeakGitHub || x.LeakURL != nil {
+	if x := e.get(t, expired.ID); x.Status != token.Expired || deref(x.RevokedBy) != storage.ActorLeakGitHub || x.LeakURL != nil {
 		t.Errorf("expired token = status %s by %v url %v", x.Status, deref(x.RevokedBy), x.LeakURL)
 	}
-	if m := e.get(t, marker.ID); m.Status != token.StatusActive || m.RevokedBy != nil {
+	if m := e.get(t, marker.ID); m.Status != token.Active || m.RevokedBy != nil {
 		t.Errorf("an unreported token changed: %+v", m)
 	}
 

@@ -31,9 +31,9 @@ func schemaCurrent(ctx context.Context, pool *pgxpool.Pool) bool {
 			want++
 		}
 	}
-	var have int32
-	if err := pool.QueryRow(ctx, `SELECT version FROM armgate.schema_version`).Scan(&have); err != nil {
+	have, err := schemaVersion(ctx, pool)
+	if err != nil {
 		return false
 	}
-	return int(have) >= want
+	return have >= want
 }

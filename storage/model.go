@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/armgate/armgate/quota"
+	"github.com/armgate/armgate/token"
 )
 
 // Audit actions.
@@ -79,17 +80,17 @@ type User struct {
 
 // Token is a token as the admin API shows it: never the plaintext or hash.
 type Token struct {
-	ID            string     `json:"id"`
-	UserID        string     `json:"user_id"`
-	Name          string     `json:"name"`
-	Hint          string     `json:"hint"`
-	Scopes        []string   `json:"scopes"`
-	Status        string     `json:"status" db:"-"`
-	CreatedAt     time.Time  `json:"created_at"`
-	ExpiresAt     time.Time  `json:"expires_at"`
-	LastUsedAt    *time.Time `json:"last_used_at"`
-	RevokedAt     *time.Time `json:"revoked_at"`
-	RevokedReason *string    `json:"revoked_reason"`
+	ID            string       `json:"id"`
+	UserID        string       `json:"user_id"`
+	Name          string       `json:"name"`
+	Hint          string       `json:"hint"`
+	Scopes        []string     `json:"scopes"`
+	Status        token.Status `json:"status" db:"-"`
+	CreatedAt     time.Time    `json:"created_at"`
+	ExpiresAt     time.Time    `json:"expires_at"`
+	LastUsedAt    *time.Time   `json:"last_used_at"`
+	RevokedAt     *time.Time   `json:"revoked_at"`
+	RevokedReason *string      `json:"revoked_reason"`
 	// RevokedBy is the actor of the revocation, null while not revoked.
 	RevokedBy *string `json:"revoked_by"`
 	// RotatedTo is the id of the token that replaced this one, if any.

@@ -64,7 +64,7 @@ func TestRotateToken(t *testing.T) {
 			t.Errorf("plaintext %v, hint %q", err, nt.Hint)
 		}
 		if nt.ID == old.ID || nt.UserID != "u" || nt.Name != old.Name || !slices.Equal(nt.Scopes, old.Scopes) ||
-			!nt.ExpiresAt.Equal(newExp) || nt.Status != string(token.StatusActive) || nt.RotatedTo != nil {
+			!nt.ExpiresAt.Equal(newExp) || nt.Status != token.Active || nt.RotatedTo != nil {
 			t.Errorf("new token %+v, old %+v", nt, old)
 		}
 		if c := e.lookup(t, plain); c.TokenID != nt.ID {
@@ -73,7 +73,7 @@ func TestRotateToken(t *testing.T) {
 	})
 	t.Run("old token", func(t *testing.T) {
 		got := e.get(t, old.ID)
-		if got.RotatedTo == nil || *got.RotatedTo != nt.ID || got.Status != string(token.StatusActive) || got.RevokedAt != nil {
+		if got.RotatedTo == nil || *got.RotatedTo != nt.ID || got.Status != token.Active || got.RevokedAt != nil {
 			t.Errorf("old token after rotation %+v", got)
 		}
 		// min(own expiry, now + grace): here now + grace, the earlier.
@@ -148,7 +148,7 @@ func TestRotateToken(t *testing.T) {
 			t.Errorf("third token's name %q", third.Name)
 		}
 		// Grace 0: the second token expires at once.
-		if got := e.get(t, nt.ID); got.Status != string(token.StatusExpired) || got.RotatedTo == nil || *got.RotatedTo != third.ID {
+		if got := e.get(t, nt.ID); got.Status != token.Expired || got.RotatedTo == nil || *got.RotatedTo != third.ID {
 			t.Errorf("token rotated with no grace: %+v", got)
 		}
 		// Deleting a successor clears rotated_to but keeps the old token
@@ -299,7 +299,7 @@ func TestRevokeAllTokens(t *testing.T) {
 	if got := l.next(t); !sameHashes(got.Hashes, want) || got.All {
 		t.Errorf("notified invalidation has %d hashes (all=%v), want 2", len(got.Hashes), got.All)
 	}
-	for id, st := range map[string]string{active.ID: string(token.StatusRevoked), expired.ID: string(token.StatusExpired)} {
+	for id, st := range map[string]token.Status{active.ID: token.Revoked, expired.ID: token.Expired} {
 		got := e.get(t, id)
 		if got.Status != st || got.RevokedAt == nil || got.RevokedReason == nil || *got.RevokedReason != "signed out everywhere" {
 			t.Errorf("token %s after revoke-all: %+v", id, got)
@@ -308,7 +308,7 @@ func TestRevokeAllTokens(t *testing.T) {
 	if got := e.get(t, revoked.ID); !got.RevokedAt.Equal(*first.RevokedAt) || *got.RevokedReason != "earlier" {
 		t.Errorf("an earlier revocation was overwritten: %+v", got)
 	}
-	if got := e.get(t, bystander.ID); got.Status != string(token.StatusActive) {
+	if got := e.get(t, bystander.ID); got.Status != token.Active {
 		t.Errorf("another user's token: %+v", got)
 	}
 	if got := e.auditCount(t) - before; got != 2 {
@@ -388,7 +388,7 @@ func TestLogoutAnyState(t *testing.T) {
 		first := e.revoke(t, tk.ID, "lost")
 		before := e.auditCount(t)
 		got, inv, err := e.store.Logout(ctx, tk.ID)
-		if err != nil || got.Status != string(token.StatusRevoked) || !got.RevokedAt.Equal(*first.RevokedAt) || *got.RevokedReason != "lost" {
+		if err != nil || got.Status != token.Revoked || !got.RevokedAt.Equal(*first.RevokedAt) || *got.RevokedReason != "lost" {
 			t.Errorf("logout = %+v %v", got, err)
 		}
 		if len(inv.Hashes) != 0 || e.auditCount(t) != before {
@@ -399,7 +399,7 @@ func TestLogoutAnyState(t *testing.T) {
 		tk, _ := e.mustCreate(t, "u", "expired")
 		e.expire(t, tk.ID)
 		got, _, err := e.store.Logout(ctx, tk.ID)
-		if err != nil || got.Status != string(token.StatusExpired) || got.RevokedAt == nil || got.RevokedReason == nil || *got.RevokedReason != "logout" {
+		if err != nil || got.Status != token.Expired || got.RevokedAt == nil || got.RevokedReason == nil || *got.RevokedReason != "logout" {
 			t.Errorf("logout = %+v %v", got, err)
 		}
 	})
@@ -411,7 +411,7 @@ func TestLogoutAnyState(t *testing.T) {
 			t.Errorf("logout = %+v %+v %v", got, inv, err)
 		}
 		e.setActive(t, "gone", true)
-		if got := e.get(t, tk.ID); got.Status != string(token.StatusRevoked) {
+		if got := e.get(t, tk.ID); got.Status != token.Revoked {
 			t.Errorf("after reactivation: %s, want revoked", got.Status)
 		}
 		if c := e.lookup(t, plain); !c.Revoked {
@@ -421,7 +421,7 @@ func TestLogoutAnyState(t *testing.T) {
 	t.Run("rotated token in its grace", func(t *testing.T) {
 		tk, _ := e.mustCreate(t, "u", "rotated")
 		e.rotate(t, tk.ID, time.Hour)
-		if got, _, err := e.store.Logout(ctx, tk.ID); err != nil || got.Status != string(token.StatusRevoked) {
+		if got, _, err := e.store.Logout(ctx, tk.ID); err != nil || got.Status != token.Revoked {
 			t.Errorf("logout = %+v %v", got, err)
 		}
 	})

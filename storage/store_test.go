@@ -102,7 +102,7 @@ func (e *env) get(t *testing.T, id string) storage.Token {
 
 func (e *env) status(t *testing.T, id string) string {
 	t.Helper()
-	return e.get(t, id).Status
+	return e.get(t, id).Status.String()
 }
 
 func (e *env) revoke(t *testing.T, id, reason string) storage.Token {
@@ -233,7 +233,7 @@ func TestCreateTokenStoresOnlyHashAndHint(t *testing.T) {
 		t.Errorf("hint %q for %q", tk.Hint, plain)
 	}
 	if tk.UserID != "alice" || tk.Name != "laptop" || !slices.Equal(tk.Scopes, []string{"api", "admin"}) ||
-		!tk.ExpiresAt.Equal(exp) || tk.Status != token.StatusActive || tk.RevokedAt != nil || tk.LastUsedAt != nil {
+		!tk.ExpiresAt.Equal(exp) || tk.Status != token.Active || tk.RevokedAt != nil || tk.LastUsedAt != nil {
 		t.Errorf("created token %+v", tk)
 	}
 	if tk.ExpiresAt.Location() != time.UTC || tk.CreatedAt.Location() != time.UTC {
@@ -469,7 +469,7 @@ func TestRevokeIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r1.Status != token.StatusRevoked || r1.RevokedAt == nil || r1.RevokedReason == nil || *r1.RevokedReason != "lost" {
+	if r1.Status != token.Revoked || r1.RevokedAt == nil || r1.RevokedReason == nil || *r1.RevokedReason != "lost" {
 		t.Fatalf("revoked token %+v", r1)
 	}
 	if len(inv.Hashes) != 1 || !bytes.Equal(inv.Hashes[0], hashOf(plain)) || inv.All {
@@ -483,7 +483,7 @@ func TestRevokeIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !r2.RevokedAt.Equal(*r1.RevokedAt) || *r2.RevokedReason != "lost" || r2.Status != token.StatusRevoked {
+	if !r2.RevokedAt.Equal(*r1.RevokedAt) || *r2.RevokedReason != "lost" || r2.Status != token.Revoked {
 		t.Errorf("second revoke changed the token: %+v", r2)
 	}
 	if len(inv2.Hashes) != 0 || inv2.All {
@@ -505,7 +505,7 @@ func TestRevokeIdempotent(t *testing.T) {
 	ex, _ := e.mustCreate(t, "u", "old")
 	e.expire(t, ex.ID)
 	r4, inv4, err := e.store.RevokeToken(t.Context(), admin, ex.ID, "")
-	if err != nil || r4.RevokedAt == nil || r4.RevokedReason != nil || r4.Status != token.StatusExpired {
+	if err != nil || r4.RevokedAt == nil || r4.RevokedReason != nil || r4.Status != token.Expired {
 		t.Errorf("revoke of an expired token: %+v %v", r4, err)
 	}
 	if len(inv4.Hashes) != 1 {
@@ -524,7 +524,7 @@ func TestReapprove(t *testing.T) {
 		tk, plain := e.mustCreate(t, "u", "revoked")
 		e.revoke(t, tk.ID, "oops")
 		got, inv, err := e.store.ReapproveToken(ctx, admin, tk.ID)
-		if err != nil || got.Status != token.StatusActive || got.RevokedAt != nil || got.RevokedReason != nil {
+		if err != nil || got.Status != token.Active || got.RevokedAt != nil || got.RevokedReason != nil {
 			t.Fatalf("reapprove = %+v %v", got, err)
 		}
 		if len(inv.Hashes) != 1 || !bytes.Equal(inv.Hashes[0], hashOf(plain)) {
@@ -538,7 +538,7 @@ func TestReapprove(t *testing.T) {
 		tk, _ := e.mustCreate(t, "u", "active")
 		before := e.auditCount(t)
 		got, inv, err := e.store.ReapproveToken(ctx, admin, tk.ID)
-		if err != nil || got.Status != token.StatusActive || len(inv.Hashes) != 0 || inv.All {
+		if err != nil || got.Status != token.Active || len(inv.Hashes) != 0 || inv.All {
 			t.Errorf("reapprove of an active token = %+v %+v %v", got, inv, err)
 		}
 		if e.auditCount(t) != before {
@@ -700,7 +700,7 @@ func TestListTokens(t *testing.T) {
 	}
 	var got []string
 	for _, tk := range list {
-		got = append(got, tk.ID+"/"+tk.Status)
+		got = append(got, tk.ID+"/"+tk.Status.String())
 	}
 	if want := []string{a.ID + "/active", b.ID + "/expired"}; !slices.Equal(got, want) {
 		t.Errorf("ListTokens = %v, want %v", got, want)

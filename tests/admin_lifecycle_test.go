@@ -109,7 +109,7 @@ func adminTokenLimit(t *testing.T, g *gateway) {
 	if n := tokenCount(); n != 9 {
 		t.Errorf("token_count with an expired token = %d", n)
 	}
-	if got := g.getToken(list[2].ID); got.Status != "expired" {
+	if got := g.getToken(list[2].ID); got.Status != token.Expired {
 		t.Errorf("expired token shows status %q", got.Status)
 	}
 	g.newToken("lim", map[string]any{"name": "after expiry"})
@@ -173,7 +173,7 @@ func adminChangesThroughGateway(t *testing.T, g *gateway) {
 		if s := status(tok.Plain); s != 401 {
 			t.Errorf("%s after deactivation: %d, want 401", tok.Name, s)
 		}
-		if got := g.getToken(tok.ID); tok.Name != "b3" && got.Status != "deactivated" {
+		if got := g.getToken(tok.ID); tok.Name != "b3" && got.Status != token.Deactivated {
 			t.Errorf("%s status %q, want deactivated", tok.Name, got.Status)
 		}
 	}
@@ -225,7 +225,7 @@ func adminChangesThroughGateway(t *testing.T, g *gateway) {
 	}
 	want(t, logout(d.Plain), http.StatusNoContent, "") // again: still revoked
 	got := g.getToken(d.ID)
-	if got.Status != "revoked" || got.RevokedReason == nil || *got.RevokedReason != "logout" ||
+	if got.Status != token.Revoked || got.RevokedReason == nil || *got.RevokedReason != "logout" ||
 		got.RevokedBy == nil || *got.RevokedBy != "token:"+d.ID {
 		t.Errorf("after logout: %+v", got)
 	}
@@ -237,7 +237,7 @@ func adminChangesThroughGateway(t *testing.T, g *gateway) {
 	want(t, logout(""), http.StatusUnauthorized, "unauthorized")
 	want(t, logout(c.Plain), http.StatusUnauthorized, "unauthorized") // deleted
 	want(t, logout(b3.Plain), http.StatusNoContent, "")               // revoked by the admin: stays so
-	if got := g.getToken(b3.ID); got.Status != "revoked" || got.RevokedBy == nil || *got.RevokedBy != "admin_key" {
+	if got := g.getToken(b3.ID); got.Status != token.Revoked || got.RevokedBy == nil || *got.RevokedBy != "admin_key" {
 		t.Errorf("admin-revoked token after its logout: %+v, want the admin's revocation kept", got)
 	}
 	want(t, logout(wellFormedUnknown(t)), http.StatusUnauthorized, "unauthorized")
@@ -267,7 +267,7 @@ func adminReapproveRevoke(t *testing.T, g *gateway) {
 	n := auditRows()
 	r := g.admin(http.MethodPost, "/tokens/"+live.ID+"/reapprove", nil)
 	want(t, r, http.StatusOK, "")
-	if got := decode[storage.Token](t, r); got.Status != "active" || got.RevokedAt != nil {
+	if got := decode[storage.Token](t, r); got.Status != token.Active || got.RevokedAt != nil {
 		t.Errorf("re-approved active token: %+v", got)
 	}
 	if got := auditRows(); got != n {
@@ -278,7 +278,7 @@ func adminReapproveRevoke(t *testing.T, g *gateway) {
 	r = g.admin(http.MethodPost, "/tokens/"+live.ID+"/revoke", map[string]any{"reason": "  first reason  "})
 	want(t, r, http.StatusOK, "")
 	first := decode[storage.Token](t, r)
-	if first.Status != "revoked" || first.RevokedAt == nil || first.RevokedReason == nil || *first.RevokedReason != "first reason" {
+	if first.Status != token.Revoked || first.RevokedAt == nil || first.RevokedReason == nil || *first.RevokedReason != "first reason" {
 		t.Fatalf("revoked token: %+v", first)
 	}
 	n = auditRows()
@@ -293,7 +293,7 @@ func adminReapproveRevoke(t *testing.T, g *gateway) {
 	}
 	// Re-approve clears the revocation; a revoke without a body works too.
 	r = g.admin(http.MethodPost, "/tokens/"+live.ID+"/reapprove", nil)
-	if got := decode[storage.Token](t, r); r.Status != 200 || got.Status != "active" || got.RevokedAt != nil || got.RevokedReason != nil {
+	if got := decode[storage.Token](t, r); r.Status != 200 || got.Status != token.Active || got.RevokedAt != nil || got.RevokedReason != nil {
 		t.Errorf("re-approved: %d %s", r.Status, r.Body)
 	}
 	want(t, g.adminRaw(http.MethodPost, "/tokens/"+live.ID+"/revoke", nil), http.StatusOK, "")
@@ -310,7 +310,7 @@ func adminReapproveRevoke(t *testing.T, g *gateway) {
 	}
 	r = g.admin(http.MethodPost, "/tokens/"+exp.ID+"/revoke", map[string]any{"reason": "late"})
 	want(t, r, http.StatusOK, "")
-	if got := decode[storage.Token](t, r); got.Status != "expired" || got.RevokedAt == nil {
+	if got := decode[storage.Token](t, r); got.Status != token.Expired || got.RevokedAt == nil {
 		t.Errorf("revoked expired token: %+v", got)
 	}
 
@@ -325,16 +325,16 @@ func adminReapproveRevoke(t *testing.T, g *gateway) {
 	for _, id := range []string{exp.ID, expRevoked.ID} {
 		want(t, g.admin(http.MethodPost, "/tokens/"+id+"/reapprove", nil), http.StatusConflict, "token_expired")
 	}
-	if got := g.getToken(revokedDeact.ID); got.Status != "revoked" {
+	if got := g.getToken(revokedDeact.ID); got.Status != token.Revoked {
 		t.Errorf("revoked token of a deactivated user shows %q (revoked comes first)", got.Status)
 	}
-	if got := g.getToken(deact.ID); got.Status != "deactivated" {
+	if got := g.getToken(deact.ID); got.Status != token.Deactivated {
 		t.Errorf("token of a deactivated user shows %q", got.Status)
 	}
 	// After reactivation the refused re-approval is possible.
 	want(t, g.admin(http.MethodPost, "/users/ra/reactivate", nil), http.StatusOK, "")
 	r = g.admin(http.MethodPost, "/tokens/"+revokedDeact.ID+"/reapprove", nil)
-	if want(t, r, http.StatusOK, ""); decode[storage.Token](t, r).Status != "active" {
+	if want(t, r, http.StatusOK, ""); decode[storage.Token](t, r).Status != token.Active {
 		t.Errorf("re-approved after reactivation: %s", r.Body)
 	}
 	if s := g.get("/v1/x", revokedDeact.Plain).Status; s != 200 {

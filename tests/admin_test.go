@@ -587,7 +587,7 @@ func adminCreateToken(t *testing.T, g *gateway) {
 	if err := token.Check(c.Plain); err != nil {
 		t.Errorf("plaintext %q: %v", c.Plain, err)
 	}
-	if c.Name != "ci pipeline" || c.UserID != "tk" || c.Status != "active" || c.Hint != c.Plain[:8]+"…" ||
+	if c.Name != "ci pipeline" || c.UserID != "tk" || c.Status != token.Active || c.Hint != c.Plain[:8]+"…" ||
 		!slices.Equal(c.Scopes, []string{"api", "admin"}) || c.RevokedAt != nil || c.RevokedReason != nil || c.LastUsedAt != nil {
 		t.Errorf("created token = %+v", c.Token)
 	}
@@ -768,7 +768,7 @@ func adminBadInput(t *testing.T, g *gateway) {
 	if after := g.rowCounts(); after != before {
 		t.Errorf("refused requests wrote rows: %v -> %v", before, after)
 	}
-	if got := g.getToken(tok.ID); got.Status != "active" || got.RevokedAt != nil {
+	if got := g.getToken(tok.ID); got.Status != token.Active || got.RevokedAt != nil {
 		t.Errorf("a refused revoke changed the token: %+v", got)
 	}
 }
@@ -816,7 +816,7 @@ func adminRouting(t *testing.T, g *gateway) {
 		})
 	}
 	// The token is untouched by all of that.
-	if got := g.getToken(tok.ID); got.Status != "active" {
+	if got := g.getToken(tok.ID); got.Status != token.Active {
 		t.Errorf("token after routing errors: %+v", got)
 	}
 	// no-store on the successes too (want checks it on every response).

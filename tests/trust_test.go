@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/armgate/armgate/storage"
+	"github.com/armgate/armgate/token"
 )
 
 // TestSelfCannotUndoAdmin is the reviewer's scenario: the admin creates an
@@ -45,7 +46,7 @@ func TestSelfCannotUndoAdmin(t *testing.T) {
 	if got := g.rowCounts(); got != rows {
 		t.Errorf("refused calls changed rows: %v → %v", rows, got)
 	}
-	if got := g.getToken(ops.ID); got.Status != "revoked" || got.RotatedTo != nil {
+	if got := g.getToken(ops.ID); got.Status != token.Revoked || got.RotatedTo != nil {
 		t.Errorf("the admin token after the refusals: %+v", got)
 	}
 
@@ -151,14 +152,14 @@ func TestLogoutEveryState(t *testing.T) {
 	revoked := g.newToken("lo", map[string]any{"name": "revoked"})
 	want(t, g.admin(http.MethodPost, "/tokens/"+revoked.ID+"/revoke", map[string]any{"reason": "by the admin"}), http.StatusOK, "")
 	want(t, logout(revoked.Plain), http.StatusNoContent, "")
-	if got := g.getToken(revoked.ID); got.Status != "revoked" || *got.RevokedBy != "admin_key" || *got.RevokedReason != "by the admin" {
+	if got := g.getToken(revoked.ID); got.Status != token.Revoked || *got.RevokedBy != "admin_key" || *got.RevokedReason != "by the admin" {
 		t.Errorf("revoked token after logout: %+v", got)
 	}
 
 	expired := g.newToken("lo", map[string]any{"name": "expired"})
 	g.expireToken(expired.ID)
 	want(t, logout(expired.Plain), http.StatusNoContent, "")
-	if got := g.getToken(expired.ID); got.Status != "expired" || got.RevokedAt == nil || *got.RevokedBy != "token:"+expired.ID {
+	if got := g.getToken(expired.ID); got.Status != token.Expired || got.RevokedAt == nil || *got.RevokedBy != "token:"+expired.ID {
 		t.Errorf("expired token after logout: %+v, want expired with revoked_at", got)
 	}
 
