@@ -179,7 +179,8 @@ func (h *AuthHandler) Validate() error {
 // database while the set of known tokens cannot vouch for a token: a blocked
 // client's cache miss is then refused without a lookup.
 func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	tok, parsed := token.ParseAuthorization(r.Header.Values("Authorization"))
+	// The key is canonical: indexing skips Header.Values' canonicalisation.
+	tok, parsed := token.ParseAuthorization(r.Header["Authorization"])
 	switch parsed {
 	case token.HeaderMissing:
 		countDecision(outcomeMissing)
@@ -284,7 +285,7 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	setUserPlaceholders(repl, cred.UserID, cred.TokenID, cred.Name)
 	markTokenAuth(r) // armgate_self refuses it: a token never mints tokens
-	h.setPassHeaders(w, &cred, &d)
+	h.setPassHeaders(w, &cred, qs, &d)
 	return next.ServeHTTP(w, r)
 }
 

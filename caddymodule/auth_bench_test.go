@@ -334,3 +334,48 @@ func BenchmarkAuthMissPostgres(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkAuthServeHTTPNone is the e0 of the hit benchmarks: the same
+// requests and next handler without armgate_auth, so that a hit's cost is
+// the difference (in instructions per request, repeatable on a loaded
+// machine; see docs/performance.md).
+func BenchmarkAuthServeHTTPNone(b *testing.B) {
+	reqs := newFreshRequests(b, newToken(b))
+	w := &discardWriter{h: http.Header{}}
+	reached := 0
+	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { reached++; return nil })
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := next.ServeHTTP(w, reqs.next()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if reached != b.N {
+		b.Fatalf("next reached %d of %d times", reached, b.N)
+	}
+}
+
+// BenchmarkAuthServeHTTPHitNoExpiry is BenchmarkAuthServeHTTPHit with
+// expires_header off: the expiry notice's share of the hit.
+func BenchmarkAuthServeHTTPHitNoExpiry(b *testing.B) {
+	tok := newToken(b)
+	h := benchHandler(b, nil, tok)
+	h.ExpiresHeader = "off"
+	h.configureExpiresHeader()
+	reqs := newFreshRequests(b, tok)
+	w := &discardWriter{h: http.Header{}}
+	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+	for range 3 {
+		h.ServeHTTP(w, reqs.next(), next)
+		awaitCached(b, h, tok)
+	}
+	if len(w.h) != 0 {
+		b.Fatalf("headers set with expires_header off: %v", w.h)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := h.ServeHTTP(w, reqs.next(), next); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

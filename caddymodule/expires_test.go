@@ -101,8 +101,8 @@ func TestExpiresValue(t *testing.T) {
 		{ExpiresAt: at, ExpiresText: "2026-12-03T04:30:00Z"},
 	} {
 		wa, wb := httptest.NewRecorder(), httptest.NewRecorder()
-		h.setPassHeaders(wa, &cred, &quota.Decision{})
-		h.setPassHeaders(wb, &cred, &quota.Decision{})
+		h.setPassHeaders(wa, &cred, nil, &quota.Decision{})
+		h.setPassHeaders(wb, &cred, nil, &quota.Decision{})
 		a, b := wa.Header()[defaultExpiresHeader], wb.Header()[defaultExpiresHeader]
 		if len(a) != 1 || a[0] != "2026-12-03T04:30:00Z" {
 			t.Fatalf("expiry header = %q", a)

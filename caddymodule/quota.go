@@ -132,7 +132,7 @@ func appendItem(b []byte, name string, k1 byte, v1 int64, k2 byte, v2 int64) []b
 // setPassHeaders sets the expiry notice and, where a quota applies and the
 // handler sends them, the RateLimit-Policy and RateLimit headers, in one
 // allocation.
-func (h *AuthHandler) setPassHeaders(w http.ResponseWriter, cred *token.Credential, d *quota.Decision) {
+func (h *AuthHandler) setPassHeaders(w http.ResponseWriter, cred *token.Credential, qs *quota.Token, d *quota.Decision) {
 	wantExp := !h.expiresOff && !cred.ExpiresAt.IsZero()
 	wantRL := !h.rateLimitOff && (!d.Token.Limit.IsZero() || !d.User.Limit.IsZero())
 	if !wantExp && !wantRL {
@@ -149,16 +149,30 @@ func (h *AuthHandler) setPassHeaders(w http.ResponseWriter, cred *token.Credenti
 	free := rh.buf[:0] // each value is appended after the previous one
 	hdr := w.Header()
 	if wantRL {
+		// The policy depends on the limits only: built once per token
+		// and limits, in memory of its own, and read from qs afterwards.
+		policy, ok := "", false
+		if qs != nil {
+			policy, ok = qs.LimitsText(d.Token.Limit, d.User.Limit)
+		}
+		if !ok {
+			b := free
+			if !d.Token.Limit.IsZero() {
+				b = appendItem(b, "token", 'q', d.Token.Limit.Requests, 'w', d.Token.Limit.Seconds())
+			}
+			if !d.User.Limit.IsZero() {
+				b = appendItem(b, "user", 'q', d.User.Limit.Requests, 'w', d.User.Limit.Seconds())
+			}
+			if qs != nil {
+				policy = string(b)
+				qs.SetLimitsText(d.Token.Limit, d.User.Limit, policy)
+			} else {
+				policy = bufString(b)
+				free = b[len(b):len(b)]
+			}
+		}
+		rh.policy[0] = policy
 		b := free
-		if !d.Token.Limit.IsZero() {
-			b = appendItem(b, "token", 'q', d.Token.Limit.Requests, 'w', d.Token.Limit.Seconds())
-		}
-		if !d.User.Limit.IsZero() {
-			b = appendItem(b, "user", 'q', d.User.Limit.Requests, 'w', d.User.Limit.Seconds())
-		}
-		rh.policy[0] = bufString(b)
-		free = b[len(b):len(b)]
-		b = free
 		if !d.Token.Limit.IsZero() {
 			b = appendItem(b, "token", 'r', d.Token.Remaining, 't', d.Token.Reset)
 		}
@@ -205,7 +219,7 @@ func bufString(b []byte) string {
 // failure for the failure limiter: the token exists.
 func (h *AuthHandler) quotaExceeded(w http.ResponseWriter, cred *token.Credential, d *quota.Decision) {
 	countDecision(outcomeQuotaExceeded)
-	h.setPassHeaders(w, &token.Credential{}, d) // no expiry notice: the request did not pass
+	h.setPassHeaders(w, &token.Credential{}, nil, d) // no expiry notice: the request did not pass
 	which := "token"
 	if d.ByUser {
 		which = "user"

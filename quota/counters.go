@@ -174,6 +174,32 @@ type Token struct {
 	carry []Usage
 	// idle counts the usage flushes that found nothing (TakeUsage only).
 	idle int
+
+	// text caches a header value built from the token's limits (the
+	// RateLimit-Policy), so that a hit does not format it again.
+	text atomic.Pointer[limitsText]
+}
+
+// limitsText is a value that depends only on the limits tok and usr.
+type limitsText struct {
+	tok, usr Limit
+	text     string
+}
+
+// LimitsText returns the value last stored with SetLimitsText for the
+// limits tok and usr, if those are still the limits it was stored for.
+func (t *Token) LimitsText(tok, usr Limit) (string, bool) {
+	c := t.text.Load()
+	if c == nil || c.tok != tok || c.usr != usr {
+		return "", false
+	}
+	return c.text, true
+}
+
+// SetLimitsText stores s as the value for the limits tok and usr; s must
+// not point into memory that is written again.
+func (t *Token) SetLimitsText(tok, usr Limit, s string) {
+	t.text.Store(&limitsText{tok: tok, usr: usr, text: s})
 }
 
 // User is the state of one user's window, shared by their tokens.

@@ -298,3 +298,27 @@ func BenchmarkTake(b *testing.B) {
 		}
 	})
 }
+
+// TestLimitsText: the cached value is returned only for the limits it was
+// stored with, so a changed quota gets a new RateLimit-Policy.
+func TestLimitsText(t *testing.T) {
+	c := New(Config{})
+	tk := c.Token("t1", "u1")
+	hour := Limit{Requests: 100, Window: time.Hour}
+	day := Limit{Requests: 1000, Window: 24 * time.Hour}
+	if _, ok := tk.LimitsText(hour, day); ok {
+		t.Fatal("text before any was stored")
+	}
+	tk.SetLimitsText(hour, day, "A")
+	if s, ok := tk.LimitsText(hour, day); !ok || s != "A" {
+		t.Fatalf("LimitsText = %q %v, want A", s, ok)
+	}
+	for _, l := range [][2]Limit{{hour, {}}, {{}, day}, {{Requests: 101, Window: time.Hour}, day}, {hour, {Requests: 1000, Window: time.Hour}}} {
+		if s, ok := tk.LimitsText(l[0], l[1]); ok {
+			t.Errorf("LimitsText(%v, %v) = %q for other limits", l[0], l[1], s)
+		}
+	}
+	if s, ok := c.Token("t1", "u1").LimitsText(hour, day); !ok || s != "A" {
+		t.Fatalf("same token again: %q %v", s, ok)
+	}
+}
