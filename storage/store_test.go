@@ -1085,7 +1085,7 @@ func TestRecordLastUsed(t *testing.T) {
 		t.Helper()
 		return e.get(t, id).LastUsedAt
 	}
-	if err := e.store.RecordLastUsed(ctx, nil); err != nil {
+	if err := e.store.RecordLastUse(ctx, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if lastUsed(a.ID) != nil {
@@ -1104,7 +1104,7 @@ func TestRecordLastUsed(t *testing.T) {
 		{"equal is a no-op", map[string]time.Time{a.ID: t0.Add(time.Minute)}, t0.Add(time.Minute), t0, false},
 		{"unknown ids ignored", map[string]time.Time{"00000000-0000-0000-0000-000000000000": t0.Add(time.Hour), b.ID: t0.Add(2 * time.Minute)}, t0.Add(time.Minute), t0.Add(2 * time.Minute), false},
 	} {
-		if err := e.store.RecordLastUsed(ctx, tc.used); err != nil {
+		if err := e.store.RecordLastUse(ctx, tc.used, nil); err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
 		if got := lastUsed(a.ID); got == nil || !got.Equal(tc.wantA) {
@@ -1117,7 +1117,7 @@ func TestRecordLastUsed(t *testing.T) {
 	}
 	// A deleted token's queued use does not fail the batch.
 	e.del(t, b.ID)
-	if err := e.store.RecordLastUsed(ctx, map[string]time.Time{b.ID: t0.Add(time.Hour), a.ID: t0.Add(time.Hour)}); err != nil {
+	if err := e.store.RecordLastUse(ctx, map[string]time.Time{b.ID: t0.Add(time.Hour), a.ID: t0.Add(time.Hour)}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := lastUsed(a.ID); !got.Equal(t0.Add(time.Hour)) {

@@ -131,7 +131,7 @@ func TestPrivilegesOfGatewayRole(t *testing.T) {
 	step("get token", err)
 	_, err = st.ListTokens(ctx, "bob")
 	step("list tokens", err)
-	step("record last use", st.RecordLastUsed(ctx, map[string]time.Time{tok.ID: time.Now()}))
+	step("record last use", st.RecordLastUse(ctx, map[string]time.Time{tok.ID: time.Now()}, nil))
 	_, _, err = st.RevokeToken(ctx, "test", tok.ID, "lost")
 	step("revoke", err)
 	// The create's notification (Created only) comes first; wait for the revocation's.
