@@ -433,7 +433,7 @@ func TestLogoutAnyState(t *testing.T) {
 }
 
 // TestLookupCredentialReadOnly: the lookup behind verification and
-// introspection never writes last_used_at (only RecordLastUsed does).
+// introspection never writes last_used_at (only RecordLastUse does).
 func TestLookupCredentialReadOnly(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
