@@ -9,7 +9,10 @@
 # It installs the PostgreSQL server if missing, starts one throwaway server in a temporary
 # directory, exports ARMGATE_TEST_DATABASE_URL (its "armgate" database; tests create their own
 # databases on it via internal/testpg) and ARMGATE_PG_BINDIR, and removes it all on exit.
-# ARMGATE_FUZZTIME (default 10s) sets the time per fuzz target; 0 skips fuzzing.
+# ARMGATE_FUZZTIME (default 50000x, an execution count) sets the budget per fuzz target; 0 skips
+# fuzzing. A count, not a duration: with a duration, Go 1.26's fuzz coordinator can report a bare
+# "context deadline exceeded" at the end of the window on a busy machine (go.dev/issue/75804,
+# fixed in Go 1.27), failing a run that found nothing.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
@@ -110,7 +113,7 @@ go vet -race "${pkgs[@]}"
 log "go test -race -count=1 ${test_args[*]}"
 go test -race -count=1 "${test_args[@]}"
 
-fuzztime=${ARMGATE_FUZZTIME:-10s}
+fuzztime=${ARMGATE_FUZZTIME:-50000x}
 if [[ "$fuzztime" == 0 || "$fuzztime" == 0s ]]; then
 	log "fuzzing skipped (ARMGATE_FUZZTIME=$fuzztime)"
 	exit 0
