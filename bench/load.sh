@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # load.sh — armgate's load benchmark in one command (issue 5).
 #
-#   bash bench/load.sh            full run: 15 interleaved repetitions of A A-app B C D, flood,
+#   bash bench/load.sh            full run: 15 interleaved repetitions of A A-app B B-quota C D, flood,
 #                                 hot-path and memory benchmarks, start-up (about 8 minutes)
 #   QUICK=1 bash bench/load.sh    short run (about 2.5 minutes)
 #

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh — the single test command (also run by .ci/run).
 #
-#   scripts/test.sh                          go vet + go test -race over ./..., then short fuzz runs
+#   scripts/test.sh                          go vet + go test over ./... (-race where Caddy is not
+#                                            linked in, see below), then short fuzz runs
 #   scripts/test.sh -run TestX ./storage/... extra arguments go to "go test"; package patterns given
 #                                            there (./..., ./x, github.com/...) replace ./... for vet,
 #                                            test and fuzz
@@ -104,14 +105,67 @@ export ARMGATE_TEST_DATABASE_URL=$dsn
 export ARMGATE_PG_BINDIR=$bindir
 log "ARMGATE_TEST_DATABASE_URL=$dsn"
 
-# vet with -race as well: vet needs its dependencies compiled, and compiled once with -race they
-# serve vet, the tests and the end-to-end tests' Caddy binary alike (a cold build cache compiles
-# Caddy once, not once with and once without -race).
-log "go vet -race ${pkgs[*]}"
-go vet -race "${pkgs[@]}"
+# -race for every package whose tests do not link Caddy; the ones that do (caddymodule, the
+# end-to-end tests in tests/, the Caddy binary) run without it, so that a cold build cache
+# compiles Caddy and its many dependencies once, not twice (with -race the compile and the tests
+# of those packages cost several times as much). Every concurrent part the gateway has (verifier,
+# gateway, storage, knownset, limiter, quota, events, adminapi, ...) is a Caddy-free package
+# tested with -race. ARMGATE_RACE=all runs every package with -race.
+race_pkgs=()
+plain_pkgs=()
+while read -r path links; do
+	if [[ "${ARMGATE_RACE:-}" != all && "$links" == caddy ]]; then
+		plain_pkgs+=("$path")
+	else
+		race_pkgs+=("$path")
+	fi
+done < <(go list -test -f '{{.ImportPath}}|{{.ForTest}}|{{join .Deps " "}}' "${pkgs[@]}" | awk -F'|' '
+	{ key = ($2 != "") ? $2 : $1; sub(/\.test$/, "", key)
+	  if (!(key in seen)) { seen[key] = 1; order[n++] = key }
+	  if ((" " $3 " ") ~ / github\.com\/caddyserver\/caddy\/v2 /) caddy[key] = 1 }
+	END { for (i = 0; i < n; i++) print order[i], (order[i] in caddy) ? "caddy" : "-" }')
 
-log "go test -race -count=1 ${test_args[*]}"
-go test -race -count=1 "${test_args[@]}"
+# The go test flags: the arguments without the package patterns.
+flags=()
+for a in "${test_args[@]}"; do
+	case "$a" in
+	./* | ../* | . | .. | /* | github.com/*) ;;
+	*) flags+=("$a") ;;
+	esac
+done
+
+# vet with the flags of the tests that follow: vet needs its dependencies compiled, and they
+# then serve the tests too.
+if ((${#race_pkgs[@]})); then
+	log "go vet -race (${#race_pkgs[@]} packages)"
+	go vet -race "${race_pkgs[@]}"
+fi
+if ((${#plain_pkgs[@]})); then
+	log "go vet ${plain_pkgs[*]/#github.com\/armgate\/armgate/.}"
+	go vet "${plain_pkgs[@]}"
+fi
+
+# The two sets run at the same time (the end-to-end tests wait on the network much of the time);
+# each one's output is shown when it ends.
+rc=0
+if ((${#race_pkgs[@]})); then
+	log "go test -race -count=1 ${flags[*]} (${#race_pkgs[@]} packages) in the background"
+	go test -race -count=1 "${flags[@]}" "${race_pkgs[@]}" >"$tmp/race.out" 2>&1 &
+	race_pid=$!
+fi
+if ((${#plain_pkgs[@]})); then
+	log "go test -count=1 ${flags[*]} ${plain_pkgs[*]/#github.com\/armgate\/armgate/.}"
+	go test -count=1 "${flags[@]}" "${plain_pkgs[@]}" || rc=$?
+fi
+if ((${#race_pkgs[@]})); then
+	wait "$race_pid" || rc=$?
+	log "go test -race: its output"
+	cat -- "$tmp/race.out"
+fi
+if ((rc != 0)); then
+	log "tests failed"
+	exit "$rc"
+fi
 
 fuzztime=${ARMGATE_FUZZTIME:-50000x}
 if [[ "$fuzztime" == 0 || "$fuzztime" == 0s ]]; then

@@ -23,7 +23,7 @@
 // Run it from the repository root with bash bench/load.sh (which installs
 // wrk when missing) or go run ./bench/load. Settings come from the
 // environment: QUICK=1 (a short run), REPS, DURATION (seconds per run),
-// CONNS, CONFIGS (default A,A-app,B,C,D; A first; any NAME of a
+// CONNS, CONFIGS (default A,A-app,B,B-quota,C,D; A first; any NAME of a
 // bench/caddy/NAME.Caddyfile, NAME#2 for a second process), PHASES (default
 // gobench,load,flood,startup), FLOOD_SECS, FLOOD_RPS, VALID_RPS,
 // FLOOD_ADDRS (comma-separated), FLOOD_ROUNDS, STARTUP_RUNS, GOBENCH=0

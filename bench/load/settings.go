@@ -64,7 +64,7 @@ func loadSettings() settings {
 	}
 	configs := os.Getenv("CONFIGS")
 	if configs == "" {
-		configs = "A,A-app,B,C,D"
+		configs = "A,A-app,B,B-quota,C,D"
 	}
 	for c := range strings.SplitSeq(configs, ",") {
 		c = strings.TrimSpace(c)
@@ -117,9 +117,10 @@ func loadSettings() settings {
 
 // configDesc describes the configurations in bench/caddy.
 var configDesc = map[string]string{
-	"A":     "A plain reverse_proxy",
-	"A-app": "A with the armgate app loaded, no check",
-	"B":     "B armgate_auth, cache hit",
-	"C":     "C armgate_auth, cache off",
-	"D":     "D forward_auth, in-memory service",
+	"A":       "A plain reverse_proxy",
+	"A-app":   "A with the armgate app loaded, no check",
+	"B":       "B armgate_auth, cache hit",
+	"B-quota": "B with token and user quotas and RateLimit headers",
+	"C":       "C armgate_auth, cache off",
+	"D":       "D forward_auth, in-memory service",
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/armgate/armgate/ipallow"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
 )
@@ -59,14 +60,21 @@ func (b *bench) startDatabase(ctx context.Context) error {
 	if err := storage.Migrate(cctx, pool); err != nil {
 		return fmt.Errorf("migrating: %w", err)
 	}
-	// benchTokens tokens, 8 per user (the limit is 10 per user).
+	// benchTokens tokens, 8 per user (the limit is 10 per user), each with
+	// a four-prefix allow-list whose last prefix holds loopback, so that
+	// every request walks the list.
 	store := storage.New(pool)
+	allow, err := ipallow.Parse([]string{"10.0.0.0/8", "192.168.0.0/16", "2001:db8::/32", "127.0.0.0/8"})
+	if err != nil {
+		return err
+	}
 	var pairs strings.Builder
 	for i := range benchTokens {
 		user := fmt.Sprintf("bench-user-%d", i/8)
 		_, tok, err := store.CreateToken(cctx, "bench", storage.NewToken{
 			UserID: user, Name: fmt.Sprintf("load-%d", i), Scopes: []string{token.ScopeAPI},
-			ExpiresAt: time.Now().Add(24 * time.Hour), MaxPerUser: 10, CreateUser: true})
+			ExpiresAt: time.Now().Add(24 * time.Hour), MaxPerUser: 10, CreateUser: true,
+			AllowedIPs: allow})
 		if err != nil {
 			return fmt.Errorf("creating the benchmark tokens: %w", err)
 		}
