@@ -305,8 +305,8 @@ func tokenCreate(ctx context.Context, r *Runner, f *pflag.FlagSet) error {
 			scopes = []string{}
 		}
 	}
-	return r.TokenCreate(ctx, NewToken{
-		UserID: get(f, "user"), Name: get(f, "name"), Scopes: scopes,
+	return r.TokenCreate(ctx, get(f, "user"), adminapi.CreateTokenRequest{
+		Name: get(f, "name"), Scopes: scopes,
 		ExpiresIn: optional(f, "expires-in"), ExpiresAt: optional(f, "expires-at"),
 	})
 }
@@ -340,8 +340,8 @@ func tokenReapprove(ctx context.Context, r *Runner, f *pflag.FlagSet) error {
 }
 
 func tokenRotate(ctx context.Context, r *Runner, f *pflag.FlagSet) error {
-	return r.TokenRotate(ctx, Rotation{
-		ID: get(f, "id"), Grace: optional(f, "grace"),
+	return r.TokenRotate(ctx, get(f, "id"), adminapi.RotateRequest{
+		Grace:     optional(f, "grace"),
 		ExpiresIn: optional(f, "expires-in"), ExpiresAt: optional(f, "expires-at"),
 	})
 }
