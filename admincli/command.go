@@ -11,6 +11,7 @@ import (
 
 	"github.com/armgate/armgate/adminapi"
 	"github.com/armgate/armgate/gateway"
+	"github.com/armgate/armgate/token"
 )
 
 // The `armgate` command as the host program (Caddy) registers it: its
@@ -101,7 +102,8 @@ func (h Host) Build(cmd *cobra.Command) {
 		h.call("revoke-all", "Revokes every token of a user and prints how many", tokenRevokeAll, userFlag, reasonFlag),
 		h.call("reapprove", "Makes a revoked token active again", tokenReapprove, idFlag),
 		h.call("rotate", "Replaces a token by a new one and prints the new one once", tokenRotate, idFlag, withFlags(
-			strFlag("grace", "How long the old token keeps working: 0s to 168h (default 24h)"), expiryFlags)),
+			strFlag("grace", fmt.Sprintf("How long the old token keeps working: 0s to %s (default %s)",
+				token.FormatDuration(adminapi.MaxGrace), token.FormatDuration(adminapi.DefaultGrace))), expiryFlags)),
 		h.call("delete", "Deletes a token, freeing its slot", tokenDelete, idFlag),
 		h.call("limit", "Sets or removes a token's quota", tokenLimit, idFlag, limitFlags),
 		h.call("allow-ips", "Sets or removes the addresses a token may be used from", tokenAllowIPs, idFlag, allowFlags),
