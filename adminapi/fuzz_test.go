@@ -57,7 +57,7 @@ func FuzzAdminDecode(f *testing.F) {
 			_, err = u.Patch()
 			check("validate user", err)
 		}
-		var ro rotateRequest
+		var ro RotateRequest
 		err = decodeJSON(bytes.NewReader(data), &ro)
 		check("decode rotate", err)
 		if err == nil {

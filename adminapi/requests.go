@@ -115,26 +115,15 @@ func (b CreateTokenRequest) NewToken(userID string, now time.Time, l TokenLimits
 	if err != nil {
 		return storage.NewToken{}, badRequest("%v", err)
 	}
-	var in, at string
-	if b.ExpiresIn != nil {
-		if in = *b.ExpiresIn; in == "" {
-			return storage.NewToken{}, badRequest(`expires_in may not be empty (omit it for the default lifetime)`)
-		}
-	}
-	if b.ExpiresAt != nil {
-		if at = *b.ExpiresAt; at == "" {
-			return storage.NewToken{}, badRequest(`expires_at may not be empty (omit it for the default lifetime)`)
-		}
-	}
-	exp, err := token.Expiry(now, in, at, l.Lifetime, l.MaxLifetime)
+	exp, err := expiry(b.ExpiresIn, b.ExpiresAt, now, l)
 	if err != nil {
-		return storage.NewToken{}, badRequest("%v", err)
+		return storage.NewToken{}, err
 	}
 	n := storage.NewToken{
 		UserID:     userID,
 		Name:       name,
 		Scopes:     scopes,
-		ExpiresAt:  exp.UTC(),
+		ExpiresAt:  exp,
 		MaxPerUser: l.MaxPerUser,
 	}
 	if b.RateLimit != nil {

@@ -2,7 +2,6 @@ package adminapi
 
 import (
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/armgate/armgate/token"
@@ -20,9 +19,10 @@ const (
 	MaxGrace = 7 * 24 * time.Hour
 )
 
-// rotateRequest is the body of POST /tokens/{token_id}/rotate. The
-// lifetime of the new token is given as at create.
-type rotateRequest struct {
+// RotateRequest is the body of POST /tokens/{token_id}/rotate. The
+// lifetime of the new token is given as at create. The command line builds
+// it too, so that both refuse the same values with the same messages.
+type RotateRequest struct {
 	Grace     *string `json:"grace"`
 	ExpiresIn *string `json:"expires_in"`
 	ExpiresAt *string `json:"expires_at"`
@@ -30,7 +30,7 @@ type rotateRequest struct {
 
 // Rotation validates the body and returns the grace of the old token and
 // the expiry of the new one.
-func (b rotateRequest) Rotation(now time.Time, l TokenLimits) (grace time.Duration, expiresAt time.Time, err error) {
+func (b RotateRequest) Rotation(now time.Time, l TokenLimits) (grace time.Duration, expiresAt time.Time, err error) {
 	grace = DefaultGrace
 	if b.Grace != nil {
 		g, perr := time.ParseDuration(*b.Grace)
@@ -38,61 +38,55 @@ func (b rotateRequest) Rotation(now time.Time, l TokenLimits) (grace time.Durati
 			return 0, time.Time{}, badRequest("grace must be a Go duration such as \"24h\" or \"0s\", got %q", *b.Grace)
 		}
 		if g < 0 || g > MaxGrace {
-			return 0, time.Time{}, badRequest("grace must be from 0s to %s, got %q", shortDuration(MaxGrace), *b.Grace)
+			return 0, time.Time{}, badRequest("grace must be from 0s to %s, got %q", token.FormatDuration(MaxGrace), *b.Grace)
 		}
 		grace = g
 	}
-	in, at, err := lifetime(b.ExpiresIn, b.ExpiresAt)
+	exp, err := expiry(b.ExpiresIn, b.ExpiresAt, now, l)
 	if err != nil {
 		return 0, time.Time{}, err
 	}
-	exp, err := token.Expiry(now, in, at, l.Lifetime, l.MaxLifetime)
-	if err != nil {
-		return 0, time.Time{}, badRequest("%v", err)
-	}
-	return grace, exp.UTC(), nil
+	return grace, exp, nil
 }
 
-// lifetime returns the expires_in and expires_at of a body ("" when
-// omitted); an empty string given is a 400, since omitting the field is how
-// to ask for the default.
-func lifetime(expiresIn, expiresAt *string) (in, at string, err error) {
+// expiry checks a body's expires_in and expires_at (nil when omitted) and
+// returns the new token's expiry, in UTC: the rule of create and rotate
+// alike. An empty string given is a 400, since omitting the field is how to
+// ask for the default lifetime.
+func expiry(expiresIn, expiresAt *string, now time.Time, l TokenLimits) (time.Time, error) {
+	var in, at string
 	if expiresIn != nil {
 		if in = *expiresIn; in == "" {
-			return "", "", badRequest(`expires_in may not be empty (omit it for the default lifetime)`)
+			return time.Time{}, badRequest(`expires_in may not be empty (omit it for the default lifetime)`)
 		}
 	}
 	if expiresAt != nil {
 		if at = *expiresAt; at == "" {
-			return "", "", badRequest(`expires_at may not be empty (omit it for the default lifetime)`)
+			return time.Time{}, badRequest(`expires_at may not be empty (omit it for the default lifetime)`)
 		}
 	}
-	return in, at, nil
-}
-
-// shortDuration prints whole hours as "168h" rather than "168h0m0s".
-func shortDuration(d time.Duration) string {
-	if d%time.Hour == 0 {
-		return strconv.FormatInt(int64(d/time.Hour), 10) + "h"
+	exp, err := token.Expiry(now, in, at, l.Lifetime, l.MaxLifetime)
+	if err != nil {
+		return time.Time{}, badRequest("%v", err)
 	}
-	return d.String()
+	return exp.UTC(), nil
 }
 
-// rotatedToken is the rotate response: the new token with its plaintext and
+// RotatedToken is the rotate response: the new token with its plaintext and
 // the id of the token it replaces.
-type rotatedToken struct {
+type RotatedToken struct {
 	CreatedToken
 	RotatedFrom string `json:"rotated_from"`
 }
 
-// revokedCount is the answer of POST /users/{user_id}/tokens/revoke: how
+// RevokedCount is the answer of POST /users/{user_id}/tokens/revoke: how
 // many tokens it newly revoked.
-type revokedCount struct {
+type RevokedCount struct {
 	Revoked int `json:"revoked"`
 }
 
 func (h *handler) rotateToken(w http.ResponseWriter, r *http.Request) error {
-	id, body, err := change[rotateRequest](r, pathTokenID)
+	id, body, err := change[RotateRequest](r, pathTokenID)
 	if err != nil {
 		return err
 	}
@@ -104,7 +98,7 @@ func (h *handler) rotateToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return h.changed(w, inv, http.StatusCreated, rotatedToken{CreatedToken: CreatedToken{Token: t, Plaintext: plain}, RotatedFrom: id})
+	return h.changed(w, inv, http.StatusCreated, RotatedToken{CreatedToken: CreatedToken{Token: t, Plaintext: plain}, RotatedFrom: id})
 }
 
 func (h *handler) revokeAllTokens(w http.ResponseWriter, r *http.Request) error {
@@ -120,5 +114,5 @@ func (h *handler) revokeAllTokens(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	return h.changed(w, inv, http.StatusOK, revokedCount{Revoked: n})
+	return h.changed(w, inv, http.StatusOK, RevokedCount{Revoked: n})
 }

@@ -175,7 +175,7 @@ func TestAdminRotate(t *testing.T) {
 
 	before := time.Now()
 	var got struct {
-		rotatedToken
+		RotatedToken
 		RotatedTo *string `json:"rotated_to"`
 	}
 	rec := do(t, h, "POST", "/tokens/"+old.ID+"/rotate", testAdminKey, `{"grace":"1h","expires_in":"2h"}`, &got)
@@ -219,7 +219,7 @@ func TestAdminRotate(t *testing.T) {
 
 	// Default grace: 24h, capped by the token's own expiry (1h here).
 	fresh, _ := e.token(t, "alice", "nightly")
-	var r2 rotatedToken
+	var r2 RotatedToken
 	if rec := do(t, h, "POST", "/tokens/"+fresh.ID+"/rotate", testAdminKey, "", &r2); rec.Code != 201 {
 		t.Fatalf("rotate without body: %d %s", rec.Code, rec.Body)
 	}
@@ -266,7 +266,7 @@ func TestAdminRevokeAll(t *testing.T) {
 		t.Errorf("GET revoke-all: %d %v", rec.Code, rec.Header())
 	}
 
-	var got revokedCount
+	var got RevokedCount
 	if rec := do(t, h, "POST", "/users/alice/tokens/revoke", testAdminKey, `{"reason":"signed out everywhere"}`, &got); rec.Code != 200 || got.Revoked != 2 {
 		t.Fatalf("revoke-all: %d %s", rec.Code, rec.Body)
 	}
@@ -290,7 +290,7 @@ func TestAdminRevokeAll(t *testing.T) {
 	if b, _ := e.store.GetToken(t.Context(), b1.ID); b.Status != token.Active {
 		t.Errorf("bob's token: %s", b.Status)
 	}
-	got = revokedCount{Revoked: -1}
+	got = RevokedCount{Revoked: -1}
 	if rec := do(t, h, "POST", "/users/alice/tokens/revoke", testAdminKey, "", &got); rec.Code != 200 || got.Revoked != 0 {
 		t.Errorf("second revoke-all: %d %s", rec.Code, rec.Body)
 	}

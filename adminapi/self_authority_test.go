@@ -125,7 +125,7 @@ func TestSelfAuthority(t *testing.T) {
 		eb.Error != "invalid_request" || !strings.Contains(eb.Message, "maximum token lifetime") {
 		t.Errorf("self rotation past the maximum lifetime: %d %s", rec.Code, rec.Body)
 	}
-	var rot rotatedToken
+	var rot RotatedToken
 	if rec := selfDo(t, h, "alice", "POST", "/tokens/"+ci.ID+"/rotate", `{"grace":"1h","expires_in":"24h"}`, nil, &rot); rec.Code != 201 {
 		t.Fatalf("self rotation: %d %s", rec.Code, rec.Body)
 	}

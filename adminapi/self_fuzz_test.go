@@ -87,7 +87,7 @@ func FuzzSelfDecode(f *testing.F) {
 			accepted()
 			text("reason", reason, maxRevokeReasonLen)
 		case 2:
-			var b rotateRequest
+			var b RotateRequest
 			if refused("decode rotate", decodeJSON(bytes.NewReader(data), &b)) {
 				return
 			}

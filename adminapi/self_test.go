@@ -77,7 +77,7 @@ func TestSelfFlow(t *testing.T) {
 		tk.Status != token.Active {
 		t.Errorf("reapprove: %d %s", rec.Code, rec.Body)
 	}
-	var rot rotatedToken
+	var rot RotatedToken
 	if rec := selfDo(t, h, "alice", "POST", "/tokens/"+created.ID+"/rotate", `{"grace":"0s"}`, nil, &rot); rec.Code != 201 ||
 		rot.RotatedFrom != created.ID || rot.Plaintext == "" || rot.Name != "laptop" {
 		t.Errorf("rotate: %d %s", rec.Code, rec.Body)

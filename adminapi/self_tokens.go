@@ -196,7 +196,7 @@ func (s *selfHandler) reapproveToken(w http.ResponseWriter, r *http.Request) err
 // rotateToken rotates one of the user's tokens. The new lifetime is checked
 // as at create, so it never ends later than max_token_lifetime from now.
 func (s *selfHandler) rotateToken(w http.ResponseWriter, r *http.Request) error {
-	id, body, err := change[rotateRequest](r, pathTokenID)
+	id, body, err := change[RotateRequest](r, pathTokenID)
 	if err != nil {
 		return err
 	}
@@ -208,7 +208,7 @@ func (s *selfHandler) rotateToken(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	return s.changed(w, inv, http.StatusCreated, rotatedToken{CreatedToken: CreatedToken{Token: t, Plaintext: plain}, RotatedFrom: id})
+	return s.changed(w, inv, http.StatusCreated, RotatedToken{CreatedToken: CreatedToken{Token: t, Plaintext: plain}, RotatedFrom: id})
 }
 
 func (s *selfHandler) deleteToken(w http.ResponseWriter, r *http.Request) error {

@@ -57,23 +57,56 @@ func ExitCode(err error) int {
 func usage(err error) error {
 	var e *adminapi.Error
 	if errors.As(err, &e) && e.Status == http.StatusBadRequest {
-		return &UsageError{flagNames.Replace(e.Message)}
+		return &UsageError{flagMessage(e.Message)}
 	}
 	if err != nil && !IsUsage(err) {
-		return &UsageError{flagNames.Replace(err.Error())}
+		return &UsageError{flagMessage(err.Error())}
 	}
 	return err
 }
 
-// flagNames turns the JSON field names in the admin API's shared validation
+// flagNames turns the JSON field names in the admin API's validation
 // messages into the command line's flags, so that a message names what the
 // user typed.
 var flagNames = strings.NewReplacer(
-	"expires_in", "--expires-in", "expires_at", "--expires-at",
+	"expires_in", "--expires-in", "expires_at", "--expires-at", "grace", "--grace",
 	"display_name", "--display-name",
 	"rate_limit.requests", "--requests", "rate_limit.window", "--window", "rate_limit: ", "",
 	"allowed_ips: ", "--cidr: ", "allowed_ips", "--cidr",
 )
+
+// flagMessage is an admin API message with its field names turned into
+// flags. Quoted text, the values as the user typed them (the messages quote
+// them with %q), is left as it is.
+func flagMessage(msg string) string {
+	var b strings.Builder
+	for msg != "" {
+		i := strings.IndexByte(msg, '"')
+		if i < 0 {
+			b.WriteString(flagNames.Replace(msg))
+			break
+		}
+		b.WriteString(flagNames.Replace(msg[:i]))
+		n := quotedLen(msg[i:])
+		b.WriteString(msg[i : i+n])
+		msg = msg[i+n:]
+	}
+	return b.String()
+}
+
+// quotedLen is the length of the Go-quoted string s starts with, its
+// escapes included; all of s when it is not closed.
+func quotedLen(s string) int {
+	for i := 1; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return len(s)
+}
 
 // Runner runs calls on a store and prints their results on Out.
 type Runner struct {

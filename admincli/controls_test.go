@@ -22,7 +22,7 @@ func TestCLIControls(t *testing.T) {
 	e := newEnv(t)
 	var id string
 	e.run(t, true, func(ctx context.Context, r *admincli.Runner) error {
-		return r.TokenCreate(ctx, admincli.NewToken{UserID: "carl", Name: "ci"})
+		return r.TokenCreate(ctx, "carl", adminapi.CreateTokenRequest{Name: "ci"})
 	})
 	id = decode[adminapi.CreatedToken](t, e.out.String()).ID
 

@@ -4,42 +4,24 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/armgate/armgate/adminapi"
 	"github.com/armgate/armgate/storage"
-	"github.com/armgate/armgate/token"
 )
 
-// Rotation grace: how long the old token keeps working.
-const (
-	DefaultGrace = 24 * time.Hour
-	MaxGrace     = 168 * time.Hour
-)
-
-// NewToken is the input of token create. ExpiresIn and ExpiresAt are nil
-// when not given (the config's token_lifetime then applies); Scopes nil
-// means the default, api.
-type NewToken struct {
-	UserID               string
-	Name                 string
-	Scopes               []string
-	ExpiresIn, ExpiresAt *string
-}
-
-// TokenCreate creates a token, creating its user if missing (so that the
-// first admin token can be made with nothing in the database), and prints
-// only the plaintext, or with JSON the create response.
-func (r *Runner) TokenCreate(ctx context.Context, n NewToken) error {
-	if err := userID(n.UserID); err != nil {
+// TokenCreate creates a token for user from the admin API's own create
+// body (so that both refuse the same values with the same messages),
+// creating the user if missing (so that the first admin token can be made
+// with nothing in the database), and prints only the plaintext, or with
+// JSON the create response.
+func (r *Runner) TokenCreate(ctx context.Context, user string, req adminapi.CreateTokenRequest) error {
+	if err := userID(user); err != nil {
 		return err
 	}
-	if n.Name == "" {
+	if req.Name == "" {
 		return Usagef("--name is required")
 	}
-	nt, err := adminapi.CreateTokenRequest{
-		Name: n.Name, ExpiresIn: n.ExpiresIn, ExpiresAt: n.ExpiresAt, Scopes: n.Scopes,
-	}.NewToken(n.UserID, r.now(), r.Limits)
+	nt, err := req.NewToken(user, r.now(), r.Limits)
 	if err != nil {
 		return usage(err)
 	}
@@ -123,9 +105,7 @@ func (r *Runner) TokenRevokeAll(ctx context.Context, user, reason string) error 
 		return storeErr(err, fmt.Sprintf("user %q", user))
 	}
 	if r.JSON {
-		return r.printJSON(struct {
-			Revoked int `json:"revoked"`
-		}{n})
+		return r.printJSON(adminapi.RevokedCount{Revoked: n})
 	}
 	_, err = fmt.Fprintln(r.Out, n)
 	return err
@@ -161,69 +141,27 @@ func (r *Runner) TokenDelete(ctx context.Context, id string) error {
 	return err
 }
 
-// Rotation is the input of token rotate; nil fields take their defaults
-// (grace 24h, lifetime token_lifetime).
-type Rotation struct {
-	ID                   string
-	Grace                *string
-	ExpiresIn, ExpiresAt *string
-}
-
-// RotatedToken is the rotate response: the new token with its plaintext
-// and the id of the token it replaced.
-type RotatedToken struct {
-	adminapi.CreatedToken
-	RotatedFrom string `json:"rotated_from"`
-}
-
-// TokenRotate replaces an active token by a new one and prints only the new
-// plaintext, or with JSON the rotate response.
-func (r *Runner) TokenRotate(ctx context.Context, rot Rotation) error {
-	id, err := tokenID(rot.ID)
+// TokenRotate replaces an active token by a new one, checked as the admin
+// API checks its rotate body, and prints only the new plaintext, or with
+// JSON the rotate response.
+func (r *Runner) TokenRotate(ctx context.Context, id string, req adminapi.RotateRequest) error {
+	id, err := tokenID(id)
 	if err != nil {
 		return err
 	}
-	grace, err := ParseGrace(rot.Grace)
-	if err != nil {
-		return err
-	}
-	var in, at string
-	if rot.ExpiresIn != nil {
-		if in = *rot.ExpiresIn; in == "" {
-			return Usagef("--expires-in may not be empty (leave the flag out for the default lifetime)")
-		}
-	}
-	if rot.ExpiresAt != nil {
-		if at = *rot.ExpiresAt; at == "" {
-			return Usagef("--expires-at may not be empty (leave the flag out for the default lifetime)")
-		}
-	}
-	exp, err := token.Expiry(r.now(), in, at, r.Limits.Lifetime, r.Limits.MaxLifetime)
+	grace, exp, err := req.Rotation(r.now(), r.Limits)
 	if err != nil {
 		return usage(err)
 	}
-	t, plain, _, err := r.Store.RotateToken(ctx, Actor, id, grace, exp.UTC())
+	t, plain, _, err := r.Store.RotateToken(ctx, Actor, id, grace, exp)
 	if err != nil {
 		return storeErr(err, "token "+id)
 	}
 	if r.JSON {
-		return r.printJSON(RotatedToken{adminapi.CreatedToken{Token: t, Plaintext: plain}, id})
+		return r.printJSON(adminapi.RotatedToken{CreatedToken: adminapi.CreatedToken{Token: t, Plaintext: plain}, RotatedFrom: id})
 	}
 	_, err = fmt.Fprintln(r.Out, plain)
 	return err
-}
-
-// ParseGrace checks a rotation grace: a Go duration from 0s to 168h, 24h
-// when nil.
-func ParseGrace(s *string) (time.Duration, error) {
-	if s == nil {
-		return DefaultGrace, nil
-	}
-	d, err := time.ParseDuration(*s)
-	if err != nil || d < 0 || d > MaxGrace {
-		return 0, Usagef("--grace must be a duration from 0s to 168h, got %q", *s)
-	}
-	return d, nil
 }
 
 func (r *Runner) printToken(t storage.Token) error {

@@ -1,20 +1,18 @@
-package caddymodule
+package admincli
 
 import (
 	"errors"
 	"strings"
 	"testing"
-
-	"github.com/armgate/armgate/admincli"
 )
 
 // TestCLIHidePassword: should a driver error ever quote the DSN's password,
 // the command does not print it, and a usage error stays one.
 func TestCLIHidePassword(t *testing.T) {
 	for _, dsn := range []string{"postgres://u:s3cret-pw@127.0.0.1/db", "host=127.0.0.1 user=u password=s3cret-pw"} {
-		for _, in := range []error{errors.New("dial: s3cret-pw refused"), admincli.Usagef("bad s3cret-pw")} {
+		for _, in := range []error{errors.New("dial: s3cret-pw refused"), Usagef("bad s3cret-pw")} {
 			out := hidePassword(in, dsn)
-			if strings.Contains(out.Error(), "s3cret-pw") || admincli.IsUsage(out) != admincli.IsUsage(in) {
+			if strings.Contains(out.Error(), "s3cret-pw") || IsUsage(out) != IsUsage(in) {
 				t.Errorf("%s: %v became %v", dsn, in, out)
 			}
 		}
