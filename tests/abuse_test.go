@@ -295,7 +295,7 @@ func TestAbuseKnownSetReloadsAfterReconnect(t *testing.T) {
 		t.Fatal("listener not back 10s after pg_terminate_backend")
 	}
 	waitKnownCurrent(t, p)
-	if n := p.countLog("known tokens loaded"); n != 2 {
+	if n := p.CountLog("known tokens loaded"); n != 2 {
 		t.Errorf("%d log lines say the known tokens were loaded, want 2 (start and reconnect)", n)
 	}
 	if got := p.verdictOf(missed); got != answerLive {

@@ -146,10 +146,10 @@ func TestEventsSurviveSIGKILL(t *testing.T) {
 		t.Fatal("no delivery reached the receiver")
 	}
 	// A is in the middle of a delivery: kill it.
-	if err := a.cmd.Process.Kill(); err != nil {
+	if err := a.Cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	<-a.exited
+	<-a.Exited
 
 	// Changes while no gateway runs are queued too.
 	pool, store := openStore(t, dsn)

@@ -159,7 +159,7 @@ func TestListenerReconnects(t *testing.T) {
 	m1 := p.metrics()
 	t.Logf("listener backend %d replaced by %d; invalidations received meanwhile: %v",
 		old[0], now[0], m1.Value("caddy_armgate_invalidations_received_total")-m0.Value("caddy_armgate_invalidations_received_total"))
-	if n := p.countLog("token cache cleared"); n != 2 {
+	if n := p.CountLog("token cache cleared"); n != 2 {
 		t.Errorf("%d log lines say the cache was cleared on connect, want 2 (start and reconnect)", n)
 	}
 
@@ -370,7 +370,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	// and it counts the retries. What must never happen is a response
 	// other than 200 or a request that fails twice.
 	retry := &retryOnce{rt: &http.Transport{MaxIdleConnsPerHost: 64}}
-	p.client = &http.Client{Timeout: 15 * time.Second, Transport: retry}
+	p.Client = &http.Client{Timeout: 15 * time.Second, Transport: retry}
 	defer func() { t.Logf("connection-level retries across the reloads: %d", retry.retried.Load()) }()
 	var n atomic.Uint64
 	load := startLoad(p, 4, func() (string, string) {

@@ -38,7 +38,7 @@ func TestMain(m *testing.M) {
 	// while the in-process tests run (those run first: the process tests
 	// are parallel).
 	if f := flag.Lookup("test.run"); f != nil && f.Value.String() == "" {
-		go caddyBin.once.Do(buildCaddyBinary)
+		go buildCaddy()
 	}
 	testpg.Main(m)
 }

@@ -2,5 +2,5 @@
 
 package tests
 
-// raceFlags: see race_test.go.
-var raceFlags []string
+// raceEnabled: see race_test.go.
+const raceEnabled = false

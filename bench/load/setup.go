@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/armgate/armgate/ipallow"
+	"github.com/armgate/armgate/internal/gatewayproc"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
 )
@@ -25,9 +26,7 @@ import (
 func (b *bench) build(ctx context.Context) error {
 	t := time.Now()
 	b.caddy = filepath.Join(b.work, "caddy")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", b.caddy, "./internal/caddybin")
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	if err := cmd.Run(); err != nil {
+	if err := gatewayproc.Build(b.caddy, false); err != nil {
 		return fmt.Errorf("building caddy: %w", err)
 	}
 	out, _ := exec.Command(b.caddy, "version").Output()
