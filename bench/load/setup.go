@@ -17,8 +17,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/armgate/armgate/ipallow"
 	"github.com/armgate/armgate/internal/gatewayproc"
+	"github.com/armgate/armgate/ipallow"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
 )
