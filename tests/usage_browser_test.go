@@ -184,8 +184,14 @@ func TestBrowserUsageCharts(t *testing.T) {
 	if quota, ips := stored(); quota != "1000/1h" || strings.Join(ips, " ") != "192.0.2.128/25" {
 		t.Errorf("after lowering and narrowing: quota %q, allowed_ips %v", quota, ips)
 	}
-	// Back up to 5000 is a raise again.
+	// Back up to 5000 is a raise again; at 390 px the form still fits.
+	q.do("narrowing the window", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
 	limits(q, "5000", "", "192.0.2.128/25")
+	q.waitJS("the refusal at 390 px", `!document.querySelector("#limits-error").hidden`)
+	q.shot("self-limits-narrow")
+	if !run(q, "measuring the form", chromedp.Evaluate[bool](`(() => { const f = document.querySelector("#limits-form"); return f.scrollWidth <= f.clientWidth && document.documentElement.scrollWidth <= window.innerWidth; })()`)) {
+		t.Error("the limits form scrolls sideways at 390 px")
+	}
 	refused(q, "a raise back to 5000", apiSays(`{"rate_limit":{"requests":5000,"window":"1h"}}`, http.StatusForbidden))
 
 	// The admin screen sets anything: a higher quota over a day, and no
