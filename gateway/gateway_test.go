@@ -401,7 +401,8 @@ func TestKnownTokens(t *testing.T) {
 
 // TestRetention: Purge deletes exactly the tokens expired for longer than
 // the retention, with their audit events, and every known set and cache
-// drops them; with retention off it deletes nothing.
+// drops them, and the usage days older than the retention; with retention
+// off it deletes nothing.
 func TestRetention(t *testing.T) {
 	dsn := testpg.NewDatabase(t)
 	open := func(retention time.Duration) *Runtime {
@@ -442,6 +443,17 @@ func TestRetention(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Usage of the live token today and ten days ago: the older day goes.
+	if _, err := pool.Exec(ctx, `INSERT INTO armgate.token_usage (token_id, day, allowed)
+		VALUES ($1, (now() AT TIME ZONE 'UTC')::date, 1), ($1, (now() AT TIME ZONE 'UTC')::date - 10, 1)`, ids["live"]); err != nil {
+		t.Fatal(err)
+	}
+	usageDays := func() (n int) {
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM armgate.token_usage WHERE token_id = $1`, ids["live"]).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
 	rt.Start()
 	off.Start()
 	for _, r := range []*Runtime{rt, off} {
@@ -457,8 +469,14 @@ func TestRetention(t *testing.T) {
 	if n, err := off.Purge(ctx); err != nil || n != 0 {
 		t.Errorf("retention off: purged %d, %v; want nothing", n, err)
 	}
+	if n := usageDays(); n != 2 {
+		t.Errorf("retention off: %d usage days left, want 2", n)
+	}
 	if n, err := rt.Purge(ctx); err != nil || n != 2 {
 		t.Fatalf("purged %d, %v; want 2", n, err)
+	}
+	if n := usageDays(); n != 1 {
+		t.Errorf("%d usage days of the live token left, want 1 (today's)", n)
 	}
 	var left []string
 	rows, _ := pool.Query(ctx, `SELECT name FROM armgate.tokens ORDER BY name`)

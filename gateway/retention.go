@@ -21,8 +21,9 @@ const (
 	purgeTimeout = 10 * time.Minute
 )
 
-// purgeLoop deletes the tokens expired for longer than the retention, at
-// start and then periodically, until ctx ends. It waits for the schema.
+// purgeLoop deletes the tokens expired for longer than the retention, and
+// the usage days older than it, at start and then periodically, until ctx
+// ends. It waits for the schema.
 func (r *Runtime) purgeLoop(ctx context.Context) {
 	if r.retention <= 0 {
 		return
@@ -58,9 +59,11 @@ func (r *Runtime) purgeLoop(ctx context.Context) {
 
 // Purge deletes, in batches, the tokens that expired longer than the
 // retention ago, each with an audit event token.purge (actor system) and a
-// notification that drops it from every instance's cache and known set. It
-// returns how many it deleted; with retention off it deletes nothing. When
-// another instance is purging, this one leaves the work to it.
+// notification that drops it from every instance's cache and known set,
+// and then the daily usage rows of days older than the retention. It
+// returns how many tokens it deleted; with retention off it deletes
+// nothing. When another instance is purging, this one leaves the work to
+// it.
 func (r *Runtime) Purge(ctx context.Context) (int, error) {
 	if r.retention <= 0 {
 		return 0, nil
@@ -75,7 +78,13 @@ func (r *Runtime) Purge(ctx context.Context) (int, error) {
 		total += n
 		r.dropCached(inv)
 		if n < storage.PurgeBatch {
-			return total, nil
+			break
+		}
+	}
+	for {
+		n, busy, err := r.db.Store().PurgeUsage(ctx, time.Now().Add(-r.retention))
+		if err != nil || busy || n < storage.PurgeUsageBatch {
+			return total, err
 		}
 	}
 }

@@ -86,3 +86,36 @@ func (s *Store) PurgeExpired(ctx context.Context, cutoff time.Time) (n int, inv 
 	}
 	return n, inv, busy, nil
 }
+
+// PurgeUsageBatch is the most usage rows one PurgeUsage call deletes.
+const PurgeUsageBatch = 10000
+
+// PurgeUsage deletes up to PurgeUsageBatch rows of per-token daily usage
+// for UTC days before the day that holds cutoff (that day is kept whole),
+// under the same advisory lock as PurgeExpired, so one instance at a time
+// does it. The usage of a deleted token goes with it (the rows reference
+// the token ON DELETE CASCADE); this removes the days of live tokens that
+// have aged out of the retention. It returns how many rows it deleted;
+// busy reports that another instance is purging. Call it again while it
+// returns PurgeUsageBatch.
+func (s *Store) PurgeUsage(ctx context.Context, cutoff time.Time) (n int, busy bool, err error) {
+	day := cutoff.UTC().Format(time.DateOnly)
+	err = s.tx(ctx, func(tx pgx.Tx) error {
+		var locked bool
+		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, int64(purgeLock)).Scan(&locked); err != nil {
+			return err
+		}
+		if !locked {
+			busy = true
+			return nil
+		}
+		tag, err := tx.Exec(ctx, `DELETE FROM armgate.token_usage WHERE (token_id, day) IN (
+				SELECT token_id, day FROM armgate.token_usage WHERE day < $1::date LIMIT $2)`, day, PurgeUsageBatch)
+		n = int(tag.RowsAffected())
+		return err
+	})
+	if err != nil {
+		return 0, false, err
+	}
+	return n, busy, nil
+}

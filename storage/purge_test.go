@@ -121,3 +121,87 @@ func TestPurgeExpired(t *testing.T) {
 		t.Errorf("%d deletions notified, want %d", deleted, old)
 	}
 }
+
+// TestPurgeUsage: retention deletes the usage of UTC days before the day of
+// the cutoff, for every token, in batches, and keeps that day and every
+// later one; the usage of an expired token that retention deletes goes with
+// it; while another instance holds the purge lock it does nothing.
+func TestPurgeUsage(t *testing.T) {
+	e := newEnv(t)
+	e.user(t, "u")
+	live, _ := e.mustCreate(t, "u", "live")
+	other, _ := e.mustCreate(t, "u", "other")
+	gone, _ := e.mustCreate(t, "u", "gone")
+	// Usage for the last 120 days of each, from the UTC day before the
+	// cutoff's back; the cutoff is 90 days ago at noon UTC.
+	now := time.Now().UTC()
+	cutoff := time.Date(now.Year(), now.Month(), now.Day(), 12, 0, 0, 0, time.UTC).AddDate(0, 0, -90)
+	for _, id := range []string{live.ID, other.ID, gone.ID} {
+		e.exec(t, `INSERT INTO armgate.token_usage (token_id, day, allowed)
+			SELECT $1, $2::date - i, 1 FROM generate_series(-90, 29) AS i`, id, cutoff.Format(time.DateOnly))
+	}
+	days := func(id string) (n int, oldest string) {
+		t.Helper()
+		var d *time.Time
+		if err := e.pool.QueryRow(t.Context(), `SELECT count(*), min(day) FROM armgate.token_usage WHERE token_id = $1`, id).Scan(&n, &d); err != nil {
+			t.Fatal(err)
+		}
+		if d != nil {
+			oldest = d.Format(time.DateOnly)
+		}
+		return n, oldest
+	}
+
+	tx, err := e.pool.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(t.Context(), `SELECT pg_advisory_xact_lock($1)`, int64(0x61726d6761746570)); err != nil {
+		t.Fatal(err)
+	}
+	if n, busy, err := e.store.PurgeUsage(t.Context(), cutoff); err != nil || !busy || n != 0 {
+		t.Fatalf("with the lock held elsewhere: %d, busy %v, %v; want 0, busy", n, busy, err)
+	}
+	if err := tx.Rollback(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+
+	// 3 tokens × 29 days before the cutoff's day.
+	n, busy, err := e.store.PurgeUsage(t.Context(), cutoff)
+	if err != nil || busy || n != 3*29 {
+		t.Fatalf("PurgeUsage: %d, busy %v, %v; want %d", n, busy, err, 3*29)
+	}
+	for _, id := range []string{live.ID, other.ID, gone.ID} {
+		if got, oldest := days(id); got != 91 || oldest != cutoff.Format(time.DateOnly) {
+			t.Errorf("token %s: %d days left from %s, want 91 from %s", id, got, oldest, cutoff.Format(time.DateOnly))
+		}
+	}
+	if n, _, err := e.store.PurgeUsage(t.Context(), cutoff); err != nil || n != 0 {
+		t.Errorf("second run: %d, %v; want 0", n, err)
+	}
+
+	// A token that retention deletes takes its usage with it.
+	e.exec(t, `UPDATE armgate.tokens SET expires_at = $2 WHERE id = $1`, gone.ID, cutoff.Add(-time.Hour))
+	if n, _, _, err := e.store.PurgeExpired(t.Context(), cutoff); err != nil || n != 1 {
+		t.Fatalf("PurgeExpired: %d, %v; want 1", n, err)
+	}
+	if got, _ := days(gone.ID); got != 0 {
+		t.Errorf("the deleted token keeps %d usage rows", got)
+	}
+	if got, _ := days(live.ID); got != 91 {
+		t.Errorf("a live token has %d usage rows after another's purge, want 91", got)
+	}
+
+	// Batches: more old rows than one call deletes.
+	e.exec(t, `INSERT INTO armgate.token_usage (token_id, day, allowed)
+		SELECT t.id, '1990-01-01'::date + i, 1 FROM armgate.tokens t, generate_series(0, $1) AS i`, storage.PurgeUsageBatch/2)
+	want := 2 * (storage.PurgeUsageBatch/2 + 1)
+	n1, _, err := e.store.PurgeUsage(t.Context(), cutoff)
+	if err != nil || n1 != storage.PurgeUsageBatch {
+		t.Fatalf("first batch: %d, %v; want %d", n1, err, storage.PurgeUsageBatch)
+	}
+	n2, _, err := e.store.PurgeUsage(t.Context(), cutoff)
+	if err != nil || n1+n2 != want {
+		t.Fatalf("second batch: %d, %v; want %d", n2, err, want-n1)
+	}
+}

@@ -514,7 +514,25 @@
             : t.status === "deactivated"
               ? el("span", { class: "sub", text: "User deactivated" })
               : null;
-    return armgate.tokenRow(t, { attrs: { "data-rotated": rotated ? "true" : null }, showScopes: scopes.length > 0, statusSub, actions });
+    return armgate.tokenRow(t, { attrs: { "data-rotated": rotated ? "true" : null }, showScopes: scopes.length > 0, statusSub, actions, limits: openLimits });
+  }
+
+  // openLimits sets, changes or removes token t's quota and allow-list.
+  function openLimits(t) {
+    armgate.openLimits(t, {
+      note: "Set, raise, lower or remove this token's own quota and allow-list. The user can only lower or narrow them.",
+      explain: (err) => explain(err, err.ctx),
+      save: async (body) => {
+        try {
+          await withCtx(api("PATCH", "/tokens/" + enc(t.id), body), {});
+        } catch (err) {
+          if (err.code === "not_found") reloadUser();
+          throw err;
+        }
+        showNotice(`Limits of “${t.name}” changed.`);
+        await reloadUser();
+      },
+    });
   }
 
   function confirmRevoke(t) {
@@ -546,8 +564,10 @@
       run: async () => {
         const created = await withCtx(api("POST", "/tokens/" + enc(t.id) + "/rotate", { grace: $("confirm-grace").value }), {});
         $("dlg-confirm").close();
+        // The old token's end is its new expires_at.
         await reloadUser();
-        showOnce(created);
+        const old = currentTokens.find((x) => x.id === (created.rotated_from || t.id));
+        showOnce(created, old || { expires_at: null, hint: t.hint });
       },
     });
   }
@@ -629,9 +649,12 @@
     }
   }
 
-  function showOnce(created) {
+  // showOnce shows a new token once; old is the token it replaces after a
+  // rotation.
+  function showOnce(created, old) {
+    $("show-token-title").textContent = old ? "Rotated API token" : "New API token";
     $("show-token-user").textContent = created.user_id;
-    armgate.showOnce(created);
+    armgate.showOnce(created, old);
   }
 
   // ---- audit
@@ -648,6 +671,8 @@
     "token.delete": "Token deleted",
     "token.logout": "Token logged out",
     "token.rotate": "Token rotated",
+    "token.update": "Token limits changed",
+    "token.purge": "Token removed (retention)",
   };
 
   function tokenLabel(id) {

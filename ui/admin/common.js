@@ -140,8 +140,9 @@ const armgate = (() => {
 
   // tokenRow is token t's table row: attrs adds to its data- attributes,
   // showScopes shows its scopes under the name, statusSub goes under the
-  // status and actions into the last cell.
-  function tokenRow(t, { attrs, showScopes, statusSub, actions }) {
+  // status and actions into the last cell; limits, if given, is what the
+  // row's "Change limits" button calls with t.
+  function tokenRow(t, { attrs, showScopes, statusSub, actions, limits }) {
     return el(
       "tr",
       Object.assign({ "data-token-id": t.id, "data-token-name": t.name, "data-status": t.status }, attrs),
@@ -151,7 +152,7 @@ const armgate = (() => {
       cell("Created", null, when(t.created_at, "", { day: true })),
       cell("Expires", null, when(t.expires_at, "", { day: true, rel: true })),
       cell("Last used", null, when(t.last_used_at, "Never", { rel: true })),
-      cell("Limits and usage", { class: "usage-cell" }, controls(t), el("div", { class: "usage-chart", "data-usage-for": t.id })),
+      cell("Limits and usage", { class: "usage-cell" }, controls(t, limits), el("div", { class: "usage-chart", "data-usage-for": t.id })),
       cell("Actions", { class: "cell-actions" }, el("div", { class: "row-actions" }, actions))
     );
   }
@@ -159,8 +160,9 @@ const armgate = (() => {
   // ---- quota, allow-list and usage
 
   // controls says what limits token t: its quota (else the configured
-  // default or the user's, which the gateway applies) and its allow-list.
-  function controls(t) {
+  // default or the user's, which the gateway applies) and its allow-list;
+  // with limits, a button to change them (not on an expired token).
+  function controls(t, limits) {
     const q = t.rate_limit
       ? `${t.rate_limit.requests.toLocaleString()} per ${t.rate_limit.window}`
       : "default";
@@ -169,8 +171,128 @@ const armgate = (() => {
       "div",
       { class: "controls" },
       el("span", { class: "sub quota", "data-quota": t.rate_limit ? `${t.rate_limit.requests}/${t.rate_limit.window}` : "" }, "Quota: " + q),
-      el("span", { class: "sub allowed-ips", "data-allowed-ips": (t.allowed_ips || []).join(" ") }, "From: " + ips)
+      el("span", { class: "sub allowed-ips", "data-allowed-ips": (t.allowed_ips || []).join(" ") }, "From: " + ips),
+      limits && t.status !== "expired"
+        ? el("button", { type: "button", class: "btn btn-small btn-limits", "aria-label": `Change limits of token ${t.name}`, text: "Change limits", onclick: () => limits(t) })
+        : null
     );
+  }
+
+  // ---- changing a token's quota and allow-list
+
+  const WINDOWS = [["1s", "second"], ["1m", "minute"], ["1h", "hour"], ["24h", "24 hours"]];
+  let limitsDlg = null;
+  let limitsRun = null;
+
+  // limitsDialog builds the dialog both screens change limits in, once, the
+  // first time it is needed.
+  function limitsDialog() {
+    if (limitsDlg) return limitsDlg;
+    const help = (id, text) => el("p", { id, class: "help", text });
+    limitsDlg = el(
+      "dialog",
+      { id: "dlg-limits", "aria-labelledby": "limits-title", "aria-describedby": "limits-note" },
+      el(
+        "form",
+        { id: "limits-form", novalidate: true },
+        el("h2", { id: "limits-title" }),
+        el("p", { id: "limits-note", class: "muted" }),
+        el(
+          "div",
+          { class: "field" },
+          el("label", { for: "limits-requests", text: "Quota" }),
+          el(
+            "div",
+            { class: "limit-row" },
+            el("input", { id: "limits-requests", inputmode: "numeric", autocomplete: "off", spellcheck: "false", "aria-describedby": "limits-requests-help", placeholder: "none" }),
+            el("span", { class: "muted", text: "requests per" }),
+            el("select", { id: "limits-window", "aria-label": "Quota window" })
+          ),
+          help("limits-requests-help", "Empty: no quota of its own (the configured default, if any, applies).")
+        ),
+        el(
+          "div",
+          { class: "field" },
+          el("label", { for: "limits-ips", text: "Allowed from" }),
+          el("textarea", { id: "limits-ips", rows: "3", autocomplete: "off", spellcheck: "false", "aria-describedby": "limits-ips-help", placeholder: "anywhere" }),
+          help("limits-ips-help", "Addresses or CIDRs, IPv4 or IPv6, one per line (at most 32). Empty: anywhere.")
+        ),
+        el("p", { id: "limits-error", class: "field-error", role: "alert", hidden: true }),
+        el(
+          "div",
+          { class: "actions" },
+          el("button", { type: "button", class: "btn", text: "Cancel", onclick: () => limitsDlg.close() }),
+          el("button", { type: "submit", id: "limits-save", class: "btn btn-primary", text: "Save limits" })
+        )
+      )
+    );
+    limitsDlg.addEventListener("close", () => {
+      limitsRun = null;
+    });
+    limitsDlg.querySelector("form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      if (!limitsRun) return;
+      const btn = $("limits-save");
+      btn.disabled = true;
+      setText($("limits-error"), "");
+      try {
+        await limitsRun();
+      } finally {
+        btn.disabled = false;
+      }
+    });
+    document.body.append(limitsDlg);
+    return limitsDlg;
+  }
+
+  const sameList = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
+
+  // openLimits asks for token t's new quota and allow-list: note says who
+  // may change what, save(body) sends the PATCH body (only what changed;
+  // null or [] removes a control) and explain words what it threw, which
+  // is shown in the dialog.
+  function openLimits(t, { note, save, explain }) {
+    const dlg = limitsDialog();
+    const rl = t.rate_limit;
+    const cur = t.allowed_ips || [];
+    $("limits-title").textContent = `Limits of “${t.name}”`;
+    $("limits-note").textContent = note;
+    $("limits-requests").value = rl ? String(rl.requests) : "";
+    const win = $("limits-window");
+    const windows = WINDOWS.slice();
+    if (rl && !windows.some(([w]) => w === rl.window)) windows.push([rl.window, rl.window]);
+    win.replaceChildren(...windows.map(([w, label]) => el("option", { value: w, text: label })));
+    win.value = rl ? rl.window : "1h";
+    $("limits-ips").value = cur.join("\n");
+    setText($("limits-error"), "");
+    limitsRun = async () => {
+      const body = {};
+      const n = $("limits-requests").value.trim().replace(/[ ,_]/g, "");
+      if (n === "") {
+        if (rl) body.rate_limit = null;
+      } else if (!/^[0-9]{1,18}$/.test(n)) {
+        setText($("limits-error"), "The quota is a whole number of requests, or empty for none.");
+        $("limits-requests").focus();
+        return;
+      } else if (!rl || rl.requests !== Number(n) || rl.window !== win.value) {
+        body.rate_limit = { requests: Number(n), window: win.value };
+      }
+      const ips = $("limits-ips").value.split(/[\s,]+/).filter(Boolean);
+      if (!sameList(ips, cur)) body.allowed_ips = ips;
+      if (Object.keys(body).length === 0) {
+        dlg.close();
+        return;
+      }
+      try {
+        await save(body);
+        dlg.close();
+      } catch (err) {
+        if (err && err.handled) return;
+        setText($("limits-error"), explain(err));
+      }
+    };
+    dlg.showModal();
+    $("limits-requests").focus();
   }
 
   const SVG = "http://www.w3.org/2000/svg";
@@ -304,8 +426,20 @@ const armgate = (() => {
 
   // showOnce puts the plaintext into the dialog, and nowhere else; the
   // dialog's close handler removes it. The screen fills in its own fields
-  // of the dialog first.
-  function showOnce(created) {
+  // of the dialog first. old, after a rotation, is the rotated token: the
+  // dialog says until when it keeps working.
+  function showOnce(created, old) {
+    const oldNote = $("show-token-old");
+    if (old && old.expires_at) {
+      const end = new Date(old.expires_at);
+      oldNote.textContent =
+        end.getTime() <= Date.now()
+          ? `The old token (${old.hint}) has stopped working.`
+          : `The old token (${old.hint}) keeps working until ${dateFmt.format(end)} (${relative(end)}). Replace it before then.`;
+      oldNote.hidden = false;
+    } else {
+      setText(oldNote, old ? `The old token (${old.hint}) stops working soon.` : "");
+    }
     copied = false;
     escWarned = false;
     $("token-value").textContent = created.token;
@@ -408,6 +542,7 @@ const armgate = (() => {
     leakSub,
     tokenButton,
     tokenRow,
+    openLimits,
     usageChart,
     loadUsage,
     showError,

@@ -12,8 +12,7 @@
 (() => {
   const DEFAULT_MAX_TOKENS = 10;
 
-  const { $, ApiError, request, enc, sentence, el, show, setText, dateFmt, relative, showError, showNotice, confirmAction } =
-    armgate;
+  const { $, ApiError, request, enc, sentence, el, show, setText, dateFmt, showError, showNotice, confirmAction } = armgate;
 
   // ---- API
 
@@ -140,7 +139,26 @@
     else if (rotated && t.status === "active") statusSub = el("span", { class: "sub", text: "Rotated: works until " + dateFmt.format(new Date(t.expires_at)) });
     else if (rotated) statusSub = el("span", { class: "sub", text: "Rotated" });
     const scopes = t.scopes || [];
-    return armgate.tokenRow(t, { attrs: { "data-rotated": rotated ? "true" : null }, showScopes: scopes.length > 0, statusSub, actions });
+    return armgate.tokenRow(t, { attrs: { "data-rotated": rotated ? "true" : null }, showScopes: scopes.length > 0, statusSub, actions, limits: openLimits });
+  }
+
+  // openLimits lowers token t's quota or narrows its allow-list; the
+  // gateway refuses anything else, in words shown in the dialog.
+  function openLimits(t) {
+    armgate.openLimits(t, {
+      note: "You can lower this token's quota and narrow where it may be used from. Only an administrator can raise, remove or widen them.",
+      explain,
+      save: async (body) => {
+        try {
+          await api("PATCH", "tokens/" + enc(t.id), body);
+        } catch (err) {
+          if (err.code === "not_found") load();
+          throw err;
+        }
+        showNotice(`Limits of “${t.name}” changed.`);
+        await load();
+      },
+    });
   }
 
   // ---- confirmations
@@ -250,18 +268,7 @@
   // it states.
   function showOnce(created, old) {
     $("show-token-title").textContent = old ? "Your rotated API token" : "Your new API token";
-    const oldNote = $("show-token-old");
-    if (old && old.expires_at) {
-      const end = new Date(old.expires_at);
-      oldNote.textContent =
-        end.getTime() <= Date.now()
-          ? `The old token (${old.hint}) has stopped working.`
-          : `The old token (${old.hint}) keeps working until ${dateFmt.format(end)} (${relative(end)}). Replace it before then.`;
-      oldNote.hidden = false;
-    } else {
-      setText(oldNote, old ? `The old token (${old.hint}) stops working soon.` : "");
-    }
-    armgate.showOnce(created);
+    armgate.showOnce(created, old);
   }
 
   // ---- wiring
