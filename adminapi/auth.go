@@ -17,14 +17,6 @@ const (
 	invalidCredential = "The credential is not a valid admin key or token"
 )
 
-// tokenRefusals say why a presented token is not live; the caller holds the
-// token, so this reveals nothing. Unknown tokens get invalidCredential.
-var tokenRefusals = map[token.Status]string{
-	token.Expired:     "The token expired",
-	token.Revoked:     "The token was revoked",
-	token.Deactivated: "The token's user is deactivated",
-}
-
 // authenticate checks the admin credential and returns the audit actor, or
 // writes the refusal.
 func (h *handler) authenticate(w http.ResponseWriter, r *http.Request) (string, bool) {
@@ -76,8 +68,11 @@ func (h *handler) liveToken(w http.ResponseWriter, r *http.Request, tok string) 
 		return cred, false
 	}
 	if result != token.Active {
-		msg, ok := tokenRefusals[result]
-		if !ok {
+		// Why a presented token is not live, in the request path's words
+		// (the caller holds the token, so this reveals nothing); an unknown
+		// token is not told apart from a wrong admin key.
+		msg := result.Description()
+		if result == token.Unknown {
 			msg = invalidCredential
 		}
 		h.refuse(w, r, http.StatusUnauthorized, Challenge, "unauthorized", msg)

@@ -121,7 +121,7 @@ func TestAdminOnStore(t *testing.T) {
 		t.Fatalf("logout: %d %s", rec.Code, rec.Body)
 	}
 	e = ErrorBody{}
-	if rec := do(t, h, "GET", "/users/alice", created.Token, "", &e); rec.Code != 401 || e.Message != "The token was revoked" ||
+	if rec := do(t, h, "GET", "/users/alice", created.Token, "", &e); rec.Code != 401 || e.Message != token.Revoked.Description() ||
 		rec.Header().Get("WWW-Authenticate") != Challenge {
 		t.Errorf("after logout: %d %s", rec.Code, rec.Body)
 	}
