@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/armgate/armgate/adminapi"
@@ -202,40 +201,6 @@ func TestSelfRefusesTokens(t *testing.T) {
 	r := edgeRequest(false, "x", nil)
 	if err := h.ServeHTTP(httptest.NewRecorder(), r, nil); err != nil || !reached {
 		t.Errorf("a person's request did not reach the API: %v", err)
-	}
-}
-
-func TestSelfEdgeCaddyfile(t *testing.T) {
-	for _, tt := range []struct {
-		input   string
-		origins []string
-		limit   *WriteLimit
-		err     string
-	}{
-		{input: "armgate_self {\n\torigins https://a.example http://b.example:8080\n\torigins https://c.example\n}",
-			origins: []string{"https://a.example", "http://b.example:8080", "https://c.example"}},
-		{input: "armgate_self {\n\twrite_limit 5 10m\n}", limit: &WriteLimit{Max: 5, Window: caddy.Duration(10 * time.Minute)}},
-		{input: "armgate_self {\n\twrite_limit off\n}", limit: &WriteLimit{Off: true}},
-		{input: "armgate_self {\n\torigins https://a.example/\n}", err: "scheme://host"},
-		{input: "armgate_self {\n\torigins *\n}", err: "scheme://host"},
-		{input: "armgate_self {\n\torigins\n}", err: "wrong argument count"},
-		{input: "armgate_self {\n\twrite_limit 5\n}", err: "<max> <window>"},
-		{input: "armgate_self {\n\twrite_limit -1 1h\n}", err: "positive number"},
-		{input: "armgate_self {\n\twrite_limit 5 0s\n}", err: "at least 1s"},
-		{input: "armgate_self {\n\twrite_limit 5 1h\n\twrite_limit off\n}", err: "only once"},
-	} {
-		var h SelfHandler
-		err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tt.input))
-		switch {
-		case tt.err == "" && err != nil:
-			t.Errorf("%q: %v", tt.input, err)
-		case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
-			t.Errorf("%q: error %v, want %q", tt.input, err, tt.err)
-		case tt.err == "" && strings.Join(h.Origins, " ") != strings.Join(tt.origins, " "):
-			t.Errorf("%q: origins %q", tt.input, h.Origins)
-		case tt.err == "" && tt.limit != nil && (h.WriteLimit == nil || *h.WriteLimit != *tt.limit):
-			t.Errorf("%q: write limit %+v, want %+v", tt.input, h.WriteLimit, tt.limit)
-		}
 	}
 }
 
