@@ -34,9 +34,8 @@ func TestBrowserAdminRotate(t *testing.T) {
 	}
 	ci := g.admin("POST", "/users/"+user+"/tokens", map[string]any{"name": "ci-pipeline", "expires_in": "8760h"}).json(t)
 	oldTok, oldID := ci["token"].(string), ci["id"].(string)
-	if r := g.admin("POST", "/users/"+user+"/tokens", map[string]any{"name": "nightly-export", "expires_in": "720h"}); r.Status != http.StatusCreated {
-		t.Fatalf("creating nightly-export: %d %s", r.Status, r.Body)
-	}
+	nightly := g.admin("POST", "/users/"+user+"/tokens", map[string]any{"name": "nightly-export", "expires_in": "720h"}).json(t)
+	nightlyTok, _ := nightly["token"].(string)
 	row := func(id string) string { return fmt.Sprintf(`#tokens-body tr[data-token-id=%q]`, id) }
 
 	p := newPage(t)
@@ -144,4 +143,15 @@ func TestBrowserAdminRotate(t *testing.T) {
 		t.Errorf("rotating during the grace: %q", msg)
 	}
 	p.do("cancelling", chromedp.Click(chromedp.CSS(`#dlg-confirm [data-close]`)), chromedp.WaitNotVisible(chromedp.ID("dlg-confirm")))
+
+	// A leak report revokes nightly-export; the audit log names the
+	// reporter, not a raw actor string.
+	if r := g.admin("POST", "/tokens/revoke-leaked", map[string]any{"tokens": []string{nightlyTok}}); r.Status != http.StatusOK {
+		t.Fatalf("revoke-leaked: %d %s", r.Status, r.Body)
+	}
+	p.do("reloading the user", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(row(oldID))))
+	p.waitJS("the leak report in the audit log", `document.querySelector("#user-audit-body").textContent.includes("Leak report from an administrator")`)
+	if txt := p.textContent("#user-audit-body"); strings.Contains(txt, "leak:admin") {
+		t.Errorf("the audit log shows the raw actor: %q", txt)
+	}
 }

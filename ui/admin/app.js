@@ -680,12 +680,18 @@
     return t ? `token “${t.name}”` : "token " + id.slice(0, 8) + "…";
   }
 
+  // LEAK_SOURCES words the reporters of leaked tokens (actor leak:<source>).
+  const LEAK_SOURCES = { github: "GitHub secret scanning", gitlab: "GitLab secret detection", admin: "an administrator" };
+
   // actorLabel words who made a change: an admin key, an admin-scope token,
-  // a token's holder logging it out, a user through self-service, or the
-  // command line.
+  // a token's holder logging it out, a user through self-service, the
+  // command line, armgate itself (retention) or a leak report.
   function actorLabel(a, ev) {
     if (a === "admin_key") return "Admin key";
     if (a === "cli") return "Command line";
+    if (a === "system") return "armgate (retention)";
+    if (a === "unknown") return "Unknown (before actors were recorded)";
+    if (a.startsWith("leak:")) return "Leak report from " + (LEAK_SOURCES[a.slice(5)] || a.slice(5));
     if (a.startsWith("user:")) return `${a.slice(5)} (self-service)`;
     if (a.startsWith("token:")) {
       const id = a.slice(6);
