@@ -1,0 +1,125 @@
+package adminapi
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/armgate/armgate/quota"
+	"github.com/armgate/armgate/storage"
+	"github.com/armgate/armgate/token"
+)
+
+// The rows the wire-shape test marshals: every field set, and every
+// optional field empty (nil pointers, nil slices and maps), so that both
+// null and [] stay what they were.
+
+func ptr[T any](v T) *T { return &v }
+
+var (
+	wireAt    = time.Date(2026, 12, 6, 12, 0, 0, 123456789, time.UTC)
+	wireLater = time.Date(2026, 12, 7, 8, 30, 0, 0, time.UTC)
+	wireLimit = quota.Limit{Requests: 100, Window: time.Hour}
+
+	fullToken = storage.Token{
+		ID: "84b27aeb-aff9-4fcd-bea3-0f8bd72fc58d", UserID: "alice", Name: "ci", Hint: "arm_oVJ4…",
+		Scopes: []string{"api", "admin"}, Status: token.Revoked, CreatedAt: wireAt, ExpiresAt: wireLater,
+		LastUsedAt: ptr(wireAt), RevokedAt: ptr(wireLater), RevokedReason: ptr("leaked"),
+		RevokedBy: ptr("leak:github"), RotatedTo: ptr("e726a983-b717-4deb-80b1-8942cceabb23"),
+		RateLimit: &wireLimit, AllowedIPs: []string{"192.0.2.0/24", "2001:db8::/32"},
+		LeakedAt: ptr(wireLater), LeakURL: ptr("https://example.com/leak"),
+	}
+	// emptyToken: a zero row but for its status, with scopes [] and
+	// allowed_ips nil, to pin that neither turns into the other.
+	emptyToken = storage.Token{Scopes: []string{}, Status: token.Active}
+	fullUser   = storage.User{
+		ID: "alice", Email: ptr("alice@example.com"), DisplayName: ptr("Alice B"), Status: storage.UserDeactivated,
+		TokenCount: 3, CreatedAt: wireAt, RateLimit: &wireLimit, RLRequests: ptr[int64](100), RLWindow: ptr[int64](3600),
+	}
+	fullAudit = storage.AuditEvent{At: wireAt, Actor: "admin_key", Action: storage.ActionTokenRevoke,
+		Target: fullToken.ID, Detail: map[string]any{"reason": "leaked", "n": 2, "nested": map[string]any{"ok": true}}}
+	fullEvent = storage.Event{ID: "evt_0123456789abcdef0123456789abcdef", Type: "token.revoked", UserID: "alice",
+		Status: storage.EventFailed, Attempts: 7, CreatedAt: wireAt, NextAttemptAt: ptr(wireLater), SentAt: ptr(wireLater),
+		LastError: ptr("503 Service Unavailable"), Payload: json.RawMessage(`{"type":"token.revoked","data":{"token_id":"t"}}`)}
+	fullDays = []storage.DayUsage{{Day: "2026-12-05", Allowed: 412, QuotaRefused: 3, IPRefused: 1}, {Day: "2026-12-06"}}
+)
+
+// The JSON of each row as the API, the CLI (--json) and the screens see it.
+const (
+	fullTokenJSON = `{"id":"84b27aeb-aff9-4fcd-bea3-0f8bd72fc58d","user_id":"alice","name":"ci","hint":"arm_oVJ4…",` +
+		`"scopes":["api","admin"],"status":"revoked","created_at":"2026-12-06T12:00:00.123456789Z",` +
+		`"expires_at":"2026-12-07T08:30:00Z","last_used_at":"2026-12-06T12:00:00.123456789Z",` +
+		`"revoked_at":"2026-12-07T08:30:00Z","revoked_reason":"leaked","revoked_by":"leak:github",` +
+		`"rotated_to":"e726a983-b717-4deb-80b1-8942cceabb23","rate_limit":{"requests":100,"window":"1h"},` +
+		`"allowed_ips":["192.0.2.0/24","2001:db8::/32"],"leaked_at":"2026-12-07T08:30:00Z","leak_url":"https://example.com/leak"}`
+	emptyTokenJSON = `{"id":"","user_id":"","name":"","hint":"","scopes":[],"status":"active",` +
+		`"created_at":"0001-01-01T00:00:00Z","expires_at":"0001-01-01T00:00:00Z","last_used_at":null,` +
+		`"revoked_at":null,"revoked_reason":null,"revoked_by":null,"rotated_to":null,"rate_limit":null,` +
+		`"allowed_ips":null,"leaked_at":null,"leak_url":null}`
+	fullUserJSON = `{"id":"alice","email":"alice@example.com","display_name":"Alice B","status":"deactivated",` +
+		`"token_count":3,"created_at":"2026-12-06T12:00:00.123456789Z","rate_limit":{"requests":100,"window":"1h"},` +
+		`"max_tokens_per_user":10}`
+	emptyUserJSON = `{"id":"","email":null,"display_name":null,"status":"","token_count":0,` +
+		`"created_at":"0001-01-01T00:00:00Z","rate_limit":null,"max_tokens_per_user":0}`
+	fullAuditJSON = `{"at":"2026-12-06T12:00:00.123456789Z","actor":"admin_key","action":"token.revoke",` +
+		`"target":"84b27aeb-aff9-4fcd-bea3-0f8bd72fc58d","detail":{"n":2,"nested":{"ok":true},"reason":"leaked"}}`
+	emptyAuditJSON = `{"at":"0001-01-01T00:00:00Z","actor":"","action":"","target":"","detail":null}`
+	fullEventJSON  = `{"id":"evt_0123456789abcdef0123456789abcdef","type":"token.revoked","user_id":"alice",` +
+		`"status":"failed","attempts":7,"created_at":"2026-12-06T12:00:00.123456789Z",` +
+		`"next_attempt_at":"2026-12-07T08:30:00Z","sent_at":"2026-12-07T08:30:00Z",` +
+		`"last_error":"503 Service Unavailable","payload":{"type":"token.revoked","data":{"token_id":"t"}}}`
+	emptyEventJSON = `{"id":"","type":"","user_id":"","status":"","attempts":0,"created_at":"0001-01-01T00:00:00Z",` +
+		`"next_attempt_at":null,"sent_at":null,"last_error":null,"payload":null}`
+	fullDaysJSON = `[{"day":"2026-12-05","allowed":412,"quota_refused":3,"ip_refused":1},` +
+		`{"day":"2026-12-06","allowed":0,"quota_refused":0,"ip_refused":0}]`
+)
+
+// TestWireShapes pins the JSON of every response the admin API, the
+// self-service API and the CLI build from storage rows: field names and
+// order, null versus [] and absent, and the time format.
+func TestWireShapes(t *testing.T) {
+	t.Parallel()
+	userCursor := EncodeCursor("alice")
+	for _, tc := range []struct {
+		name string
+		v    any
+		want string
+	}{
+		{"token", fullToken, fullTokenJSON},
+		{"token empty", emptyToken, emptyTokenJSON},
+		{"created token", CreatedToken{Token: fullToken, Plaintext: "arm_secret"},
+			fullTokenJSON[:len(fullTokenJSON)-1] + `,"token":"arm_secret"}`},
+		{"rotated token", rotatedToken{CreatedToken: CreatedToken{Token: fullToken, Plaintext: "arm_secret"}, RotatedFrom: "old"},
+			fullTokenJSON[:len(fullTokenJSON)-1] + `,"token":"arm_secret","rotated_from":"old"}`},
+		{"token list", TokenList{Tokens: []storage.Token{fullToken, emptyToken}}, `{"tokens":[` + fullTokenJSON + `,` + emptyTokenJSON + `]}`},
+		{"token list empty", TokenList{Tokens: []storage.Token{}}, `{"tokens":[]}`},
+		{"user", User{User: fullUser, MaxTokensPerUser: 10}, fullUserJSON},
+		{"user empty", User{}, emptyUserJSON},
+		{"users page", UsersPage{Users: []User{{User: fullUser, MaxTokensPerUser: 10}}, NextCursor: &userCursor},
+			`{"users":[` + fullUserJSON + `],"next_cursor":"` + userCursor + `"}`},
+		{"users page last", UsersPage{Users: []User{}}, `{"users":[],"next_cursor":null}`},
+		{"self tokens", selfTokenList{User: User{User: fullUser, MaxTokensPerUser: 10}, MaxTokens: 10, Tokens: []storage.Token{fullToken}},
+			`{"user":` + fullUserJSON + `,"max_tokens":10,"tokens":[` + fullTokenJSON + `]}`},
+		{"self tokens empty", selfTokenList{User: User{}, Tokens: []storage.Token{}},
+			`{"user":` + emptyUserJSON + `,"max_tokens":0,"tokens":[]}`},
+		{"audit", auditList{Events: []storage.AuditEvent{fullAudit, {}}}, `{"events":[` + fullAuditJSON + `,` + emptyAuditJSON + `]}`},
+		{"audit empty", auditList{Events: []storage.AuditEvent{}}, `{"events":[]}`},
+		{"event", fullEvent, fullEventJSON},
+		{"event empty", storage.Event{}, emptyEventJSON},
+		{"events page", EventsPage{Events: []storage.Event{fullEvent}, NextCursor: &fullEvent.ID},
+			`{"events":[` + fullEventJSON + `],"next_cursor":"` + fullEvent.ID + `"}`},
+		{"events page last", EventsPage{Events: []storage.Event{}}, `{"events":[],"next_cursor":null}`},
+		{"usage", Usage{Days: fullDays, LastIP: ptr("192.0.2.7")}, `{"days":` + fullDaysJSON + `,"last_ip":"192.0.2.7"}`},
+		{"usage empty", Usage{Days: []storage.DayUsage{}}, `{"days":[],"last_ip":null}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := json.Marshal(tc.v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(b) != tc.want {
+				t.Errorf("JSON changed:\n got %s\nwant %s", b, tc.want)
+			}
+		})
+	}
+}
