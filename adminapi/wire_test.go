@@ -2,6 +2,10 @@ package adminapi
 
 import (
 	"encoding/json"
+	"net/netip"
+	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,32 +89,32 @@ func TestWireShapes(t *testing.T) {
 		v    any
 		want string
 	}{
-		{"token", fullToken, fullTokenJSON},
-		{"token empty", emptyToken, emptyTokenJSON},
-		{"created token", CreatedToken{Token: fullToken, Plaintext: "arm_secret"},
+		{"token", TokenJSON(fullToken), fullTokenJSON},
+		{"token empty", TokenJSON(emptyToken), emptyTokenJSON},
+		{"created token", CreatedTokenJSON(fullToken, "arm_secret"),
 			fullTokenJSON[:len(fullTokenJSON)-1] + `,"token":"arm_secret"}`},
-		{"rotated token", rotatedToken{CreatedToken: CreatedToken{Token: fullToken, Plaintext: "arm_secret"}, RotatedFrom: "old"},
+		{"rotated token", rotatedToken{CreatedToken: CreatedTokenJSON(fullToken, "arm_secret"), RotatedFrom: "old"},
 			fullTokenJSON[:len(fullTokenJSON)-1] + `,"token":"arm_secret","rotated_from":"old"}`},
-		{"token list", TokenList{Tokens: []storage.Token{fullToken, emptyToken}}, `{"tokens":[` + fullTokenJSON + `,` + emptyTokenJSON + `]}`},
-		{"token list empty", TokenList{Tokens: []storage.Token{}}, `{"tokens":[]}`},
-		{"user", User{User: fullUser, MaxTokensPerUser: 10}, fullUserJSON},
-		{"user empty", User{}, emptyUserJSON},
-		{"users page", UsersPage{Users: []User{{User: fullUser, MaxTokensPerUser: 10}}, NextCursor: &userCursor},
+		{"token list", TokenListJSON([]storage.Token{fullToken, emptyToken}), `{"tokens":[` + fullTokenJSON + `,` + emptyTokenJSON + `]}`},
+		{"token list empty", TokenListJSON(nil), `{"tokens":[]}`},
+		{"user", UserJSON(fullUser, 10), fullUserJSON},
+		{"user empty", UserJSON(storage.User{}, 0), emptyUserJSON},
+		{"users page", UsersPageJSON([]storage.User{fullUser}, true, 10),
 			`{"users":[` + fullUserJSON + `],"next_cursor":"` + userCursor + `"}`},
-		{"users page last", UsersPage{Users: []User{}}, `{"users":[],"next_cursor":null}`},
-		{"self tokens", selfTokenList{User: User{User: fullUser, MaxTokensPerUser: 10}, MaxTokens: 10, Tokens: []storage.Token{fullToken}},
+		{"users page last", UsersPageJSON(nil, false, 10), `{"users":[],"next_cursor":null}`},
+		{"self tokens", selfTokenList{User: UserJSON(fullUser, 10), MaxTokens: 10, Tokens: tokensJSON([]storage.Token{fullToken})},
 			`{"user":` + fullUserJSON + `,"max_tokens":10,"tokens":[` + fullTokenJSON + `]}`},
-		{"self tokens empty", selfTokenList{User: User{}, Tokens: []storage.Token{}},
+		{"self tokens empty", selfTokenList{User: UserJSON(storage.User{}, 0), Tokens: tokensJSON(nil)},
 			`{"user":` + emptyUserJSON + `,"max_tokens":0,"tokens":[]}`},
-		{"audit", auditList{Events: []storage.AuditEvent{fullAudit, {}}}, `{"events":[` + fullAuditJSON + `,` + emptyAuditJSON + `]}`},
-		{"audit empty", auditList{Events: []storage.AuditEvent{}}, `{"events":[]}`},
-		{"event", fullEvent, fullEventJSON},
-		{"event empty", storage.Event{}, emptyEventJSON},
-		{"events page", EventsPage{Events: []storage.Event{fullEvent}, NextCursor: &fullEvent.ID},
+		{"audit", auditListJSON([]storage.AuditEvent{fullAudit, {}}), `{"events":[` + fullAuditJSON + `,` + emptyAuditJSON + `]}`},
+		{"audit empty", auditListJSON(nil), `{"events":[]}`},
+		{"event", EventJSON(fullEvent), fullEventJSON},
+		{"event empty", EventJSON(storage.Event{}), emptyEventJSON},
+		{"events page", EventsPageJSON([]storage.Event{fullEvent}, true),
 			`{"events":[` + fullEventJSON + `],"next_cursor":"` + fullEvent.ID + `"}`},
-		{"events page last", EventsPage{Events: []storage.Event{}}, `{"events":[],"next_cursor":null}`},
-		{"usage", Usage{Days: fullDays, LastIP: ptr("192.0.2.7")}, `{"days":` + fullDaysJSON + `,"last_ip":"192.0.2.7"}`},
-		{"usage empty", Usage{Days: []storage.DayUsage{}}, `{"days":[],"last_ip":null}`},
+		{"events page last", EventsPageJSON(nil, true), `{"events":[],"next_cursor":null}`},
+		{"usage", UsageJSON(fullDays, netip.MustParseAddr("192.0.2.7")), `{"days":` + fullDaysJSON + `,"last_ip":"192.0.2.7"}`},
+		{"usage empty", UsageJSON(nil, netip.Addr{}), `{"days":[],"last_ip":null}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := json.Marshal(tc.v)
@@ -122,4 +126,83 @@ func TestWireShapes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestOpenAPIMatchesWireTypes: each response schema of both descriptions
+// names exactly the JSON fields of the type the handlers answer with (an
+// allOf schema the fields of its parts), so that a field added to a wire
+// type, or to the description only, fails here.
+func TestOpenAPIMatchesWireTypes(t *testing.T) {
+	t.Parallel()
+	types := map[string]any{
+		"User": User{}, "UsersPage": UsersPage{}, "Token": Token{}, "CreatedToken": CreatedToken{},
+		"RotatedToken": rotatedToken{}, "TokenList": TokenList{}, "AuditList": auditList{}, "AuditEvent": auditEvent{},
+		"Event": Event{}, "EventsPage": EventsPage{}, "Usage": Usage{}, "SelfTokens": selfTokenList{},
+		"RevokedLeaks": RevokedLeaks{}, "RevokedCount": revokedCount{}, "Introspection": introspection{},
+		"Error": ErrorBody{},
+	}
+	for doc, raw := range map[string][]byte{"admin": adminOpenAPI(), "self": selfOpenAPI()} {
+		var d struct {
+			Components struct {
+				Schemas map[string]openAPISchema `json:"schemas"`
+			} `json:"components"`
+		}
+		if err := json.Unmarshal(raw, &d); err != nil {
+			t.Fatal(err)
+		}
+		checked := 0
+		for name, v := range types {
+			s, ok := d.Components.Schemas[name]
+			if !ok {
+				continue
+			}
+			checked++
+			got := jsonNames(reflect.TypeOf(v))
+			if want := s.fields(d.Components.Schemas); !sameSet(got, want) {
+				t.Errorf("%s %s: the type has %v, the description %v", doc, name, got, slices.Sorted(slices.Values(want)))
+			}
+		}
+		if usage, ok := d.Components.Schemas["Usage"]; ok {
+			checked++
+			if got, want := jsonNames(reflect.TypeOf(DayUsage{})), usage.Properties["days"].Items.fields(nil); !sameSet(got, want) {
+				t.Errorf("%s Usage.days: the type has %v, the description %v", doc, got, want)
+			}
+		}
+		if checked < 6 {
+			t.Fatalf("%s: only %d schemas checked", doc, checked)
+		}
+	}
+}
+
+// openAPISchema is the part of a schema whose field names the test reads.
+type openAPISchema struct {
+	Ref        string                    `json:"$ref"`
+	Properties map[string]*openAPISchema `json:"properties"`
+	AllOf      []*openAPISchema          `json:"allOf"`
+	Items      *openAPISchema            `json:"items"`
+}
+
+// fields are the property names of s and of the parts of its allOf, with
+// references looked up in schemas.
+func (s *openAPISchema) fields(schemas map[string]openAPISchema) []string {
+	if s == nil {
+		return nil
+	}
+	if name, ok := strings.CutPrefix(s.Ref, "#/components/schemas/"); ok {
+		r := schemas[name]
+		return r.fields(schemas)
+	}
+	var names []string
+	for n := range s.Properties {
+		names = append(names, n)
+	}
+	for _, p := range s.AllOf {
+		names = append(names, p.fields(schemas)...)
+	}
+	return names
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Sorted(slices.Values(a)), slices.Sorted(slices.Values(b))
+	return len(a) > 0 && slices.Equal(a, b)
 }

@@ -54,7 +54,7 @@ func (r *Runner) TokenCreate(ctx context.Context, n NewToken) error {
 		return fmt.Errorf("creating token: %w", err)
 	}
 	if r.JSON {
-		return r.printJSON(adminapi.CreatedToken{Token: t, Plaintext: plain})
+		return r.printJSON(adminapi.CreatedTokenJSON(t, plain))
 	}
 	_, err = fmt.Fprintln(r.Out, plain)
 	return err
@@ -69,11 +69,8 @@ func (r *Runner) TokenList(ctx context.Context, user string) error {
 	if err != nil {
 		return storeErr(err, fmt.Sprintf("user %q", user))
 	}
-	if tokens == nil {
-		tokens = []storage.Token{}
-	}
 	if r.JSON {
-		return r.printJSON(adminapi.TokenList{Tokens: tokens})
+		return r.printJSON(adminapi.TokenListJSON(tokens))
 	}
 	return r.printTokens(tokens...)
 }
@@ -207,7 +204,7 @@ func (r *Runner) TokenRotate(ctx context.Context, rot Rotation) error {
 		return storeErr(err, "token "+id)
 	}
 	if r.JSON {
-		return r.printJSON(RotatedToken{adminapi.CreatedToken{Token: t, Plaintext: plain}, id})
+		return r.printJSON(RotatedToken{adminapi.CreatedTokenJSON(t, plain), id})
 	}
 	_, err = fmt.Fprintln(r.Out, plain)
 	return err
@@ -228,7 +225,7 @@ func ParseGrace(s *string) (time.Duration, error) {
 
 func (r *Runner) printToken(t storage.Token) error {
 	if r.JSON {
-		return r.printJSON(t)
+		return r.printJSON(adminapi.TokenJSON(t))
 	}
 	return r.printTokens(t)
 }

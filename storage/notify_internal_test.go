@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"encoding/json"
 	"reflect"
 	"testing"
 )
@@ -22,12 +21,12 @@ func TestNotificationPayload(t *testing.T) {
 		{"empty", Invalidation{}, `{}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b, err := json.Marshal(tc.inv)
+			b, err := encodeInvalidation(tc.inv)
 			if err != nil || string(b) != tc.want {
 				t.Fatalf("payload %s (%v), want %s", b, err, tc.want)
 			}
-			var back Invalidation
-			if err := json.Unmarshal(b, &back); err != nil || !reflect.DeepEqual(back, tc.inv) {
+			back, err := decodeInvalidation(b)
+			if err != nil || !reflect.DeepEqual(back, tc.inv) {
 				t.Errorf("read back %+v (%v), want %+v", back, err, tc.inv)
 			}
 		})
