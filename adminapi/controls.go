@@ -135,8 +135,8 @@ func (b TokenControlsRequest) Controls() (storage.TokenControls, error) {
 // Usage is the answer of GET /tokens/{token_id}/usage: one entry per UTC
 // day, oldest first, days without requests as zeros.
 type Usage struct {
-	Days   []storage.DayUsage `json:"days"`
-	LastIP *string            `json:"last_ip"`
+	Days   []DayUsage `json:"days"`
+	LastIP *string    `json:"last_ip"`
 }
 
 // ParseUsageDays reads ?days=: 1 to MaxUsageDays, DefaultUsageDays if empty.
@@ -164,7 +164,7 @@ func (h *handler) patchToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return h.changed(w, inv, http.StatusOK, t)
+	return h.changed(w, inv, http.StatusOK, TokenJSON(t))
 }
 
 func (h *handler) tokenUsage(w http.ResponseWriter, r *http.Request) error {
@@ -190,15 +190,7 @@ func usage(r *http.Request, s Store, id string, days int) (Usage, error) {
 	if err != nil {
 		return Usage{}, err
 	}
-	u := Usage{Days: d}
-	if u.Days == nil {
-		u.Days = []storage.DayUsage{}
-	}
-	if last.IsValid() {
-		a := last.String()
-		u.LastIP = &a
-	}
-	return u, nil
+	return UsageJSON(d, last), nil
 }
 
 // setUserRateLimit sets the user's quota (a zero Limit removes it) and

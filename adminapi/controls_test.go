@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/armgate/armgate/quota"
-	"github.com/armgate/armgate/storage"
 )
 
 // newControlsAdmin is the admin API on a real store, with the store for
@@ -41,7 +40,7 @@ func TestPatchTokenControls(t *testing.T) {
 	if tok.RateLimit != nil || len(tok.AllowedIPs) != 0 || tok.AllowedIPs == nil {
 		t.Fatalf("new token carries controls: %+v %#v", tok.RateLimit, tok.AllowedIPs)
 	}
-	var got storage.Token
+	var got Token
 	rec := do(t, h, "PATCH", "/tokens/"+tok.ID, testAdminKey,
 		`{"rate_limit":{"requests":5,"window":"90m"},"allowed_ips":["192.0.2.7/24","2001:DB8::1/32","::ffff:198.51.100.1"]}`, &got)
 	if rec.Code != http.StatusOK {
@@ -69,9 +68,9 @@ func TestPatchTokenControls(t *testing.T) {
 	if rec := do(t, h, "PATCH", "/tokens/"+tok.ID, testAdminKey, `{"allowed_ips":[]}`, &got); rec.Code != http.StatusOK || len(got.AllowedIPs) != 0 {
 		t.Fatalf("clear allow-list: %d %s", rec.Code, rec.Body)
 	}
-	var audit struct{ Events []storage.AuditEvent }
+	var audit struct{ Events []auditEvent }
 	do(t, h, "GET", "/audit?user_id=alice", testAdminKey, "", &audit)
-	var updates []storage.AuditEvent
+	var updates []auditEvent
 	for _, ev := range audit.Events {
 		if ev.Action == "token.update" {
 			updates = append(updates, ev)
@@ -119,7 +118,7 @@ func TestPatchTokenControlsRefusals(t *testing.T) {
 			t.Errorf("%s: %d %+v, want 400 with %q", c.body, rec.Code, eb, c.want)
 		}
 	}
-	var got storage.Token
+	var got Token
 	do(t, h, "GET", "/tokens/"+tok.ID, testAdminKey, "", &got)
 	if got.RateLimit == nil || got.RateLimit.Requests != 10 || len(got.AllowedIPs) != 0 {
 		t.Errorf("a refused change was written: %+v %v", got.RateLimit, got.AllowedIPs)

@@ -186,17 +186,21 @@ func exactKeys(b []byte, dst any) error {
 // jsonNames lists the JSON names of the fields of the struct type t, or
 // of the struct it points to, in field order: the tag's name, else the
 // field's (as encoding/json does); fields tagged "-" and unexported ones
-// are left out. The one place that reads json tags.
+// are left out, and an embedded struct without a name contributes its
+// fields in its place (CreatedToken: Token's, then "token"). The one place
+// that reads json tags.
 func jsonNames(t reflect.Type) []string {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
+	t = indirect(t)
 	var names []string
 	if t.Kind() != reflect.Struct {
 		return names
 	}
 	for f := range t.Fields() {
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if f.Anonymous && name == "" && indirect(f.Type).Kind() == reflect.Struct {
+			names = append(names, jsonNames(f.Type)...)
+			continue
+		}
 		if name == "-" || !f.IsExported() {
 			continue
 		}
@@ -235,10 +239,16 @@ func jsonError(err error, dst any) *Error {
 	return badRequest("invalid request body: %s", strings.TrimPrefix(err.Error(), "json: "))
 }
 
-func describeType(t reflect.Type) string {
+// indirect is the type t points to, through any number of pointers.
+func indirect(t reflect.Type) reflect.Type {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
+	return t
+}
+
+func describeType(t reflect.Type) string {
+	t = indirect(t)
 	switch t.Kind() {
 	case reflect.String:
 		return "a string"

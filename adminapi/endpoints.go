@@ -92,15 +92,7 @@ func (h *handler) listUsers(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	page := UsersPage{Users: make([]User, 0, len(users))}
-	for _, u := range users {
-		page.Users = append(page.Users, h.userJSON(u))
-	}
-	if more && len(users) > 0 {
-		c := EncodeCursor(users[len(users)-1].ID)
-		page.NextCursor = &c
-	}
-	WriteJSON(w, http.StatusOK, page)
+	WriteJSON(w, http.StatusOK, UsersPageJSON(users, more, h.limits.MaxPerUser))
 	return nil
 }
 
@@ -144,7 +136,7 @@ func (h *handler) createToken(w http.ResponseWriter, r *http.Request) error {
 // known-token set must not refuse it before the notification arrives.
 func (h *handler) created(w http.ResponseWriter, t storage.Token, plain string) error {
 	sum := token.Sum(plain)
-	return h.changed(w, storage.Invalidation{Created: [][]byte{sum[:]}}, http.StatusCreated, CreatedToken{Token: t, Plaintext: plain})
+	return h.changed(w, storage.Invalidation{Created: [][]byte{sum[:]}}, http.StatusCreated, CreatedTokenJSON(t, plain))
 }
 
 func (h *handler) listTokens(w http.ResponseWriter, r *http.Request) error {
@@ -156,10 +148,7 @@ func (h *handler) listTokens(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if tokens == nil {
-		tokens = []storage.Token{}
-	}
-	WriteJSON(w, http.StatusOK, TokenList{Tokens: tokens})
+	WriteJSON(w, http.StatusOK, TokenListJSON(tokens))
 	return nil
 }
 
@@ -172,7 +161,7 @@ func (h *handler) getToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	WriteJSON(w, http.StatusOK, t)
+	WriteJSON(w, http.StatusOK, TokenJSON(t))
 	return nil
 }
 
@@ -189,7 +178,7 @@ func (h *handler) revokeToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return h.changed(w, inv, http.StatusOK, t)
+	return h.changed(w, inv, http.StatusOK, TokenJSON(t))
 }
 
 func (h *handler) reapproveToken(w http.ResponseWriter, r *http.Request) error {
@@ -201,7 +190,7 @@ func (h *handler) reapproveToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return h.changed(w, inv, http.StatusOK, t)
+	return h.changed(w, inv, http.StatusOK, TokenJSON(t))
 }
 
 func (h *handler) deleteToken(w http.ResponseWriter, r *http.Request) error {
@@ -264,10 +253,7 @@ func (h *handler) audit(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if events == nil {
-		events = []storage.AuditEvent{}
-	}
-	WriteJSON(w, http.StatusOK, auditList{Events: events})
+	WriteJSON(w, http.StatusOK, auditListJSON(events))
 	return nil
 }
 
@@ -315,6 +301,4 @@ func noContent(w http.ResponseWriter) {
 }
 
 // userJSON is u as the API shows it, with the configured token limit.
-func (h *handler) userJSON(u storage.User) User {
-	return User{User: u, MaxTokensPerUser: h.limits.MaxPerUser}
-}
+func (h *handler) userJSON(u storage.User) User { return UserJSON(u, h.limits.MaxPerUser) }

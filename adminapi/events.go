@@ -23,8 +23,8 @@ var _ EventStore = (*storage.Store)(nil)
 // EventsPage is a page of GET /events, oldest first. NextCursor is null on
 // the last page.
 type EventsPage struct {
-	Events     []storage.Event `json:"events"`
-	NextCursor *string         `json:"next_cursor"`
+	Events     []Event `json:"events"`
+	NextCursor *string `json:"next_cursor"`
 }
 
 // ParseEventStatus returns the status filter of GET /events: failed when
@@ -80,15 +80,7 @@ func (h *handler) listEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	page := EventsPage{Events: list}
-	if page.Events == nil {
-		page.Events = []storage.Event{}
-	}
-	if more && len(list) > 0 {
-		c := list[len(list)-1].ID
-		page.NextCursor = &c
-	}
-	WriteJSON(w, http.StatusOK, page)
+	WriteJSON(w, http.StatusOK, EventsPageJSON(list, more))
 	return nil
 }
 
@@ -112,6 +104,6 @@ func (h *handler) retryEvent(w http.ResponseWriter, r *http.Request) error {
 	case err != nil:
 		return err
 	}
-	WriteJSON(w, http.StatusOK, ev)
+	WriteJSON(w, http.StatusOK, EventJSON(ev))
 	return nil
 }

@@ -2,7 +2,9 @@ package adminapi
 
 import (
 	"strings"
+	"time"
 
+	"github.com/armgate/armgate/quota"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
 )
@@ -13,14 +15,22 @@ import (
 // User is a user as the API shows it: the stored fields plus the configured
 // token limit, so that clients can show "3 of 10 tokens".
 type User struct {
-	storage.User
-	MaxTokensPerUser int `json:"max_tokens_per_user"`
+	ID          string             `json:"id"`
+	Email       *string            `json:"email"`
+	DisplayName *string            `json:"display_name"`
+	Status      storage.UserStatus `json:"status"`
+	TokenCount  int                `json:"token_count"`
+	CreatedAt   time.Time          `json:"created_at"`
+	// RateLimit is the quota on all of the user's tokens together; null
+	// when the user has none of their own.
+	RateLimit        *quota.Limit `json:"rate_limit"`
+	MaxTokensPerUser int          `json:"max_tokens_per_user"`
 }
 
 // CreatedToken is the create response: the token JSON plus the plaintext,
 // the only place it is ever shown.
 type CreatedToken struct {
-	storage.Token
+	Token
 	Plaintext string `json:"token"`
 }
 
@@ -34,12 +44,12 @@ type UsersPage struct {
 // TokenList is the answer of GET /users/{user_id}/tokens; an object rather
 // than a bare array, so that fields can be added later.
 type TokenList struct {
-	Tokens []storage.Token `json:"tokens"`
+	Tokens []Token `json:"tokens"`
 }
 
 // auditList is the answer of GET /audit; an object for the same reason.
 type auditList struct {
-	Events []storage.AuditEvent `json:"events"`
+	Events []auditEvent `json:"events"`
 }
 
 // introspection is the RFC 7662 answer; an inactive token gets exactly

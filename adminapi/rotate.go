@@ -98,7 +98,7 @@ func (h *handler) rotateToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return h.changed(w, inv, http.StatusCreated, RotatedToken{CreatedToken: CreatedToken{Token: t, Plaintext: plain}, RotatedFrom: id})
+	return h.changed(w, inv, http.StatusCreated, RotatedToken{CreatedToken: CreatedTokenJSON(t, plain), RotatedFrom: id})
 }
 
 func (h *handler) revokeAllTokens(w http.ResponseWriter, r *http.Request) error {

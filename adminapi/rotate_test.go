@@ -189,7 +189,7 @@ func TestAdminRotate(t *testing.T) {
 	if strings.Contains(rec.Body.String(), `"hash"`) {
 		t.Errorf("rotate response shows a hash: %s", rec.Body)
 	}
-	var oldNow storage.Token
+	var oldNow Token
 	do(t, h, "GET", "/tokens/"+old.ID, testAdminKey, "", &oldNow)
 	if oldNow.RotatedTo == nil || *oldNow.RotatedTo != got.ID || oldNow.ExpiresAt.After(time.Now().Add(time.Hour)) ||
 		oldNow.Status != token.Active {

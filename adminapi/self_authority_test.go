@@ -75,7 +75,7 @@ func TestSelfAuthority(t *testing.T) {
 	if rec := selfDo(t, h, "alice", "POST", "/tokens/"+mine.ID+"/revoke", `{"reason":"lost"}`, nil, nil); rec.Code != 200 {
 		t.Fatalf("revoke: %d %s", rec.Code, rec.Body)
 	}
-	var tk storage.Token
+	var tk Token
 	if rec := selfDo(t, h, "alice", "GET", "/tokens/"+mine.ID, "", nil, &tk); rec.Code != 200 || tk.RevokedBy == nil || *tk.RevokedBy != "user:alice" ||
 		!strings.Contains(rec.Body.String(), `"revoked_by":"user:alice"`) {
 		t.Errorf("revoked_by after a self-service revoke: %d %s", rec.Code, rec.Body)

@@ -113,7 +113,7 @@ func (s *selfHandler) patchToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return s.changed(w, inv, http.StatusOK, t)
+	return s.changed(w, inv, http.StatusOK, TokenJSON(t))
 }
 
 func (s *selfHandler) tokenUsage(w http.ResponseWriter, r *http.Request) error {
@@ -137,14 +137,6 @@ func (s *selfHandler) tokenUsage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	u := Usage{Days: d}
-	if u.Days == nil {
-		u.Days = []storage.DayUsage{}
-	}
-	if last.IsValid() {
-		a := last.String()
-		u.LastIP = &a
-	}
-	WriteJSON(w, http.StatusOK, u)
+	WriteJSON(w, http.StatusOK, UsageJSON(d, last))
 	return nil
 }

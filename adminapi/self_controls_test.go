@@ -28,9 +28,9 @@ func TestSelfControlsLowerOnly(t *testing.T) {
 	}
 	tok := e.adminToken(t, "ann", "ci", "api")
 	path := "/tokens/" + tok.ID
-	patch := func(user, body string, want int) (storage.Token, ErrorBody) {
+	patch := func(user, body string, want int) (Token, ErrorBody) {
 		t.Helper()
-		var got storage.Token
+		var got Token
 		var eb ErrorBody
 		rec := selfDo(t, h, user, http.MethodPatch, path, body, nil, nil)
 		if rec.Code != want {
@@ -123,7 +123,7 @@ func TestSelfControlsLowerOnly(t *testing.T) {
 }
 
 // serveBody decodes a recorded answer into ok or, for an error, eb.
-func serveBody(t *testing.T, rec interface{ Result() *http.Response }, ok *storage.Token, eb *ErrorBody) {
+func serveBody(t *testing.T, rec interface{ Result() *http.Response }, ok *Token, eb *ErrorBody) {
 	t.Helper()
 	res := rec.Result()
 	defer res.Body.Close()

@@ -65,7 +65,7 @@ func TestSelfFlow(t *testing.T) {
 	if strings.Contains(selfDo(t, h, "alice", "GET", "/tokens", "", nil, nil).Body.String(), created.Plaintext) {
 		t.Error("the list shows the plaintext")
 	}
-	var tk storage.Token
+	var tk Token
 	if rec := selfDo(t, h, "alice", "GET", "/tokens/"+created.ID, "", nil, &tk); rec.Code != 200 || tk.ID != created.ID {
 		t.Errorf("get: %d %s", rec.Code, rec.Body)
 	}

@@ -89,9 +89,9 @@ func (s *selfHandler) changed(w http.ResponseWriter, inv storage.Invalidation, s
 // selfTokenList is the answer of the self-service GET /tokens: the user,
 // the limit, for "3 of 10 tokens", and the tokens.
 type selfTokenList struct {
-	User      User            `json:"user"`
-	MaxTokens int             `json:"max_tokens"`
-	Tokens    []storage.Token `json:"tokens"`
+	User      User    `json:"user"`
+	MaxTokens int     `json:"max_tokens"`
+	Tokens    []Token `json:"tokens"`
 }
 
 func (s *selfHandler) listTokens(w http.ResponseWriter, r *http.Request) error {
@@ -100,11 +100,8 @@ func (s *selfHandler) listTokens(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if tokens == nil {
-		tokens = []storage.Token{}
-	}
-	WriteJSON(w, http.StatusOK, selfTokenList{User: User{User: u, MaxTokensPerUser: s.limits.MaxPerUser},
-		MaxTokens: s.limits.MaxPerUser, Tokens: tokens})
+	WriteJSON(w, http.StatusOK, selfTokenList{User: UserJSON(u, s.limits.MaxPerUser),
+		MaxTokens: s.limits.MaxPerUser, Tokens: tokensJSON(tokens)})
 	return nil
 }
 
@@ -122,7 +119,7 @@ func (s *selfHandler) getToken(w http.ResponseWriter, r *http.Request) error {
 	if t.UserID != selfUser(r) {
 		return storage.ErrNotFound
 	}
-	WriteJSON(w, http.StatusOK, t)
+	WriteJSON(w, http.StatusOK, TokenJSON(t))
 	return nil
 }
 
@@ -162,7 +159,7 @@ func (s *selfHandler) createToken(w http.ResponseWriter, r *http.Request) error 
 	// This instance learns of the token before answering, so that its
 	// known-token set cannot refuse the token's first request.
 	sum := token.Sum(plain)
-	return s.changed(w, storage.Invalidation{Created: [][]byte{sum[:]}}, http.StatusCreated, CreatedToken{Token: t, Plaintext: plain})
+	return s.changed(w, storage.Invalidation{Created: [][]byte{sum[:]}}, http.StatusCreated, CreatedTokenJSON(t, plain))
 }
 
 func (s *selfHandler) revokeToken(w http.ResponseWriter, r *http.Request) error {
@@ -178,7 +175,7 @@ func (s *selfHandler) revokeToken(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	return s.changed(w, inv, http.StatusOK, t)
+	return s.changed(w, inv, http.StatusOK, TokenJSON(t))
 }
 
 func (s *selfHandler) reapproveToken(w http.ResponseWriter, r *http.Request) error {
@@ -190,7 +187,7 @@ func (s *selfHandler) reapproveToken(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return err
 	}
-	return s.changed(w, inv, http.StatusOK, t)
+	return s.changed(w, inv, http.StatusOK, TokenJSON(t))
 }
 
 // rotateToken rotates one of the user's tokens. The new lifetime is checked
@@ -208,7 +205,7 @@ func (s *selfHandler) rotateToken(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	return s.changed(w, inv, http.StatusCreated, RotatedToken{CreatedToken: CreatedToken{Token: t, Plaintext: plain}, RotatedFrom: id})
+	return s.changed(w, inv, http.StatusCreated, RotatedToken{CreatedToken: CreatedTokenJSON(t, plain), RotatedFrom: id})
 }
 
 func (s *selfHandler) deleteToken(w http.ResponseWriter, r *http.Request) error {

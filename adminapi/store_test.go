@@ -106,7 +106,7 @@ func TestAdminOnStore(t *testing.T) {
 		!in.Active || in.Sub != "alice" || in.TokenID != created.ID || in.Scope != "api admin" {
 		t.Errorf("introspect: %d %s", rec.Code, rec.Body)
 	}
-	var tok storage.Token
+	var tok Token
 	if rec := do(t, h, "GET", "/tokens/"+created.ID, created.Token, "", &tok); rec.Code != 200 || tok.Name != "ops" {
 		t.Errorf("get token: %d %s", rec.Code, rec.Body)
 	}

@@ -68,7 +68,7 @@ func (r *Runner) setControls(ctx context.Context, id string, req adminapi.TokenC
 		return storeErr(err, "token "+id)
 	}
 	if r.JSON {
-		return r.printJSON(t)
+		return r.printJSON(adminapi.TokenJSON(t))
 	}
 	return r.printControls(t)
 }
@@ -107,14 +107,7 @@ func (r *Runner) TokenUsage(ctx context.Context, id string, days *string) error 
 	if err != nil {
 		return storeErr(err, "token "+id)
 	}
-	u := adminapi.Usage{Days: rows}
-	if u.Days == nil {
-		u.Days = []storage.DayUsage{}
-	}
-	if last.IsValid() {
-		a := last.String()
-		u.LastIP = &a
-	}
+	u := adminapi.UsageJSON(rows, last)
 	if r.JSON {
 		return r.printJSON(u)
 	}

@@ -9,7 +9,6 @@ import (
 	"github.com/armgate/armgate/adminapi"
 	"github.com/armgate/armgate/admincli"
 	"github.com/armgate/armgate/quota"
-	"github.com/armgate/armgate/storage"
 )
 
 func i64(n int64) *int64 { return &n }
@@ -35,7 +34,7 @@ func TestCLIControls(t *testing.T) {
 	out = e.run(t, true, func(ctx context.Context, r *admincli.Runner) error {
 		return r.TokenAllowIPs(ctx, id, []string{"192.0.2.9/24", "2001:db8::/32"}, false)
 	})
-	tok := decode[storage.Token](t, out)
+	tok := decode[adminapi.Token](t, out)
 	if tok.RateLimit == nil || *tok.RateLimit != (quota.Limit{Requests: 1000, Window: time.Hour}) ||
 		strings.Join(tok.AllowedIPs, " ") != "192.0.2.0/24 2001:db8::/32" {
 		t.Errorf("allow-ips --json: %s", out)
@@ -102,8 +101,8 @@ func TestCLIControls(t *testing.T) {
 	}
 	out = e.run(t, true, func(ctx context.Context, r *admincli.Runner) error { return r.TokenUsage(ctx, id, nil) })
 	u := decode[struct {
-		Days   []storage.DayUsage `json:"days"`
-		LastIP *string            `json:"last_ip"`
+		Days   []adminapi.DayUsage `json:"days"`
+		LastIP *string             `json:"last_ip"`
 	}](t, out)
 	if len(u.Days) != 30 || u.Days[29].Allowed != 12 || u.LastIP != nil {
 		t.Errorf("usage --json: %s", out)

@@ -34,14 +34,7 @@ func (r *Runner) EventList(ctx context.Context, status string, limit *string, cu
 	if err != nil {
 		return err
 	}
-	page := adminapi.EventsPage{Events: list}
-	if page.Events == nil {
-		page.Events = []storage.Event{}
-	}
-	if more && len(list) > 0 {
-		c := list[len(list)-1].ID
-		page.NextCursor = &c
-	}
+	page := adminapi.EventsPageJSON(list, more)
 	if r.JSON {
 		return r.printJSON(page)
 	}
@@ -75,7 +68,7 @@ func (r *Runner) EventRetry(ctx context.Context, id string) error {
 		return err
 	}
 	if r.JSON {
-		return r.printJSON(e)
+		return r.printJSON(adminapi.EventJSON(e))
 	}
 	_, err = fmt.Fprintf(r.Out, "%s %s\n", e.ID, e.Status)
 	return err

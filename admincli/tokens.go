@@ -36,7 +36,7 @@ func (r *Runner) TokenCreate(ctx context.Context, user string, req adminapi.Crea
 		return fmt.Errorf("creating token: %w", err)
 	}
 	if r.JSON {
-		return r.printJSON(adminapi.CreatedToken{Token: t, Plaintext: plain})
+		return r.printJSON(adminapi.CreatedTokenJSON(t, plain))
 	}
 	_, err = fmt.Fprintln(r.Out, plain)
 	return err
@@ -51,11 +51,8 @@ func (r *Runner) TokenList(ctx context.Context, user string) error {
 	if err != nil {
 		return storeErr(err, fmt.Sprintf("user %q", user))
 	}
-	if tokens == nil {
-		tokens = []storage.Token{}
-	}
 	if r.JSON {
-		return r.printJSON(adminapi.TokenList{Tokens: tokens})
+		return r.printJSON(adminapi.TokenListJSON(tokens))
 	}
 	return r.printTokens(tokens...)
 }
@@ -158,7 +155,7 @@ func (r *Runner) TokenRotate(ctx context.Context, id string, req adminapi.Rotate
 		return storeErr(err, "token "+id)
 	}
 	if r.JSON {
-		return r.printJSON(adminapi.RotatedToken{CreatedToken: adminapi.CreatedToken{Token: t, Plaintext: plain}, RotatedFrom: id})
+		return r.printJSON(adminapi.RotatedToken{CreatedToken: adminapi.CreatedTokenJSON(t, plain), RotatedFrom: id})
 	}
 	_, err = fmt.Fprintln(r.Out, plain)
 	return err
@@ -166,7 +163,7 @@ func (r *Runner) TokenRotate(ctx context.Context, id string, req adminapi.Rotate
 
 func (r *Runner) printToken(t storage.Token) error {
 	if r.JSON {
-		return r.printJSON(t)
+		return r.printJSON(adminapi.TokenJSON(t))
 	}
 	return r.printTokens(t)
 }

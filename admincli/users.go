@@ -62,14 +62,7 @@ func (r *Runner) UserList(ctx context.Context, status string, limit *string, cur
 	if err != nil {
 		return err
 	}
-	page := adminapi.UsersPage{Users: make([]adminapi.User, 0, len(users))}
-	for _, u := range users {
-		page.Users = append(page.Users, r.userJSON(u))
-	}
-	if more && len(users) > 0 {
-		c := adminapi.EncodeCursor(users[len(users)-1].ID)
-		page.NextCursor = &c
-	}
+	page := adminapi.UsersPageJSON(users, more, r.Limits.MaxPerUser)
 	if r.JSON {
 		return r.printJSON(page)
 	}
@@ -95,14 +88,10 @@ func (r *Runner) UserSetActive(ctx context.Context, id string, active bool) erro
 	return r.printUsers(u)
 }
 
-func (r *Runner) userJSON(u storage.User) adminapi.User {
-	return adminapi.User{User: u, MaxTokensPerUser: r.Limits.MaxPerUser}
-}
-
 // printUsers prints one user as the API's user JSON, or users as a table.
 func (r *Runner) printUsers(users ...storage.User) error {
 	if r.JSON && len(users) == 1 {
-		return r.printJSON(r.userJSON(users[0]))
+		return r.printJSON(adminapi.UserJSON(users[0], r.Limits.MaxPerUser))
 	}
 	t := newTable(r.Out, "ID", "EMAIL", "DISPLAY NAME", "STATUS", "TOKENS", "CREATED")
 	for _, u := range users {

@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"encoding/json"
 	"testing"
 )
 
@@ -38,7 +37,7 @@ func TestBounded(t *testing.T) {
 			if got.All && len(got.Hashes) != 0 || got.Rescan && len(got.Created)+len(got.Deleted) != 0 {
 				t.Errorf("kept lists beside All/Rescan: %+v", got)
 			}
-			payload, err := json.Marshal(got)
+			payload, err := encodeInvalidation(got)
 			if err != nil || len(payload) >= 8000 {
 				t.Errorf("payload of %d bytes: %v", len(payload), err)
 			}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -188,8 +187,8 @@ func listenOn(ctx context.Context, conn *pgx.Conn, hb time.Duration, h ListenHoo
 				pending = false
 			}
 		case Channel:
-			var inv Invalidation
-			if err := json.Unmarshal([]byte(n.Payload), &inv); err != nil {
+			inv, err := decodeInvalidation([]byte(n.Payload))
+			if err != nil {
 				// Unreadable: drop everything rather than risk a stale
 				// entry, and reload the known tokens rather than miss a
 				// creation.

@@ -25,7 +25,7 @@ const (
 	actorUserPrefix      = "user:"
 )
 
-// UserStatus is the status of a user, as the admin API shows it.
+// UserStatus is the status of a user.
 type UserStatus string
 
 // User statuses.
@@ -65,51 +65,52 @@ var (
 
 // User is an ARM account.
 type User struct {
-	ID          string     `json:"id"`
-	Email       *string    `json:"email"`
-	DisplayName *string    `json:"display_name"`
-	Status      UserStatus `json:"status"`
-	TokenCount  int        `json:"token_count"`
-	CreatedAt   time.Time  `json:"created_at"`
+	ID          string
+	Email       *string
+	DisplayName *string
+	Status      UserStatus
+	TokenCount  int
+	CreatedAt   time.Time
 	// RateLimit is the quota on all of the user's tokens together; null
 	// when the user has none of their own.
-	RateLimit  *quota.Limit `json:"rate_limit" db:"-"`
-	RLRequests *int64       `json:"-" db:"rl_requests"`
-	RLWindow   *int64       `json:"-" db:"rl_window"`
+	RateLimit  *quota.Limit `db:"-"`
+	RLRequests *int64       `db:"rl_requests"`
+	RLWindow   *int64       `db:"rl_window"`
 }
 
-// Token is a token as the admin API shows it: never the plaintext or hash.
+// Token is a token's row: never the plaintext or hash. Rows carry no JSON
+// names: the admin API's types say how a token is shown.
 type Token struct {
-	ID            string       `json:"id"`
-	UserID        string       `json:"user_id"`
-	Name          string       `json:"name"`
-	Hint          string       `json:"hint"`
-	Scopes        []string     `json:"scopes"`
-	Status        token.Status `json:"status" db:"-"`
-	CreatedAt     time.Time    `json:"created_at"`
-	ExpiresAt     time.Time    `json:"expires_at"`
-	LastUsedAt    *time.Time   `json:"last_used_at"`
-	RevokedAt     *time.Time   `json:"revoked_at"`
-	RevokedReason *string      `json:"revoked_reason"`
+	ID            string
+	UserID        string
+	Name          string
+	Hint          string
+	Scopes        []string
+	Status        token.Status `db:"-"`
+	CreatedAt     time.Time
+	ExpiresAt     time.Time
+	LastUsedAt    *time.Time
+	RevokedAt     *time.Time
+	RevokedReason *string
 	// RevokedBy is the actor of the revocation, null while not revoked.
-	RevokedBy *string `json:"revoked_by"`
+	RevokedBy *string
 	// RotatedTo is the id of the token that replaced this one, if any.
-	RotatedTo *string `json:"rotated_to"`
+	RotatedTo *string
 	// RateLimit is the token's own quota; null when it has none.
-	RateLimit *quota.Limit `json:"rate_limit" db:"-"`
+	RateLimit *quota.Limit `db:"-"`
 	// AllowedIPs are the CIDRs the token may be used from; empty: anywhere.
-	AllowedIPs []string `json:"allowed_ips" db:"-"`
+	AllowedIPs []string `db:"-"`
 	// LeakedAt and LeakURL: when a leak report named the token and where
 	// it was found; set only for a token revoked as leaked.
-	LeakedAt *time.Time `json:"leaked_at"`
-	LeakURL  *string    `json:"leak_url"`
+	LeakedAt *time.Time
+	LeakURL  *string
 }
 
 // AuditEvent is one entry of the audit log.
 type AuditEvent struct {
-	At     time.Time      `json:"at"`
-	Actor  string         `json:"actor"`
-	Action string         `json:"action"`
-	Target string         `json:"target"`
-	Detail map[string]any `json:"detail"`
+	At     time.Time
+	Actor  string
+	Action string
+	Target string
+	Detail map[string]any
 }

@@ -54,19 +54,19 @@ func (s *Store) EnableEvents() {
 // EventsEnabled reports whether EnableEvents was called.
 func (s *Store) EventsEnabled() bool { return s.txOpts.BeginQuery != "" }
 
-// Event is an outbox row as the admin API shows it.
+// Event is an outbox row.
 type Event struct {
-	ID            string     `json:"id"`
-	Type          string     `json:"type"`
-	UserID        string     `json:"user_id"`
-	Status        string     `json:"status"`
-	Attempts      int        `json:"attempts"`
-	CreatedAt     time.Time  `json:"created_at"`
-	NextAttemptAt *time.Time `json:"next_attempt_at"`
-	SentAt        *time.Time `json:"sent_at"`
-	LastError     *string    `json:"last_error"`
+	ID            string
+	Type          string
+	UserID        string
+	Status        string
+	Attempts      int
+	CreatedAt     time.Time
+	NextAttemptAt *time.Time
+	SentAt        *time.Time
+	LastError     *string
 	// Payload is the body the receiver gets.
-	Payload json.RawMessage `json:"payload" db:"-"`
+	Payload json.RawMessage `db:"-"`
 }
 
 const eventColumns = `event_id AS id, type, user_id, status, attempts, created_at,

@@ -3,7 +3,6 @@ package storage_test
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -107,8 +106,8 @@ func TestPurgeExpired(t *testing.T) {
 		if err != nil {
 			t.Fatalf("after %d of %d deletions notified: %v", deleted, old, err)
 		}
-		var inv storage.Invalidation
-		if err := json.Unmarshal([]byte(nt.Payload), &inv); err != nil {
+		inv, err := storage.DecodeInvalidation([]byte(nt.Payload))
+		if err != nil {
 			t.Fatal(err)
 		}
 		if inv.All || inv.Rescan || len(inv.Deleted) != len(inv.Hashes) || len(nt.Payload) >= 8000 {

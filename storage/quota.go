@@ -136,10 +136,10 @@ ON CONFLICT (token_id, day) DO UPDATE SET allowed = u.allowed + excluded.allowed
 
 // DayUsage is one token's requests on one UTC day.
 type DayUsage struct {
-	Day          string `json:"day"` // YYYY-MM-DD
-	Allowed      int64  `json:"allowed"`
-	QuotaRefused int64  `json:"quota_refused"`
-	IPRefused    int64  `json:"ip_refused"`
+	Day          string // YYYY-MM-DD
+	Allowed      int64
+	QuotaRefused int64
+	IPRefused    int64
 }
 
 // TokenUsage returns the token's requests per UTC day for the last days
@@ -196,9 +196,9 @@ type TokenControls struct {
 // Controls is what a token carries of quota and allow-list, and its last
 // client address.
 type Controls struct {
-	RateLimit      *quota.Limit `json:"rate_limit"`
-	AllowedIPs     []string     `json:"allowed_ips"`
-	LastClientAddr *string      `json:"last_client_addr"`
+	RateLimit      *quota.Limit
+	AllowedIPs     []string
+	LastClientAddr *string
 }
 
 // TokenControlsOf reads the token's quota, allow-list and last client

@@ -23,15 +23,15 @@ const maxNotifyHashes = 100
 // Invalidation names the cache entries a change made stale. It is sent with
 // pg_notify in the changing transaction and applied by every instance.
 type Invalidation struct {
-	Hashes [][]byte `json:"h,omitempty"`
-	All    bool     `json:"all,omitempty"`
+	Hashes [][]byte
+	All    bool
 	// Created and Deleted are the hashes of tokens created and deleted, for
 	// the set of known tokens (deleted ones are in Hashes too).
-	Created [][]byte `json:"c,omitempty"`
-	Deleted [][]byte `json:"d,omitempty"`
+	Created [][]byte
+	Deleted [][]byte
 	// Rescan: more tokens were created or deleted than a notification
 	// lists; the set of known tokens must be reloaded.
-	Rescan bool `json:"rescan,omitempty"`
+	Rescan bool
 }
 
 // Store runs armgate's queries on a pgx pool.

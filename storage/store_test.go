@@ -3,7 +3,6 @@ package storage_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -855,8 +854,8 @@ func (l *listener) next(t *testing.T) storage.Invalidation {
 	if n.Channel != storage.Channel {
 		t.Fatalf("notification on %q", n.Channel)
 	}
-	var inv storage.Invalidation
-	if err := json.Unmarshal([]byte(n.Payload), &inv); err != nil {
+	inv, err := storage.DecodeInvalidation([]byte(n.Payload))
+	if err != nil {
 		t.Fatalf("payload %q: %v", n.Payload, err)
 	}
 	return inv

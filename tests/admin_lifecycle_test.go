@@ -22,8 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/armgate/armgate/adminapi"
 	"github.com/armgate/armgate/internal/wait"
-	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
 )
 
@@ -69,7 +69,7 @@ func adminTokenLimit(t *testing.T, g *gateway) {
 	}
 	r := g.admin(http.MethodGet, "/users/lim/tokens", nil)
 	want(t, r, http.StatusOK, "")
-	list := decode[struct{ Tokens []storage.Token }](t, r).Tokens
+	list := decode[struct{ Tokens []adminapi.Token }](t, r).Tokens
 	if len(list) != 10 {
 		t.Fatalf("listed %d tokens", len(list))
 	}
@@ -115,7 +115,7 @@ func adminTokenLimit(t *testing.T, g *gateway) {
 	g.newToken("lim", map[string]any{"name": "after expiry"})
 	refused("after using the expired slot")
 	r = g.admin(http.MethodGet, "/users/lim/tokens", nil)
-	if n := len(decode[struct{ Tokens []storage.Token }](t, r).Tokens); n != 11 {
+	if n := len(decode[struct{ Tokens []adminapi.Token }](t, r).Tokens); n != 11 {
 		t.Errorf("list shows %d tokens, want 11 (10 live + 1 expired)", n)
 	}
 }
@@ -184,7 +184,7 @@ func adminChangesThroughGateway(t *testing.T, g *gateway) {
 	want(t, g.admin(http.MethodPost, "/users/gw2/deactivate", nil), http.StatusOK, "") // idempotent
 	r := g.admin(http.MethodPost, "/users/gw2/reactivate", nil)
 	want(t, r, http.StatusOK, "")
-	if u := decode[storage.User](t, r); u.Status != "active" {
+	if u := decode[adminapi.User](t, r); u.Status != "active" {
 		t.Errorf("reactivated user: %+v", u)
 	}
 	for _, tt := range []struct {
@@ -267,7 +267,7 @@ func adminReapproveRevoke(t *testing.T, g *gateway) {
 	n := auditRows()
 	r := g.admin(http.MethodPost, "/tokens/"+live.ID+"/reapprove", nil)
 	want(t, r, http.StatusOK, "")
-	if got := decode[storage.Token](t, r); got.Status != token.Active || got.RevokedAt != nil {
+	if got := decode[adminapi.Token](t, r); got.Status != token.Active || got.RevokedAt != nil {
 		t.Errorf("re-approved active token: %+v", got)
 	}
 	if got := auditRows(); got != n {
@@ -277,14 +277,14 @@ func adminReapproveRevoke(t *testing.T, g *gateway) {
 	// Revoke is idempotent and keeps the first revocation.
 	r = g.admin(http.MethodPost, "/tokens/"+live.ID+"/revoke", map[string]any{"reason": "  first reason  "})
 	want(t, r, http.StatusOK, "")
-	first := decode[storage.Token](t, r)
+	first := decode[adminapi.Token](t, r)
 	if first.Status != token.Revoked || first.RevokedAt == nil || first.RevokedReason == nil || *first.RevokedReason != "first reason" {
 		t.Fatalf("revoked token: %+v", first)
 	}
 	n = auditRows()
 	r = g.admin(http.MethodPost, "/tokens/"+live.ID+"/revoke", map[string]any{"reason": "second reason"})
 	want(t, r, http.StatusOK, "")
-	second := decode[storage.Token](t, r)
+	second := decode[adminapi.Token](t, r)
 	if second.RevokedAt == nil || !second.RevokedAt.Equal(*first.RevokedAt) || *second.RevokedReason != "first reason" {
 		t.Errorf("second revoke: %+v, first %+v", second, first)
 	}
@@ -293,7 +293,7 @@ func adminReapproveRevoke(t *testing.T, g *gateway) {
 	}
 	// Re-approve clears the revocation; a revoke without a body works too.
 	r = g.admin(http.MethodPost, "/tokens/"+live.ID+"/reapprove", nil)
-	if got := decode[storage.Token](t, r); r.Status != 200 || got.Status != token.Active || got.RevokedAt != nil || got.RevokedReason != nil {
+	if got := decode[adminapi.Token](t, r); r.Status != 200 || got.Status != token.Active || got.RevokedAt != nil || got.RevokedReason != nil {
 		t.Errorf("re-approved: %d %s", r.Status, r.Body)
 	}
 	want(t, g.adminRaw(http.MethodPost, "/tokens/"+live.ID+"/revoke", nil), http.StatusOK, "")
@@ -310,7 +310,7 @@ func adminReapproveRevoke(t *testing.T, g *gateway) {
 	}
 	r = g.admin(http.MethodPost, "/tokens/"+exp.ID+"/revoke", map[string]any{"reason": "late"})
 	want(t, r, http.StatusOK, "")
-	if got := decode[storage.Token](t, r); got.Status != token.Expired || got.RevokedAt == nil {
+	if got := decode[adminapi.Token](t, r); got.Status != token.Expired || got.RevokedAt == nil {
 		t.Errorf("revoked expired token: %+v", got)
 	}
 
@@ -334,7 +334,7 @@ func adminReapproveRevoke(t *testing.T, g *gateway) {
 	// After reactivation the refused re-approval is possible.
 	want(t, g.admin(http.MethodPost, "/users/ra/reactivate", nil), http.StatusOK, "")
 	r = g.admin(http.MethodPost, "/tokens/"+revokedDeact.ID+"/reapprove", nil)
-	if want(t, r, http.StatusOK, ""); decode[storage.Token](t, r).Status != token.Active {
+	if want(t, r, http.StatusOK, ""); decode[adminapi.Token](t, r).Status != token.Active {
 		t.Errorf("re-approved after reactivation: %s", r.Body)
 	}
 	if s := g.get("/v1/x", revokedDeact.Plain).Status; s != 200 {
@@ -441,7 +441,7 @@ func (g *gateway) auditEvents(query string) ([]auditEvent, []byte) {
 // user, never with a secret.
 func adminAudit(t *testing.T, g *gateway) {
 	_, adminTok := g.mint("aud-admin", "root", []string{token.ScopeAdmin})
-	adminID := decode[struct{ Tokens []storage.Token }](t, g.admin(http.MethodGet, "/users/aud-admin/tokens", nil)).Tokens[0].ID
+	adminID := decode[struct{ Tokens []adminapi.Token }](t, g.admin(http.MethodGet, "/users/aud-admin/tokens", nil)).Tokens[0].ID
 
 	want(t, g.admin(http.MethodPut, "/users/aud", map[string]any{"email": "aud@example.com"}), http.StatusCreated, "")
 	for range 2 { // the second PUT repeats the values: 200, no event

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/armgate/armgate/adminapi"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
 )
@@ -195,7 +196,7 @@ func want(t testing.TB, r response, status int, code string) map[string]any {
 
 // createdToken is the create response: token JSON plus the plaintext.
 type createdToken struct {
-	storage.Token
+	adminapi.Token
 	Plain string `json:"token"`
 }
 
@@ -223,19 +224,19 @@ func (g *gateway) newToken(user string, body map[string]any) createdToken {
 }
 
 // getToken reads a token through the admin API.
-func (g *gateway) getToken(id string) storage.Token {
+func (g *gateway) getToken(id string) adminapi.Token {
 	g.t.Helper()
 	r := g.admin(http.MethodGet, "/tokens/"+id, nil)
 	want(g.t, r, http.StatusOK, "")
-	return decode[storage.Token](g.t, r)
+	return decode[adminapi.Token](g.t, r)
 }
 
 // getUser reads a user through the admin API.
-func (g *gateway) getUser(id string) storage.User {
+func (g *gateway) getUser(id string) adminapi.User {
 	g.t.Helper()
 	r := g.admin(http.MethodGet, "/users/"+id, nil)
 	want(g.t, r, http.StatusOK, "")
-	return decode[storage.User](g.t, r)
+	return decode[adminapi.User](g.t, r)
 }
 
 // rowCounts counts the rows of users, tokens and audit.
@@ -383,11 +384,11 @@ func (g *gateway) newTokenAs(cred, user string, body map[string]any) createdToke
 }
 
 type usersPage struct {
-	Users      []storage.User `json:"users"`
-	NextCursor *string        `json:"next_cursor"`
+	Users      []adminapi.User `json:"users"`
+	NextCursor *string         `json:"next_cursor"`
 }
 
-func userIDs(us []storage.User) []string {
+func userIDs(us []adminapi.User) []string {
 	ids := make([]string, 0, len(us))
 	for _, u := range us {
 		ids = append(ids, u.ID)
@@ -410,7 +411,7 @@ func adminPutUser(t *testing.T, g *gateway) {
 	if m["max_tokens_per_user"] != 10.0 {
 		t.Errorf("max_tokens_per_user = %v, want the default 10", m["max_tokens_per_user"])
 	}
-	u := decode[storage.User](t, r)
+	u := decode[adminapi.User](t, r)
 	if u.ID != "user.42@arm" || *u.Email != "alice@example.com" || *u.DisplayName != "  Alice  " ||
 		u.Status != "active" || u.TokenCount != 0 {
 		t.Errorf("created user = %+v", u)
@@ -422,7 +423,7 @@ func adminPutUser(t *testing.T, g *gateway) {
 	// Again: 200, and omitted or null fields are left as they are.
 	r = g.admin(http.MethodPut, "/users/user.42@arm", map[string]any{"display_name": "Alice B", "email": nil})
 	want(t, r, http.StatusOK, "")
-	if u := decode[storage.User](t, r); *u.Email != "alice@example.com" || *u.DisplayName != "Alice B" {
+	if u := decode[adminapi.User](t, r); *u.Email != "alice@example.com" || *u.DisplayName != "Alice B" {
 		t.Errorf("updated user = %+v", u)
 	}
 	want(t, g.adminRaw(http.MethodPut, "/users/user.42@arm", nil), http.StatusOK, "")
@@ -609,7 +610,7 @@ func adminCreateToken(t *testing.T, g *gateway) {
 	if got := keys(want(t, r, http.StatusOK, "")); !slices.Equal(got, tokenJSONFields) {
 		t.Errorf("GET /tokens fields = %v, want %v", got, tokenJSONFields)
 	}
-	if got := decode[storage.Token](t, r); got.ID != c.ID || got.Name != c.Name || !got.ExpiresAt.Equal(c.ExpiresAt) || got.Hint != c.Hint {
+	if got := decode[adminapi.Token](t, r); got.ID != c.ID || got.Name != c.Name || !got.ExpiresAt.Equal(c.ExpiresAt) || got.Hint != c.Hint {
 		t.Errorf("GET /tokens = %+v, created %+v", got, c.Token)
 	}
 	// Upper-case ids are accepted and answered in canonical form.

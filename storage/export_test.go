@@ -1,0 +1,4 @@
+package storage
+
+// DecodeInvalidation reads a NOTIFY payload, for the tests that listen.
+var DecodeInvalidation = decodeInvalidation
