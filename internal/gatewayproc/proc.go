@@ -192,8 +192,9 @@ func (p *Proc) WriteConfig(c Config) (string, error) {
 	return f.Name(), nil
 }
 
-// waitReady polls until the site answers (401 without a token) and the
-// listener is connected.
+// waitReady polls until the site answers (401 without a token), the
+// listener is connected and /admin/healthz is up: the schema is migrated in
+// the background, and an admin call before that gets 503.
 func (p *Proc) waitReady() error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -205,7 +206,9 @@ func (p *Proc) waitReady() error {
 		r, err := p.Try(http.MethodGet, "/", "")
 		if err == nil && r.Status == http.StatusUnauthorized {
 			if m, err := p.Scrape(); err == nil && m.Value("caddy_armgate_listener_connected") == 1 {
-				return nil
+				if h, err := p.Try(http.MethodGet, "/admin/healthz", ""); err == nil && h.Status == http.StatusOK {
+					return nil
+				}
 			}
 		}
 		if time.Now().After(deadline) {
