@@ -282,7 +282,14 @@ func (r *Runtime) migrate(ctx context.Context) {
 
 // listen applies invalidations from every instance (this one included) and
 // clears the cache on every (re)connect, since events may have been missed.
+// It starts once the schema is in place: a connect loads the known tokens,
+// which needs the tokens table.
 func (r *Runtime) listen(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-r.migrated:
+	}
 	_ = storage.Listen(ctx, r.listenCfg, storage.ListenHooks{
 		Invalidate: func(inv storage.Invalidation) {
 			if r.hooks.Invalidation != nil {
