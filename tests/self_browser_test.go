@@ -252,8 +252,13 @@ func TestSelfBrowserMyAPITokens(t *testing.T) {
 
 	// Delete one, with a confirmation: a slot is free again.
 	job := find("job-0", false)
+	// Clicked from the page's script: the refused create above reloads the
+	// list, and a row re-rendered between chromedp's lookup of the button
+	// and its click would swallow the click.
+	deleteBtn := fmt.Sprintf("%q", byID(job.ID)+` button[aria-label^="Delete"]`)
+	p.waitJS("job-0's Delete button", `document.querySelector(`+deleteBtn+`) !== null`)
 	p.do("deleting job-0",
-		chromedp.Click(chromedp.CSS(byID(job.ID)+` button[aria-label^="Delete"]`)),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector(`+deleteBtn+`).click()`),
 		chromedp.WaitVisible(chromedp.ID("dlg-confirm")),
 		chromedp.Click(chromedp.ID("confirm-ok")),
 		chromedp.WaitNotVisible(chromedp.ID("dlg-confirm")),
