@@ -10,7 +10,7 @@
 # It installs the PostgreSQL server if missing, starts one throwaway server in a temporary
 # directory, exports ARMGATE_TEST_DATABASE_URL (its "armgate" database; tests create their own
 # databases on it via internal/testpg) and ARMGATE_PG_BINDIR, and removes it all on exit.
-# ARMGATE_FUZZTIME (default 50000x, an execution count) sets the budget per fuzz target; 0 skips
+# ARMGATE_FUZZTIME (default 25000x, an execution count) sets the budget per fuzz target; 0 skips
 # fuzzing. A count, not a duration: with a duration, Go 1.26's fuzz coordinator can report a bare
 # "context deadline exceeded" at the end of the window on a busy machine (go.dev/issue/75804,
 # fixed in Go 1.27), failing a run that found nothing.
@@ -21,7 +21,7 @@ cd "$root"
 # shellcheck source=scripts/pg.sh
 . scripts/pg.sh
 
-log() { printf 'test.sh: %s\n' "$*" >&2; }
+log() { printf 'test.sh: [%ds] %s\n' "$SECONDS" "$*" >&2; }
 
 # Package patterns among the arguments; the rest are flags and flag values.
 pkgs=()
@@ -167,7 +167,7 @@ if ((rc != 0)); then
 	exit "$rc"
 fi
 
-fuzztime=${ARMGATE_FUZZTIME:-50000x}
+fuzztime=${ARMGATE_FUZZTIME:-25000x}
 if [[ "$fuzztime" == 0 || "$fuzztime" == 0s ]]; then
 	log "fuzzing skipped (ARMGATE_FUZZTIME=$fuzztime)"
 	exit 0
