@@ -9,7 +9,7 @@
 //	C      armgate_auth with the cache off        bench/caddy/C.Caddyfile
 //	D      forward_auth to an in-memory service   bench/caddy/D.Caddyfile
 //
-// and measures them interleaved (A A-app B C D A A-app B C D …) with wrk,
+// and measures them interleaved (A A-app B B-quota C D A A-app B B-quota C D …) with wrk,
 // 64 tokens sent in turn: requests/s, p50 and p99 latency, server CPU per
 // request from /proc/PID/stat, database queries per request and Go GC
 // cycles per request. A-app separates the cost of the check from the effect
