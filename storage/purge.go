@@ -35,13 +35,8 @@ const notifyChunk = maxNotifyHashes / 2
 // purging (nothing was done). Call it again while it returns PurgeBatch.
 func (s *Store) PurgeExpired(ctx context.Context, cutoff time.Time) (n int, inv Invalidation, busy bool, err error) {
 	err = s.tx(ctx, func(tx pgx.Tx) error {
-		var locked bool
-		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, int64(purgeLock)).Scan(&locked); err != nil {
+		if busy, err = purgeLocked(ctx, tx); busy || err != nil {
 			return err
-		}
-		if !locked {
-			busy = true
-			return nil
 		}
 		// Rows a change holds are skipped: they go in a later run.
 		rows, _ := tx.Query(ctx, `DELETE FROM armgate.tokens WHERE id IN (
@@ -101,13 +96,8 @@ const PurgeUsageBatch = 10000
 func (s *Store) PurgeUsage(ctx context.Context, cutoff time.Time) (n int, busy bool, err error) {
 	day := cutoff.UTC().Format(time.DateOnly)
 	err = s.tx(ctx, func(tx pgx.Tx) error {
-		var locked bool
-		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, int64(purgeLock)).Scan(&locked); err != nil {
+		if busy, err = purgeLocked(ctx, tx); busy || err != nil {
 			return err
-		}
-		if !locked {
-			busy = true
-			return nil
 		}
 		tag, err := tx.Exec(ctx, `DELETE FROM armgate.token_usage WHERE (token_id, day) IN (
 				SELECT token_id, day FROM armgate.token_usage WHERE day < $1::date LIMIT $2)`, day, PurgeUsageBatch)
@@ -118,4 +108,12 @@ func (s *Store) PurgeUsage(ctx context.Context, cutoff time.Time) (n int, busy b
 		return 0, false, err
 	}
 	return n, busy, nil
+}
+
+// purgeLocked takes the purge's advisory lock for tx's transaction; busy
+// reports that another instance holds it.
+func purgeLocked(ctx context.Context, tx pgx.Tx) (busy bool, err error) {
+	var locked bool
+	err = tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, int64(purgeLock)).Scan(&locked)
+	return !locked, err
 }

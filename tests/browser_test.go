@@ -97,6 +97,18 @@ func newPage(t *testing.T) *page {
 }
 
 // do runs steps with a deadline; what names them in a failure.
+// signInAdmin opens g's admin screen in a width×height window and signs in
+// with the admin key.
+func (p *page) signInAdmin(g *gateway, width, height int64) {
+	p.t.Helper()
+	p.do("opening the admin screen", chromedp.EmulateViewport(width, height), chromedp.Navigate(g.URL+"/admin/ui/"), chromedp.WaitVisible(chromedp.ID("signin-key")))
+	p.do("signing in",
+		chromedp.SendKeys(chromedp.ID("signin-key"), testAdminKey),
+		chromedp.Click(chromedp.ID("signin-submit")),
+		chromedp.WaitVisible(chromedp.ID("view-users")),
+	)
+}
+
 func (p *page) do(what string, steps ...chromedp.Action[chromedp.Void]) {
 	p.t.Helper()
 	ctx, cancel := context.WithTimeout(p.ctx, 20*time.Second)

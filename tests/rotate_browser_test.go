@@ -40,12 +40,7 @@ func TestBrowserAdminRotate(t *testing.T) {
 
 	p := newPage(t)
 	defer p.checkNoProblems()
-	p.do("opening the admin screen", chromedp.EmulateViewport(1400, 900), chromedp.Navigate(g.URL+"/admin/ui/"), chromedp.WaitVisible(chromedp.ID("signin-key")))
-	p.do("signing in",
-		chromedp.SendKeys(chromedp.ID("signin-key"), testAdminKey),
-		chromedp.Click(chromedp.ID("signin-submit")),
-		chromedp.WaitVisible(chromedp.ID("view-users")),
-	)
+	p.signInAdmin(g, 1400, 900)
 	p.do("opening the user", chromedp.Navigate(g.URL+"/admin/ui/#/users/"+user), chromedp.WaitVisible(chromedp.CSS(row(oldID))))
 
 	// Rotate ci-pipeline with a grace of 24 hours.

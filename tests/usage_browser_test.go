@@ -77,12 +77,7 @@ func TestBrowserUsageCharts(t *testing.T) {
 	// The admin screen.
 	p := newPage(t)
 	defer p.checkNoProblems()
-	p.do("opening the admin screen", chromedp.EmulateViewport(1400, 800), chromedp.Navigate(g.URL+"/admin/ui/"), chromedp.WaitVisible(chromedp.ID("signin-key")))
-	p.do("signing in",
-		chromedp.SendKeys(chromedp.ID("signin-key"), testAdminKey),
-		chromedp.Click(chromedp.ID("signin-submit")),
-		chromedp.WaitVisible(chromedp.ID("view-users")),
-	)
+	p.signInAdmin(g, 1400, 800)
 	p.do("opening the user", chromedp.Navigate(g.URL+"/admin/ui/#/users/"+selfUser), chromedp.WaitVisible(chromedp.CSS(row("laptop"))))
 	check(p, "admin")
 	p.shot("usage-admin")
