@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"strconv"
 
 	"github.com/armgate/armgate/adminapi"
@@ -19,13 +18,9 @@ func (r *Runner) EventList(ctx context.Context, status string, limit *string, cu
 	if err != nil {
 		return usage(err)
 	}
-	q := url.Values{}
-	if limit != nil {
-		q.Set("limit", *limit)
-	}
-	n, err := adminapi.ParseLimit(q)
+	n, err := pageLimit(limit)
 	if err != nil {
-		return usage(err)
+		return err
 	}
 	if cursor != "" && !storage.ValidEventID(cursor) {
 		return Usagef("invalid cursor: pass the cursor the previous page printed")

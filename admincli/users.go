@@ -46,13 +46,9 @@ func (r *Runner) UserList(ctx context.Context, status string, limit *string, cur
 	if err != nil {
 		return usage(err)
 	}
-	q := url.Values{}
-	if limit != nil {
-		q.Set("limit", *limit)
-	}
-	n, err := adminapi.ParseLimit(q)
+	n, err := pageLimit(limit)
 	if err != nil {
-		return usage(err)
+		return err
 	}
 	after, err := adminapi.DecodeCursor(cursor)
 	if err != nil {
@@ -99,4 +95,18 @@ func (r *Runner) printUsers(users ...storage.User) error {
 			strconv.Itoa(u.TokenCount)+" of "+strconv.Itoa(r.Limits.MaxPerUser), stamp(&u.CreatedAt))
 	}
 	return t.flush()
+}
+
+// pageLimit checks a raw --limit value (nil: the default) by the API's
+// rule for the limit query parameter.
+func pageLimit(limit *string) (int, error) {
+	q := url.Values{}
+	if limit != nil {
+		q.Set("limit", *limit)
+	}
+	n, err := adminapi.ParseLimit(q)
+	if err != nil {
+		return 0, usage(err)
+	}
+	return n, nil
 }
