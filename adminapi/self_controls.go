@@ -126,12 +126,8 @@ func (s *selfHandler) tokenUsage(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	// Another user's token is not found, like an unknown one.
-	t, err := s.store.GetToken(r.Context(), id)
-	if err != nil {
+	if _, err := s.ownToken(r, id); err != nil {
 		return err
-	}
-	if t.UserID != selfUser(r) {
-		return storage.ErrNotFound
 	}
 	d, last, err := s.store.TokenUsage(r.Context(), id, days)
 	if err != nil {

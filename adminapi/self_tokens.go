@@ -105,6 +105,19 @@ func (s *selfHandler) listTokens(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// ownToken reads token id if it is the signed-in user's; another user's
+// token is storage.ErrNotFound, like an unknown one.
+func (s *selfHandler) ownToken(r *http.Request, id string) (storage.Token, error) {
+	t, err := s.store.GetToken(r.Context(), id)
+	if err != nil {
+		return storage.Token{}, err
+	}
+	if t.UserID != selfUser(r) {
+		return storage.Token{}, storage.ErrNotFound
+	}
+	return t, nil
+}
+
 // getToken answers one of the user's tokens; another user's token is 404
 // like an unknown one, so that ids of other users' tokens do not leak.
 func (s *selfHandler) getToken(w http.ResponseWriter, r *http.Request) error {
@@ -112,12 +125,9 @@ func (s *selfHandler) getToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	t, err := s.store.GetToken(r.Context(), id)
+	t, err := s.ownToken(r, id)
 	if err != nil {
 		return err
-	}
-	if t.UserID != selfUser(r) {
-		return storage.ErrNotFound
 	}
 	WriteJSON(w, http.StatusOK, TokenJSON(t))
 	return nil

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/armgate/armgate/quota"
 )
 
 // Scopes a token may carry.
@@ -59,17 +61,8 @@ func NormalizeScopes(scopes []string) ([]string, error) {
 }
 
 // FormatDuration writes d as a person would type it: "48h", "1h30m",
-// "90s", not Go's "48h0m0s".
-func FormatDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = s[:len(s)-2]
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = s[:len(s)-2]
-	}
-	return s
-}
+// "90s", not Go's "48h0m0s" (the rule quota windows are written by).
+func FormatDuration(d time.Duration) string { return quota.ShortWindow(d) }
 
 // Expiry computes a new token's expiry from at most one of expiresIn (a Go
 // duration string) and expiresAt (RFC 3339). With neither, the lifetime is
