@@ -8,6 +8,26 @@ import (
 	"time"
 )
 
+// fuzzRefused reports whether err refused a fuzzed body of n bytes, and
+// fails t unless the refusal is the API's: 413 past MaxBodyBytes, else 400
+// invalid_request with a message.
+func fuzzRefused(t *testing.T, what string, err error, n int) bool {
+	t.Helper()
+	if err == nil {
+		return false
+	}
+	e, ok := errors.AsType[*Error](err)
+	switch {
+	case !ok:
+		t.Fatalf("%s: error %v is not an API error", what, err)
+	case e.Status == 413 && e.Code == "request_too_large" && n > MaxBodyBytes:
+	case e.Status == 400 && e.Code == "invalid_request" && n <= MaxBodyBytes && e.Message != "":
+	default:
+		t.Fatalf("%s: %d %s %q for a %d-byte body", what, e.Status, e.Code, e.Message, n)
+	}
+	return true
+}
+
 // FuzzAdminDecode feeds arbitrary bodies to the decoding and validation of
 // the create-token, user, revoke, rotate and self-service create bodies: it must never panic, and every
 // refusal is a 400 invalid_request, or a 413 exactly when the body is over
@@ -26,20 +46,7 @@ func FuzzAdminDecode(f *testing.F) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	limits := TokenLimits{MaxPerUser: 10, Lifetime: 90 * 24 * time.Hour, MaxLifetime: 365 * 24 * time.Hour}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		check := func(what string, err error) {
-			if err == nil {
-				return
-			}
-			e, ok := errors.AsType[*Error](err)
-			switch {
-			case !ok:
-				t.Fatalf("%s: error %v is not an API error", what, err)
-			case e.Status == 413 && e.Code == "request_too_large" && len(data) > MaxBodyBytes:
-			case e.Status == 400 && e.Code == "invalid_request" && len(data) <= MaxBodyBytes && e.Message != "":
-			default:
-				t.Fatalf("%s: %d %s %q for a %d-byte body", what, e.Status, e.Code, e.Message, len(data))
-			}
-		}
+		check := func(what string, err error) { fuzzRefused(t, what, err, len(data)) }
 		var c CreateTokenRequest
 		err := decodeJSON(bytes.NewReader(data), &c)
 		check("decode token", err)

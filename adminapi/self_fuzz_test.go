@@ -2,7 +2,6 @@ package adminapi
 
 import (
 	"bytes"
-	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -34,21 +33,7 @@ func FuzzSelfDecode(f *testing.F) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	limits := TokenLimits{MaxPerUser: 10, Lifetime: time.Hour, MaxLifetime: 24 * time.Hour}
 	f.Fuzz(func(t *testing.T, data []byte, kind uint8) {
-		refused := func(what string, err error) bool {
-			if err == nil {
-				return false
-			}
-			e, ok := errors.AsType[*Error](err)
-			switch {
-			case !ok:
-				t.Fatalf("%s: error %v is not an API error", what, err)
-			case e.Status == 413 && e.Code == "request_too_large" && len(data) > MaxBodyBytes:
-			case e.Status == 400 && e.Code == "invalid_request" && len(data) <= MaxBodyBytes && e.Message != "":
-			default:
-				t.Fatalf("%s: %d %s %q for a %d-byte body", what, e.Status, e.Code, e.Message, len(data))
-			}
-			return true
-		}
+		refused := func(what string, err error) bool { return fuzzRefused(t, what, err, len(data)) }
 		accepted := func() {
 			if !utf8.Valid(data) || loneSurrogate(data) >= 0 {
 				t.Fatalf("accepted a body whose text JSON decoding would change: %q", data)
