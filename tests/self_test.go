@@ -121,6 +121,8 @@ func TestSelfServiceBasicAuth(t *testing.T) {
 	// Refusals that change nothing.
 	want(t, g.self("alice", http.MethodGet, "/tokens/"+bobs.ID, "", nil), 404, "not_found")
 	want(t, g.self("alice", http.MethodDelete, "/tokens/"+bobs.ID, "", nil), 404, "not_found")
+	want(t, g.self("alice", http.MethodPatch, "/tokens/"+bobs.ID, `{"rate_limit":{"requests":1,"window":"1h"}}`, nil), 404, "not_found")
+	want(t, g.self("alice", http.MethodGet, "/tokens/"+bobs.ID+"/usage", "", nil), 404, "not_found")
 	want(t, g.self("alice", http.MethodPost, "/tokens", `{"name":"root","scopes":["admin"]}`, nil), 400, "invalid_request")
 	want(t, g.self("alice", http.MethodPost, "/tokens", `{"name":"x"}`, http.Header{"Sec-Fetch-Site": {"cross-site"}}), 403, "forbidden")
 	want(t, g.self("alice", http.MethodPost, "/tokens/"+laptop+"/revoke", "", http.Header{"Origin": {"https://evil.example"}}), 403, "forbidden")
