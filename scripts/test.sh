@@ -134,57 +134,68 @@ for a in "${test_args[@]}"; do
 	esac
 done
 
-# vet with the flags of the tests that follow: vet needs its dependencies compiled, and they
-# then serve the tests too.
-if ((${#race_pkgs[@]})); then
-	log "go vet -race (${#race_pkgs[@]} packages)"
-	go vet -race "${race_pkgs[@]}"
-fi
-if ((${#plain_pkgs[@]})); then
-	log "go vet ${plain_pkgs[*]/#github.com\/armgate\/armgate/.}"
-	go vet "${plain_pkgs[@]}"
-fi
+# The fuzz targets inside the selection: "DIR NAME" lines.
+fuzz_targets() {
+	local -A selected=()
+	local d f dir name
+	while IFS= read -r d; do
+		[[ -n "$d" ]] && selected[$d]=1
+	done < <(go list -f '{{.Dir}}' "${pkgs[@]}")
+	while IFS= read -r f; do
+		dir=$(cd "$(dirname -- "$f")" && pwd -P)
+		[[ -n "${selected[$dir]:-}" ]] || continue
+		while IFS= read -r name; do
+			printf '%s %s\n' "./${dir#"$root"/}" "$name"
+		done < <(sed -nE 's/^func (Fuzz[A-Za-z0-9_]*)\(.*\*testing\.F\).*/\1/p' -- "$f")
+	done < <(grep -rl --include='*_test.go' --exclude-dir=.git --exclude-dir=.armgate --exclude-dir=testdata --exclude-dir=vendor 'func Fuzz' . | sort)
+}
 
-# The two sets run at the same time (the end-to-end tests wait on the network much of the time);
-# each one's output is shown when it ends.
-rc=0
-if ((${#race_pkgs[@]})); then
-	log "go test -race -count=1 ${flags[*]} (${#race_pkgs[@]} packages) in the background"
-	go test -race -count=1 "${flags[@]}" "${race_pkgs[@]}" >"$tmp/race.out" 2>&1 &
-	race_pid=$!
-fi
-if ((${#plain_pkgs[@]})); then
+# fuzz: short fuzz runs of every selected target. The targets live in small packages (no net/http,
+# no database driver in their test graphs), because the fuzzer recompiles a target's whole test
+# graph with its instrumentation.
+fuzz() {
+	local fuzztime=${ARMGATE_FUZZTIME:-25000x} dir name
+	if [[ "$fuzztime" == 0 || "$fuzztime" == 0s ]]; then
+		log "fuzzing skipped (ARMGATE_FUZZTIME=$fuzztime)"
+		return 0
+	fi
+	while read -r dir name; do
+		log "fuzz $name in $dir for $fuzztime"
+		go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$dir" || return
+	done < <(fuzz_targets)
+}
+
+# Each set is vetted with the flags of its tests, so that vet compiles what the tests then reuse,
+# and its tests run with -vet=off (go vet has just run every analyzer). The two sets run at the
+# same time from the start: on a cold cache the -race set compiles while the Caddy set does, and
+# the -race tests and the fuzz runs use the CPU the end-to-end tests leave idle while they wait
+# on the network. The -race set's output (and the fuzz runs') is shown when it ends.
+race_set() {
+	if ((${#race_pkgs[@]})); then
+		log "go vet -race (${#race_pkgs[@]} packages)"
+		go vet -race "${race_pkgs[@]}" || return
+		log "go test -race -count=1 ${flags[*]} (${#race_pkgs[@]} packages)"
+		go test -race -count=1 -vet=off "${flags[@]}" "${race_pkgs[@]}" || return
+	fi
+	fuzz
+}
+plain_set() {
+	((${#plain_pkgs[@]})) || return 0
+	log "go vet ${plain_pkgs[*]/#github.com\/armgate\/armgate/.}"
+	go vet "${plain_pkgs[@]}" || return
 	log "go test -count=1 ${flags[*]} ${plain_pkgs[*]/#github.com\/armgate\/armgate/.}"
-	go test -count=1 "${flags[@]}" "${plain_pkgs[@]}" || rc=$?
-fi
-if ((${#race_pkgs[@]})); then
-	wait "$race_pid" || rc=$?
-	log "go test -race: its output"
-	cat -- "$tmp/race.out"
-fi
+	go test -count=1 -vet=off "${flags[@]}" "${plain_pkgs[@]}"
+}
+
+rc=0
+race_set >"$tmp/race.out" 2>&1 &
+race_pid=$!
+plain_set || rc=$?
+wait "$race_pid" || rc=$?
+log "the -race set and the fuzz runs: their output"
+cat -- "$tmp/race.out"
 if ((rc != 0)); then
 	log "tests failed"
 	exit "$rc"
 fi
-
-fuzztime=${ARMGATE_FUZZTIME:-25000x}
-if [[ "$fuzztime" == 0 || "$fuzztime" == 0s ]]; then
-	log "fuzzing skipped (ARMGATE_FUZZTIME=$fuzztime)"
-	exit 0
-fi
-# Directories of the selected packages, to keep only fuzz targets inside the selection.
-declare -A selected=()
-while IFS= read -r d; do
-	[[ -n "$d" ]] && selected[$d]=1
-done < <(go list -f '{{.Dir}}' "${pkgs[@]}")
-
-while IFS= read -r f; do
-	dir=$(cd "$(dirname -- "$f")" && pwd -P)
-	[[ -n "${selected[$dir]:-}" ]] || continue
-	while IFS= read -r name; do
-		log "fuzz $name in ./${dir#"$root"/} for $fuzztime"
-		go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "./${dir#"$root"/}"
-	done < <(sed -nE 's/^func (Fuzz[A-Za-z0-9_]*)\(.*\*testing\.F\).*/\1/p' -- "$f")
-done < <(grep -rl --include='*_test.go' --exclude-dir=.git --exclude-dir=.armgate --exclude-dir=testdata --exclude-dir=vendor 'func Fuzz' . | sort)
-
 log "all passed"
