@@ -146,12 +146,16 @@ func (v *Verifier) Close() {
 // a client that hangs up does not cancel a query that others share (pgx
 // closes connections whose queries are cancelled mid-flight).
 func (v *Verifier) Verify(ctx context.Context, tok string) (token.Credential, token.Status, error) {
-	if token.Check(tok) != nil {
+	// Only the length is checked before hashing, so that what is hashed is
+	// bounded; the rest of the format and the checksum are checked on a
+	// cache miss only (lookup): a cached token passed them when it was
+	// loaded, and the hit path is the one that runs for every request.
+	if len(tok) != token.Len {
 		return token.Credential{}, token.Unknown, nil
 	}
 	h := token.Sum(tok)
 	now := v.now()
-	e, err := v.lookup(ctx, &h, now)
+	e, err := v.lookup(ctx, tok, &h, now)
 	if err != nil || e == nil {
 		return token.Credential{}, token.Unknown, err
 	}
@@ -168,8 +172,10 @@ func (v *Verifier) Verify(ctx context.Context, tok string) (token.Credential, to
 	return cred, token.Active, nil
 }
 
-// lookup returns h's entry, nil for an unknown token.
-func (v *Verifier) lookup(ctx context.Context, h *token.Hash, now time.Time) (*entry, error) {
+// lookup returns the entry of tok, whose hash is h; nil for an unknown
+// token. A token that is not in the cache must have the format and checksum
+// of a token before anything else looks for it.
+func (v *Verifier) lookup(ctx context.Context, tok string, h *token.Hash, now time.Time) (*entry, error) {
 	if v.cache != nil && !v.closed.Load() {
 		// Another hash with the same first eight bytes (the chance that
 		// any two of a million entries share them is about 3e-8) is a
@@ -185,6 +191,9 @@ func (v *Verifier) lookup(ctx context.Context, h *token.Hash, now time.Time) (*e
 			v.Stats.Hits.Add(1)
 			return nil, nil
 		}
+	}
+	if token.Check(tok) != nil {
+		return nil, nil
 	}
 	v.Stats.Misses.Add(1)
 	if v.cfg.Known != nil && v.cfg.Known.Refuse(*h, v.cfg.Budget) && !v.awaitKnown(ctx, h) {
