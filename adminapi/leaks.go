@@ -11,6 +11,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/armgate/armgate/adminapi/request"
 	"github.com/armgate/armgate/leaks"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
@@ -111,14 +112,14 @@ func readReport(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	return b, true
 }
 
-var leakTooLarge = &Error{http.StatusRequestEntityTooLarge, "request_too_large",
-	"the report exceeds 1 MiB; send at most 1000 tokens per report"}
+var leakTooLarge = &Error{Status: http.StatusRequestEntityTooLarge, Code: "request_too_large",
+	Message: "the report exceeds 1 MiB; send at most 1000 tokens per report"}
 
 // reportError answers a report that does not parse: 413 for too many
 // tokens, else 400.
 func reportError(w http.ResponseWriter, err error) {
 	if errors.Is(err, leaks.ErrTooMany) {
-		WriteError(w, &Error{http.StatusRequestEntityTooLarge, "request_too_large", err.Error()})
+		WriteError(w, &Error{Status: http.StatusRequestEntityTooLarge, Code: "request_too_large", Message: err.Error()})
 		return
 	}
 	WriteError(w, badRequest("%v", err))
@@ -129,7 +130,7 @@ func reportError(w http.ResponseWriter, err error) {
 // GitHub's feedback: true_positive or false_positive per token.
 func (h *handler) githubLeaks(w http.ResponseWriter, r *http.Request) {
 	if h.leaks.Store == nil || h.leaks.GitHubKeys == nil {
-		WriteError(w, &Error{http.StatusNotFound, "not_found", "GitHub " + leakReportNotAvailable})
+		WriteError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "GitHub " + leakReportNotAvailable})
 		return
 	}
 	body, ok := readReport(w, r)
@@ -208,7 +209,7 @@ func (h *handler) revokeItems(ctx context.Context, source, reportedBy string, it
 // when the token is wrong.
 func (h *handler) gitlabAuth(w http.ResponseWriter, r *http.Request) bool {
 	if h.leaks.Store == nil || h.leaks.GitLabToken == "" {
-		WriteError(w, &Error{http.StatusNotFound, "not_found", "GitLab " + leakReportNotAvailable})
+		WriteError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "GitLab " + leakReportNotAvailable})
 		return false
 	}
 	v := r.Header.Values("Authorization")
@@ -359,10 +360,10 @@ func LeakResults(items []leaks.Item, out map[token.Hash]storage.LeakOutcome) Rev
 // per token.
 func (h *handler) revokeLeaked(w http.ResponseWriter, r *http.Request) error {
 	if h.leaks.Store == nil {
-		return &Error{http.StatusNotFound, "not_found", "leak reports are not available on this instance"}
+		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "leak reports are not available on this instance"}
 	}
 	var body RevokeLeakedRequest
-	if err := decodeJSON(r.Body, &body); err != nil {
+	if err := request.Decode(r.Body, &body); err != nil {
 		return err
 	}
 	items, err := body.Items()
