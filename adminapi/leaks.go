@@ -13,6 +13,7 @@ import (
 
 	"github.com/armgate/armgate/adminapi/request"
 	"github.com/armgate/armgate/leaks"
+	"github.com/armgate/armgate/leaks/ghkeys"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
 )
@@ -48,7 +49,7 @@ type LeakOptions struct {
 	Store LeakStore
 	// GitHubKeys verifies GitHub's signatures; nil turns POST
 	// /leaks/github off (404).
-	GitHubKeys *leaks.KeySource
+	GitHubKeys *ghkeys.KeySource
 	// GitLabToken is the pre-shared token GitLab sends in Authorization;
 	// empty turns the /leaks/gitlab/ routes off (404).
 	GitLabToken string
@@ -142,7 +143,7 @@ func (h *handler) githubLeaks(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	err := h.leaks.GitHubKeys.Verify(ctx, r.Header.Get("Github-Public-Key-Identifier"),
 		r.Header.Get("Github-Public-Key-Signature"), body)
-	if leaks.IsRefusal(err) {
+	if ghkeys.IsRefusal(err) {
 		h.leakReport(LeakSourceGitHub, LeakReportUnauthorized)
 		h.refuse(w, r, http.StatusUnauthorized, "", "unauthorized", err.Error())
 		return
