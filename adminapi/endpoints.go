@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/armgate/armgate/adminapi/request"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
 )
@@ -19,7 +20,7 @@ func change[B any](r *http.Request, pathID func(*http.Request) (string, error)) 
 	if id, err = pathID(r); err != nil {
 		return "", body, err
 	}
-	err = decodeJSON(r.Body, &body)
+	err = request.Decode(r.Body, &body)
 	return id, body, err
 }
 
@@ -32,7 +33,7 @@ func (h *handler) changed(w http.ResponseWriter, inv storage.Invalidation, statu
 }
 
 func (h *handler) putUser(w http.ResponseWriter, r *http.Request) error {
-	id, body, err := change[UserRequest](r, pathUserID)
+	id, body, err := change[request.User](r, pathUserID)
 	if err != nil {
 		return err
 	}
@@ -44,7 +45,7 @@ func (h *handler) putUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	u, created, err := h.store.UpsertUser(r.Context(), actor(r), id, patch)
+	u, created, err := h.store.UpsertUser(r.Context(), actor(r), id, PatchToStore(patch))
 	if err != nil {
 		return err
 	}
@@ -105,7 +106,7 @@ func (h *handler) reactivateUser(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) setUserActive(w http.ResponseWriter, r *http.Request, active bool) error {
-	id, _, err := change[emptyRequest](r, pathUserID)
+	id, _, err := change[request.Empty](r, pathUserID)
 	if err != nil {
 		return err
 	}
@@ -117,15 +118,15 @@ func (h *handler) setUserActive(w http.ResponseWriter, r *http.Request, active b
 }
 
 func (h *handler) createToken(w http.ResponseWriter, r *http.Request) error {
-	userID, body, err := change[CreateTokenRequest](r, pathUserID)
+	userID, body, err := change[request.CreateToken](r, pathUserID)
 	if err != nil {
 		return err
 	}
-	n, err := body.NewToken(userID, h.now(), h.limits)
+	n, err := body.Token(h.now(), h.limits)
 	if err != nil {
 		return err
 	}
-	t, plain, err := h.store.CreateToken(r.Context(), actor(r), n)
+	t, plain, err := h.store.CreateToken(r.Context(), actor(r), TokenToStore(userID, n, h.limits.MaxPerUser))
 	if err != nil {
 		return err
 	}
@@ -166,7 +167,7 @@ func (h *handler) getToken(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) revokeToken(w http.ResponseWriter, r *http.Request) error {
-	id, body, err := change[RevokeRequest](r, pathTokenID)
+	id, body, err := change[request.Revoke](r, pathTokenID)
 	if err != nil {
 		return err
 	}
@@ -182,7 +183,7 @@ func (h *handler) revokeToken(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) reapproveToken(w http.ResponseWriter, r *http.Request) error {
-	id, _, err := change[emptyRequest](r, pathTokenID)
+	id, _, err := change[request.Empty](r, pathTokenID)
 	if err != nil {
 		return err
 	}

@@ -1,39 +1,29 @@
 // Package adminapi is armgate's admin API as a plain net/http handler:
 // routes, authentication (admin keys or an admin-scope token) and the
 // endpoints for users, tokens, introspection, audit and logout, together
-// with the wire format they use (decoding, validation, errors, responses).
-// It does not import Caddy, so that it can be unit-tested and fuzzed on its
-// own; caddymodule's armgate_admin only provisions it and delegates to it.
+// with the responses they send. The request bodies, their decoding and
+// validation are the subpackage request's, which needs neither net/http
+// nor the store, so that its fuzz targets build small. It does not import
+// Caddy, so that it can be unit-tested on its own; caddymodule's
+// armgate_admin only provisions it and delegates to it.
 package adminapi
 
 import (
-	"fmt"
 	"net/http"
 
+	"github.com/armgate/armgate/adminapi/request"
 	"github.com/armgate/armgate/refusal"
 )
 
 // Error is an admin API error response: status plus the {"error",
-// "message"} body. Decoders and validators return it so that the handler
-// can answer every refusal in one place without knowing what went wrong.
-type Error struct {
-	Status  int
-	Code    string
-	Message string
-}
-
-func (e *Error) Error() string { return e.Code + ": " + e.Message }
+// "message"} body. Decoders, validators and handlers return it so that the
+// handler can answer every refusal in one place without knowing what went
+// wrong. It is request.Error, which the body validation returns.
+type Error = request.Error
 
 // badRequest returns a 400 invalid_request error; nearly every refusal of
 // a malformed request is one.
-func badRequest(format string, args ...any) *Error {
-	return &Error{http.StatusBadRequest, "invalid_request", fmt.Sprintf(format, args...)}
-}
-
-// errTooLarge is the 413 for a body over MaxBodyBytes; the handler also
-// uses it when Content-Length alone shows the body is too large.
-var errTooLarge = &Error{http.StatusRequestEntityTooLarge, "request_too_large",
-	fmt.Sprintf("the request body exceeds %d KiB", MaxBodyBytes>>10)}
+func badRequest(format string, args ...any) *Error { return request.BadRequest(format, args...) }
 
 // ErrorBody is the JSON body of every refusal, of the admin API and of the
 // gateway alike, so that clients parse one shape.

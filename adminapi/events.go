@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/armgate/armgate/adminapi/request"
 	"github.com/armgate/armgate/storage"
 )
 
@@ -48,7 +49,7 @@ func ParseEventID(s string) (string, error) {
 }
 
 // errEventsOff answers the events endpoints of a store without events.
-var errEventsOff = &Error{http.StatusNotFound, "not_found", "lifecycle events are not available"}
+var errEventsOff = &Error{Status: http.StatusNotFound, Code: "not_found", Message: "lifecycle events are not available"}
 
 func (h *handler) eventStore() (EventStore, error) {
 	es, ok := h.store.(EventStore)
@@ -89,7 +90,7 @@ func (h *handler) retryEvent(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	id, _, err := change[emptyRequest](r, func(r *http.Request) (string, error) {
+	id, _, err := change[request.Empty](r, func(r *http.Request) (string, error) {
 		return ParseEventID(r.PathValue("event_id"))
 	})
 	if err != nil {
@@ -98,9 +99,9 @@ func (h *handler) retryEvent(w http.ResponseWriter, r *http.Request) error {
 	ev, err := es.RetryEvent(r.Context(), actor(r), id)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		return &Error{http.StatusNotFound, "not_found", "no event with id " + id}
+		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no event with id " + id}
 	case errors.Is(err, storage.ErrEventNotFailed):
-		return &Error{http.StatusConflict, "event_not_failed", "only a failed event can be retried; this one was sent"}
+		return &Error{Status: http.StatusConflict, Code: "event_not_failed", Message: "only a failed event can be retried; this one was sent"}
 	case err != nil:
 		return err
 	}

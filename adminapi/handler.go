@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/armgate/armgate/adminapi/request"
 	"github.com/armgate/armgate/gateway"
 	"github.com/armgate/armgate/quota"
 	"github.com/armgate/armgate/storage"
@@ -75,7 +76,7 @@ type Options struct {
 	// keys are ignored; with none, only admin-scope tokens administer.
 	AdminKeys []string
 	// Limits bound what a token may be created with.
-	Limits TokenLimits
+	Limits request.TokenLimits
 	// Limiter, if set, counts every refused credential (401, 403) against
 	// the client's address; a blocked address then gets 429
 	// too_many_requests with Retry-After instead of the refusal. A valid
@@ -111,7 +112,7 @@ type handler struct {
 	// adminKeys are the SHA-256 of the admin keys, so that the
 	// constant-time comparison does not leak a key's length either.
 	adminKeys     [][sha256.Size]byte
-	limits        TokenLimits
+	limits        request.TokenLimits
 	limiter       FailureLimiter
 	clientAddr    func(*http.Request) (netip.Addr, bool)
 	timeout       time.Duration
@@ -251,11 +252,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.notRouted(w, r, p)
 		return
 	}
-	if r.ContentLength > MaxBodyBytes {
-		WriteError(w, errTooLarge)
+	if r.ContentLength > request.MaxBodyBytes {
+		WriteError(w, request.ErrTooLarge)
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	r.Body = capBody(w, r.Body)
 	h.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), actorKey{}, actor)))
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/armgate/armgate/adminapi/request"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
 )
@@ -111,7 +112,7 @@ func newTestAdmin(store *fakeStore, events *[]string) http.Handler {
 		},
 		Invalidate: func(storage.Invalidation) { *events = append(*events, "invalidate") },
 		AdminKeys:  []string{testAdminKey},
-		Limits:     TokenLimits{MaxPerUser: 10, Lifetime: time.Hour, MaxLifetime: 2 * time.Hour},
+		Limits:     request.TokenLimits{MaxPerUser: 10, Lifetime: time.Hour, MaxLifetime: 2 * time.Hour},
 		Logger:     zap.NewNop(),
 	})
 }
@@ -156,7 +157,7 @@ func TestAdminServeHTTP(t *testing.T) {
 		{name: "revoke unknown field", method: "POST", target: "/tokens/" + testTokenID + "/revoke", auth: "Bearer " + testAdminKey,
 			body: `{"why":"x"}`, status: 400, code: "invalid_request"},
 		{name: "revoke too large", method: "POST", target: "/tokens/" + testTokenID + "/revoke", auth: "Bearer " + testAdminKey,
-			body: `{"reason":"` + strings.Repeat("x", MaxBodyBytes) + `"}`, status: 413, code: "request_too_large"},
+			body: `{"reason":"` + strings.Repeat("x", request.MaxBodyBytes) + `"}`, status: 413, code: "request_too_large"},
 		{name: "create", method: "POST", target: "/users/u1/tokens", auth: "Bearer " + testAdminKey,
 			body: `{"name":" ci ","scopes":["api"]}`, status: 201, calls: "create ci"},
 		{name: "create over the max lifetime", method: "POST", target: "/users/u1/tokens", auth: "Bearer " + testAdminKey,

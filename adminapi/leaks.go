@@ -11,7 +11,9 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/armgate/armgate/adminapi/request"
 	"github.com/armgate/armgate/leaks"
+	"github.com/armgate/armgate/leaks/ghkeys"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
 )
@@ -47,7 +49,7 @@ type LeakOptions struct {
 	Store LeakStore
 	// GitHubKeys verifies GitHub's signatures; nil turns POST
 	// /leaks/github off (404).
-	GitHubKeys *leaks.KeySource
+	GitHubKeys *ghkeys.KeySource
 	// GitLabToken is the pre-shared token GitLab sends in Authorization;
 	// empty turns the /leaks/gitlab/ routes off (404).
 	GitLabToken string
@@ -111,14 +113,14 @@ func readReport(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	return b, true
 }
 
-var leakTooLarge = &Error{http.StatusRequestEntityTooLarge, "request_too_large",
-	"the report exceeds 1 MiB; send at most 1000 tokens per report"}
+var leakTooLarge = &Error{Status: http.StatusRequestEntityTooLarge, Code: "request_too_large",
+	Message: "the report exceeds 1 MiB; send at most 1000 tokens per report"}
 
 // reportError answers a report that does not parse: 413 for too many
 // tokens, else 400.
 func reportError(w http.ResponseWriter, err error) {
 	if errors.Is(err, leaks.ErrTooMany) {
-		WriteError(w, &Error{http.StatusRequestEntityTooLarge, "request_too_large", err.Error()})
+		WriteError(w, &Error{Status: http.StatusRequestEntityTooLarge, Code: "request_too_large", Message: err.Error()})
 		return
 	}
 	WriteError(w, badRequest("%v", err))
@@ -129,7 +131,7 @@ func reportError(w http.ResponseWriter, err error) {
 // GitHub's feedback: true_positive or false_positive per token.
 func (h *handler) githubLeaks(w http.ResponseWriter, r *http.Request) {
 	if h.leaks.Store == nil || h.leaks.GitHubKeys == nil {
-		WriteError(w, &Error{http.StatusNotFound, "not_found", "GitHub " + leakReportNotAvailable})
+		WriteError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "GitHub " + leakReportNotAvailable})
 		return
 	}
 	body, ok := readReport(w, r)
@@ -141,7 +143,7 @@ func (h *handler) githubLeaks(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	err := h.leaks.GitHubKeys.Verify(ctx, r.Header.Get("Github-Public-Key-Identifier"),
 		r.Header.Get("Github-Public-Key-Signature"), body)
-	if leaks.IsRefusal(err) {
+	if ghkeys.IsRefusal(err) {
 		h.leakReport(LeakSourceGitHub, LeakReportUnauthorized)
 		h.refuse(w, r, http.StatusUnauthorized, "", "unauthorized", err.Error())
 		return
@@ -208,7 +210,7 @@ func (h *handler) revokeItems(ctx context.Context, source, reportedBy string, it
 // when the token is wrong.
 func (h *handler) gitlabAuth(w http.ResponseWriter, r *http.Request) bool {
 	if h.leaks.Store == nil || h.leaks.GitLabToken == "" {
-		WriteError(w, &Error{http.StatusNotFound, "not_found", "GitLab " + leakReportNotAvailable})
+		WriteError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "GitLab " + leakReportNotAvailable})
 		return false
 	}
 	v := r.Header.Values("Authorization")
@@ -359,10 +361,10 @@ func LeakResults(items []leaks.Item, out map[token.Hash]storage.LeakOutcome) Rev
 // per token.
 func (h *handler) revokeLeaked(w http.ResponseWriter, r *http.Request) error {
 	if h.leaks.Store == nil {
-		return &Error{http.StatusNotFound, "not_found", "leak reports are not available on this instance"}
+		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "leak reports are not available on this instance"}
 	}
 	var body RevokeLeakedRequest
-	if err := decodeJSON(r.Body, &body); err != nil {
+	if err := request.Decode(r.Body, &body); err != nil {
 		return err
 	}
 	items, err := body.Items()

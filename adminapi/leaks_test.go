@@ -16,6 +16,7 @@ import (
 
 	"github.com/armgate/armgate/internal/leakstest"
 	"github.com/armgate/armgate/leaks"
+	"github.com/armgate/armgate/leaks/ghkeys"
 	"github.com/armgate/armgate/limiter"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
@@ -122,7 +123,7 @@ func newLeakEnv(t *testing.T) *leakEnv {
 		},
 		Leaks: LeakOptions{
 			Store:       e.store,
-			GitHubKeys:  leaks.URLKeys(srv.URL, nil),
+			GitHubKeys:  ghkeys.URLKeys(srv.URL, nil),
 			GitLabToken: testGitLabToken,
 			Tokens: func(source, label string, n int) {
 				e.countsMu.Lock()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/armgate/armgate/adminapi/request"
 	"github.com/armgate/armgate/storage"
 )
 
@@ -60,6 +61,12 @@ func queryParams(q url.Values, known ...string) error {
 	}
 	return nil
 }
+
+// Page sizes of the list calls.
+const (
+	defaultPageLimit = 50
+	maxPageLimit     = 500
+)
 
 // ParseLimit returns the limit query parameter, 50 when absent; it is
 // bounded so that one call cannot read an unbounded page.
@@ -115,7 +122,7 @@ func parseIntrospection(r *http.Request) (string, error) {
 	if err != nil || mt != "application/x-www-form-urlencoded" {
 		return "", badRequest("the body must be application/x-www-form-urlencoded with a token parameter")
 	}
-	b, err := readBody(r.Body)
+	b, err := request.Read(r.Body)
 	if err != nil {
 		return "", err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/armgate/armgate/adminapi/request"
 	"github.com/armgate/armgate/internal/testpg"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
@@ -87,7 +88,7 @@ func (e *storeEnv) invalidations() []storage.Invalidation {
 	return append([]storage.Invalidation(nil), e.invs...)
 }
 
-var testLimits = TokenLimits{MaxPerUser: 10, Lifetime: time.Hour, MaxLifetime: 24 * time.Hour}
+var testLimits = request.TokenLimits{MaxPerUser: 10, Lifetime: time.Hour, MaxLifetime: 24 * time.Hour}
 
 // admin returns the admin API on the store; verifier counts every Verify.
 func (e *storeEnv) admin(v Verifier) http.Handler {

@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/armgate/armgate/adminapi/request"
 	"github.com/armgate/armgate/quota"
 	"github.com/armgate/armgate/storage"
 )
@@ -40,7 +41,7 @@ type SelfOptions struct {
 	User func(r *http.Request) string
 	// Invalidate, Limits, Timeout, Now and Logger are as in Options.
 	Invalidate func(storage.Invalidation)
-	Limits     TokenLimits
+	Limits     request.TokenLimits
 	Timeout    time.Duration
 	Now        func() time.Time
 	Logger     *zap.Logger
@@ -63,7 +64,7 @@ type selfHandler struct {
 	store      selfStore
 	user       func(*http.Request) string
 	invalidate func(storage.Invalidation)
-	limits     TokenLimits
+	limits     request.TokenLimits
 	timeout    time.Duration
 	now        func() time.Time
 	logger     *zap.Logger
@@ -138,11 +139,11 @@ func (s *selfHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if r.ContentLength > MaxBodyBytes {
-		WriteError(w, errTooLarge)
+	if r.ContentLength > request.MaxBodyBytes {
+		WriteError(w, request.ErrTooLarge)
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	r.Body = capBody(w, r.Body)
 	ctx := context.WithValue(r.Context(), actorKey{}, storage.ActorUser(user))
 	s.mux.ServeHTTP(w, r.WithContext(context.WithValue(ctx, selfUserKey{}, user)))
 }

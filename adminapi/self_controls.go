@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/armgate/armgate/adminapi/request"
 	"github.com/armgate/armgate/ipallow"
 	"github.com/armgate/armgate/quota"
 	"github.com/armgate/armgate/storage"
@@ -99,14 +100,15 @@ func narrower(cur []string, next ipallow.List) error {
 }
 
 func (s *selfHandler) patchToken(w http.ResponseWriter, r *http.Request) error {
-	id, body, err := change[TokenControlsRequest](r, pathTokenID)
+	id, body, err := change[request.TokenControls](r, pathTokenID)
 	if err != nil {
 		return err
 	}
-	c, err := body.Controls()
+	checked, err := body.Controls()
 	if err != nil {
 		return err
 	}
+	c := ControlsToStore(checked)
 	// The store refuses another user's token (404) and runs the check on
 	// the locked row, so that two calls cannot race past it.
 	t, inv, err := s.store.SetTokenControls(r.Context(), selfActor(r), id, c, LowerOnly(c, s.defaultQuota))

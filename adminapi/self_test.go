@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/armgate/armgate/adminapi/request"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
 )
@@ -170,7 +171,7 @@ func TestSelfRefusals(t *testing.T) {
 		{"revoke-all is admin only", "alice", "POST", "/users/alice/tokens/revoke", "", json, 404, "not_found", ""},
 		{"wrong method", "alice", "PUT", "/tokens", "", json, 405, "method_not_allowed", ""},
 		{"query parameter", "alice", "GET", "/tokens?user=bob", "", json, 400, "invalid_request", "unknown query parameter"},
-		{"too large", "alice", "POST", "/tokens", `{"name":"` + strings.Repeat("x", MaxBodyBytes) + `"}`, json, 413, "request_too_large", ""},
+		{"too large", "alice", "POST", "/tokens", `{"name":"` + strings.Repeat("x", request.MaxBodyBytes) + `"}`, json, 413, "request_too_large", ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var eb ErrorBody

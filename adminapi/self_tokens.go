@@ -2,11 +2,10 @@ package adminapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
-	"time"
 
+	"github.com/armgate/armgate/adminapi/request"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
 )
@@ -133,36 +132,16 @@ func (s *selfHandler) getToken(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// selfCreateRequest is the body of the self-service POST /tokens: a name
-// and a lifetime. Scopes are not the user's to choose; the field exists
-// only to refuse it with a clear message.
-type selfCreateRequest struct {
-	Name      string          `json:"name"`
-	ExpiresIn *string         `json:"expires_in"`
-	ExpiresAt *string         `json:"expires_at"`
-	Scopes    json.RawMessage `json:"scopes"`
-}
-
-// NewToken validates the body and returns what to store: like the admin
-// create, with the scopes always the self-service scopes.
-func (b selfCreateRequest) NewToken(userID string, now time.Time, l TokenLimits) (storage.NewToken, error) {
-	if b.Scopes != nil {
-		return storage.NewToken{}, badRequest("scopes cannot be chosen here: self-service tokens always have the scope %q", token.ScopeAPI)
-	}
-	return CreateTokenRequest{Name: b.Name, ExpiresIn: b.ExpiresIn, ExpiresAt: b.ExpiresAt,
-		Scopes: storage.SelfServiceScopes()}.NewToken(userID, now, l)
-}
-
 func (s *selfHandler) createToken(w http.ResponseWriter, r *http.Request) error {
-	var body selfCreateRequest
-	if err := decodeJSON(r.Body, &body); err != nil {
+	var body request.SelfCreate
+	if err := request.Decode(r.Body, &body); err != nil {
 		return err
 	}
-	n, err := body.NewToken(selfUser(r), s.now(), s.limits)
+	n, err := body.Token(s.now(), s.limits)
 	if err != nil {
 		return err
 	}
-	t, plain, err := s.store.CreateToken(r.Context(), selfActor(r), n)
+	t, plain, err := s.store.CreateToken(r.Context(), selfActor(r), TokenToStore(selfUser(r), n, s.limits.MaxPerUser))
 	if err != nil {
 		return err
 	}
@@ -173,7 +152,7 @@ func (s *selfHandler) createToken(w http.ResponseWriter, r *http.Request) error 
 }
 
 func (s *selfHandler) revokeToken(w http.ResponseWriter, r *http.Request) error {
-	id, body, err := change[RevokeRequest](r, pathTokenID)
+	id, body, err := change[request.Revoke](r, pathTokenID)
 	if err != nil {
 		return err
 	}
@@ -189,7 +168,7 @@ func (s *selfHandler) revokeToken(w http.ResponseWriter, r *http.Request) error 
 }
 
 func (s *selfHandler) reapproveToken(w http.ResponseWriter, r *http.Request) error {
-	id, _, err := change[emptyRequest](r, pathTokenID)
+	id, _, err := change[request.Empty](r, pathTokenID)
 	if err != nil {
 		return err
 	}
@@ -203,7 +182,7 @@ func (s *selfHandler) reapproveToken(w http.ResponseWriter, r *http.Request) err
 // rotateToken rotates one of the user's tokens. The new lifetime is checked
 // as at create, so it never ends later than max_token_lifetime from now.
 func (s *selfHandler) rotateToken(w http.ResponseWriter, r *http.Request) error {
-	id, body, err := change[RotateRequest](r, pathTokenID)
+	id, body, err := change[request.Rotate](r, pathTokenID)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/armgate/armgate/adminapi/request"
 	"github.com/armgate/armgate/quota"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
@@ -157,14 +158,14 @@ func TestOpenAPIMatchesWireTypes(t *testing.T) {
 				continue
 			}
 			checked++
-			got := jsonNames(reflect.TypeOf(v))
+			got := request.JSONNames(reflect.TypeOf(v))
 			if want := s.fields(d.Components.Schemas); !sameSet(got, want) {
 				t.Errorf("%s %s: the type has %v, the description %v", doc, name, got, slices.Sorted(slices.Values(want)))
 			}
 		}
 		if usage, ok := d.Components.Schemas["Usage"]; ok {
 			checked++
-			if got, want := jsonNames(reflect.TypeOf(DayUsage{})), usage.Properties["days"].Items.fields(nil); !sameSet(got, want) {
+			if got, want := request.JSONNames(reflect.TypeOf(DayUsage{})), usage.Properties["days"].Items.fields(nil); !sameSet(got, want) {
 				t.Errorf("%s Usage.days: the type has %v, the description %v", doc, got, want)
 			}
 		}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/armgate/armgate/adminapi"
+	"github.com/armgate/armgate/adminapi/request"
 	"github.com/armgate/armgate/storage"
 )
 
@@ -111,7 +112,7 @@ func quotedLen(s string) int {
 // Runner runs calls on a store and prints their results on Out.
 type Runner struct {
 	Store  *storage.Store
-	Limits adminapi.TokenLimits
+	Limits request.TokenLimits
 	Out    io.Writer
 	// In is the standard input, for calls that read secrets from it.
 	In io.Reader

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/armgate/armgate/adminapi"
+	"github.com/armgate/armgate/adminapi/request"
 	"github.com/armgate/armgate/admincli"
 	"github.com/armgate/armgate/internal/testpg"
 	"github.com/armgate/armgate/storage"
@@ -40,7 +41,7 @@ func newEnv(t *testing.T) *env {
 	e.pool = pool
 	e.r = &admincli.Runner{
 		Store:   storage.New(pool),
-		Limits:  adminapi.TokenLimits{MaxPerUser: 2, Lifetime: 24 * time.Hour, MaxLifetime: 48 * time.Hour},
+		Limits:  request.TokenLimits{MaxPerUser: 2, Lifetime: 24 * time.Hour, MaxLifetime: 48 * time.Hour},
 		Out:     &e.out,
 		Migrate: func(ctx context.Context) error { return storage.Migrate(ctx, pool) },
 	}
@@ -155,7 +156,7 @@ func TestCLITokens(t *testing.T) {
 	e := newEnv(t)
 	// Create makes the missing user and prints only the token.
 	out := e.run(t, false, func(ctx context.Context, r *admincli.Runner) error {
-		return r.TokenCreate(ctx, "carol", adminapi.CreateTokenRequest{Name: " ci ", Scopes: []string{"api", "admin"}})
+		return r.TokenCreate(ctx, "carol", request.CreateToken{Name: " ci ", Scopes: []string{"api", "admin"}})
 	})
 	plain := strings.TrimSpace(out)
 	if token.Check(plain) != nil || strings.Count(out, "\n") != 1 {
@@ -166,7 +167,7 @@ func TestCLITokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	out = e.run(t, true, func(ctx context.Context, r *admincli.Runner) error {
-		return r.TokenCreate(ctx, "carol", adminapi.CreateTokenRequest{Name: "second", ExpiresIn: ptr("1h")})
+		return r.TokenCreate(ctx, "carol", request.CreateToken{Name: "second", ExpiresIn: ptr("1h")})
 	})
 	created := decode[adminapi.CreatedToken](t, out)
 	if token.Check(created.Plaintext) != nil || created.Name != "second" || len(created.Scopes) != 1 || created.Scopes[0] != "api" {
@@ -196,7 +197,7 @@ func TestCLITokens(t *testing.T) {
 
 	// Rotate at the limit (2 of 2): the new plaintext only.
 	out = e.run(t, false, func(ctx context.Context, r *admincli.Runner) error {
-		return r.TokenRotate(ctx, id, adminapi.RotateRequest{Grace: ptr("0s")})
+		return r.TokenRotate(ctx, id, request.Rotate{Grace: ptr("0s")})
 	})
 	newPlain := strings.TrimSpace(out)
 	if token.Check(newPlain) != nil || newPlain == plain {
@@ -207,7 +208,7 @@ func TestCLITokens(t *testing.T) {
 		t.Fatalf("rotated_to: %v", err)
 	}
 	out = e.run(t, true, func(ctx context.Context, r *admincli.Runner) error {
-		return r.TokenRotate(ctx, newID, adminapi.RotateRequest{ExpiresIn: ptr("2h")})
+		return r.TokenRotate(ctx, newID, request.Rotate{ExpiresIn: ptr("2h")})
 	})
 	rot := decode[adminapi.RotatedToken](t, out)
 	if rot.RotatedFrom != newID || token.Check(rot.Plaintext) != nil || rot.Name != "ci" {
@@ -265,13 +266,13 @@ func TestCLIBadInput(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.run(t, false, func(ctx context.Context, r *admincli.Runner) error {
-		return r.TokenCreate(ctx, "dave", adminapi.CreateTokenRequest{Name: "one"})
+		return r.TokenCreate(ctx, "dave", request.CreateToken{Name: "one"})
 	})
 	e.run(t, false, func(ctx context.Context, r *admincli.Runner) error {
-		return r.TokenCreate(ctx, "dave", adminapi.CreateTokenRequest{Name: "two"})
+		return r.TokenCreate(ctx, "dave", request.CreateToken{Name: "two"})
 	})
 	e.run(t, false, func(ctx context.Context, r *admincli.Runner) error {
-		return r.TokenCreate(ctx, "gina", adminapi.CreateTokenRequest{Name: "solo"})
+		return r.TokenCreate(ctx, "gina", request.CreateToken{Name: "solo"})
 	})
 	var id string
 	if err := e.pool.QueryRow(t.Context(), `SELECT id::text FROM armgate.tokens WHERE name = 'one'`).Scan(&id); err != nil {
@@ -296,28 +297,28 @@ func TestCLIBadInput(t *testing.T) {
 		{"deactivate unknown", func(c context.Context, r *admincli.Runner) error { return r.UserSetActive(c, "nobody", false) }, 1, "not found"},
 		{"reactivate no user", func(c context.Context, r *admincli.Runner) error { return r.UserSetActive(c, "", true) }, 2, "--user is required"},
 		{"create no name", func(c context.Context, r *admincli.Runner) error {
-			return r.TokenCreate(c, "eve", adminapi.CreateTokenRequest{})
+			return r.TokenCreate(c, "eve", request.CreateToken{})
 		}, 2, "--name is required"},
 		{"create blank name", func(c context.Context, r *admincli.Runner) error {
-			return r.TokenCreate(c, "eve", adminapi.CreateTokenRequest{Name: "   "})
+			return r.TokenCreate(c, "eve", request.CreateToken{Name: "   "})
 		}, 2, "name"},
 		{"create bad duration", func(c context.Context, r *admincli.Runner) error {
-			return r.TokenCreate(c, "eve", adminapi.CreateTokenRequest{Name: "x", ExpiresIn: ptr("soon")})
+			return r.TokenCreate(c, "eve", request.CreateToken{Name: "x", ExpiresIn: ptr("soon")})
 		}, 2, `--expires-in: "soon" is not a duration`},
 		{"create over max lifetime", func(c context.Context, r *admincli.Runner) error {
-			return r.TokenCreate(c, "eve", adminapi.CreateTokenRequest{Name: "x", ExpiresIn: ptr("49h")})
+			return r.TokenCreate(c, "eve", request.CreateToken{Name: "x", ExpiresIn: ptr("49h")})
 		}, 2, "exceeds the maximum token lifetime"},
 		{"create both expiries", func(c context.Context, r *admincli.Runner) error {
-			return r.TokenCreate(c, "eve", adminapi.CreateTokenRequest{Name: "x", ExpiresIn: ptr("1h"), ExpiresAt: ptr("2030-01-01T00:00:00Z")})
+			return r.TokenCreate(c, "eve", request.CreateToken{Name: "x", ExpiresIn: ptr("1h"), ExpiresAt: ptr("2030-01-01T00:00:00Z")})
 		}, 2, "not both"},
 		{"create bad scope", func(c context.Context, r *admincli.Runner) error {
-			return r.TokenCreate(c, "eve", adminapi.CreateTokenRequest{Name: "x", Scopes: []string{"root"}})
+			return r.TokenCreate(c, "eve", request.CreateToken{Name: "x", Scopes: []string{"root"}})
 		}, 2, "scope"},
 		{"create limit", func(c context.Context, r *admincli.Runner) error {
-			return r.TokenCreate(c, "dave", adminapi.CreateTokenRequest{Name: "three"})
+			return r.TokenCreate(c, "dave", request.CreateToken{Name: "three"})
 		}, 1, "maximum number of tokens"},
 		{"create name taken", func(c context.Context, r *admincli.Runner) error {
-			return r.TokenCreate(c, "gina", adminapi.CreateTokenRequest{Name: " solo "})
+			return r.TokenCreate(c, "gina", request.CreateToken{Name: " solo "})
 		}, 1, "already exists"},
 		{"token list unknown", func(c context.Context, r *admincli.Runner) error { return r.TokenList(c, "nobody") }, 1, "not found"},
 		{"token list no user", func(c context.Context, r *admincli.Runner) error { return r.TokenList(c, "") }, 2, "--user is required"},
@@ -331,13 +332,13 @@ func TestCLIBadInput(t *testing.T) {
 		{"reapprove bad id", func(c context.Context, r *admincli.Runner) error { return r.TokenReapprove(c, "x") }, 2, "must be a UUID"},
 		{"reapprove unknown", func(c context.Context, r *admincli.Runner) error { return r.TokenReapprove(c, missing) }, 1, "not found"},
 		{"rotate bad grace", func(c context.Context, r *admincli.Runner) error {
-			return r.TokenRotate(c, id, adminapi.RotateRequest{Grace: ptr("200h")})
+			return r.TokenRotate(c, id, request.Rotate{Grace: ptr("200h")})
 		}, 2, `--grace must be from 0s to 168h, got "200h"`},
 		{"rotate bad duration", func(c context.Context, r *admincli.Runner) error {
-			return r.TokenRotate(c, id, adminapi.RotateRequest{ExpiresIn: ptr("-1h")})
+			return r.TokenRotate(c, id, request.Rotate{ExpiresIn: ptr("-1h")})
 		}, 2, "--expires-in must be positive"},
 		{"rotate unknown", func(c context.Context, r *admincli.Runner) error {
-			return r.TokenRotate(c, missing, adminapi.RotateRequest{})
+			return r.TokenRotate(c, missing, request.Rotate{})
 		}, 1, "not found"},
 		{"delete no id", func(c context.Context, r *admincli.Runner) error { return r.TokenDelete(c, "") }, 2, "--id is required"},
 		{"delete unknown", func(c context.Context, r *admincli.Runner) error { return r.TokenDelete(c, missing) }, 1, "not found"},
@@ -368,7 +369,7 @@ func TestCLINotifies(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.run(t, false, func(ctx context.Context, r *admincli.Runner) error {
-		return r.TokenCreate(ctx, "frank", adminapi.CreateTokenRequest{Name: "t"})
+		return r.TokenCreate(ctx, "frank", request.CreateToken{Name: "t"})
 	})
 	var id string
 	var hash []byte

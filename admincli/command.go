@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/armgate/armgate/adminapi"
+	"github.com/armgate/armgate/adminapi/request"
 	"github.com/armgate/armgate/gateway"
 	"github.com/armgate/armgate/token"
 )
@@ -53,7 +53,7 @@ type Config struct {
 	// DatabaseOption is the option as written (e.g. a placeholder), named
 	// in the error when Database is empty.
 	Database, DatabaseOption string
-	Limits                   adminapi.TokenLimits
+	Limits                   request.TokenLimits
 	// Events is whether lifecycle events are configured: changes from
 	// the command line then queue theirs too.
 	Events bool
@@ -103,7 +103,7 @@ func (h Host) Build(cmd *cobra.Command) {
 		h.call("reapprove", "Makes a revoked token active again", tokenReapprove, idFlag),
 		h.call("rotate", "Replaces a token by a new one and prints the new one once", tokenRotate, idFlag, withFlags(
 			strFlag("grace", fmt.Sprintf("How long the old token keeps working: 0s to %s (default %s)",
-				token.FormatDuration(adminapi.MaxGrace), token.FormatDuration(adminapi.DefaultGrace))), expiryFlags)),
+				token.FormatDuration(request.MaxGrace), token.FormatDuration(request.DefaultGrace))), expiryFlags)),
 		h.call("delete", "Deletes a token, freeing its slot", tokenDelete, idFlag),
 		h.call("limit", "Sets or removes a token's quota", tokenLimit, idFlag, limitFlags),
 		h.call("allow-ips", "Sets or removes the addresses a token may be used from", tokenAllowIPs, idFlag, allowFlags),
@@ -307,7 +307,7 @@ func tokenCreate(ctx context.Context, r *Runner, f *pflag.FlagSet) error {
 			scopes = []string{}
 		}
 	}
-	return r.TokenCreate(ctx, get(f, "user"), adminapi.CreateTokenRequest{
+	return r.TokenCreate(ctx, get(f, "user"), request.CreateToken{
 		Name: get(f, "name"), Scopes: scopes,
 		ExpiresIn: optional(f, "expires-in"), ExpiresAt: optional(f, "expires-at"),
 	})
@@ -342,7 +342,7 @@ func tokenReapprove(ctx context.Context, r *Runner, f *pflag.FlagSet) error {
 }
 
 func tokenRotate(ctx context.Context, r *Runner, f *pflag.FlagSet) error {
-	return r.TokenRotate(ctx, get(f, "id"), adminapi.RotateRequest{
+	return r.TokenRotate(ctx, get(f, "id"), request.Rotate{
 		Grace:     optional(f, "grace"),
 		ExpiresIn: optional(f, "expires-in"), ExpiresAt: optional(f, "expires-at"),
 	})

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/armgate/armgate/adminapi"
+	"github.com/armgate/armgate/adminapi/request"
 	"github.com/armgate/armgate/quota"
 	"github.com/armgate/armgate/storage"
 )
@@ -23,16 +24,16 @@ type Limit struct {
 // TokenLimit sets or removes a token's quota, validated by the admin API's
 // own request type, and prints the token.
 func (r *Runner) TokenLimit(ctx context.Context, l Limit) error {
-	var req adminapi.TokenControlsRequest
+	var req request.TokenControls
 	switch {
 	case l.Clear && (l.Requests != nil || l.Window != nil):
 		return Usagef("--clear removes the quota: give it without --requests and --window")
 	case l.Clear:
-		req.RateLimit = adminapi.None[adminapi.RateLimit]()
+		req.RateLimit = request.None[request.RateLimit]()
 	case l.Requests == nil || l.Window == nil:
 		return Usagef("give --requests and --window (e.g. --requests 1000 --window 1h), or --clear")
 	default:
-		req.RateLimit = adminapi.Some(adminapi.RateLimit{Requests: *l.Requests, Window: *l.Window})
+		req.RateLimit = request.Some(request.RateLimit{Requests: *l.Requests, Window: *l.Window})
 	}
 	return r.setControls(ctx, l.ID, req)
 }
@@ -40,21 +41,21 @@ func (r *Runner) TokenLimit(ctx context.Context, l Limit) error {
 // TokenAllowIPs sets a token's allow-list to cidrs, or with clear removes
 // it (the token works from anywhere again), and prints the token.
 func (r *Runner) TokenAllowIPs(ctx context.Context, id string, cidrs []string, clear bool) error {
-	var req adminapi.TokenControlsRequest
+	var req request.TokenControls
 	switch {
 	case clear && len(cidrs) > 0:
 		return Usagef("--clear removes the allow-list: give it without --cidr")
 	case clear:
-		req.AllowedIPs = adminapi.None[[]string]()
+		req.AllowedIPs = request.None[[]string]()
 	case len(cidrs) == 0:
 		return Usagef("give --cidr (repeat it or comma-separate, e.g. --cidr 192.0.2.0/24 --cidr 2001:db8::/32), or --clear")
 	default:
-		req.AllowedIPs = adminapi.Some(cidrs)
+		req.AllowedIPs = request.Some(cidrs)
 	}
 	return r.setControls(ctx, id, req)
 }
 
-func (r *Runner) setControls(ctx context.Context, id string, req adminapi.TokenControlsRequest) error {
+func (r *Runner) setControls(ctx context.Context, id string, req request.TokenControls) error {
 	id, err := tokenID(id)
 	if err != nil {
 		return err
@@ -63,7 +64,7 @@ func (r *Runner) setControls(ctx context.Context, id string, req adminapi.TokenC
 	if err != nil {
 		return usage(err)
 	}
-	t, _, err := r.Store.SetTokenControls(ctx, Actor, id, c, nil)
+	t, _, err := r.Store.SetTokenControls(ctx, Actor, id, adminapi.ControlsToStore(c), nil)
 	if err != nil {
 		return storeErr(err, "token "+id)
 	}

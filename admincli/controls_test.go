@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/armgate/armgate/adminapi"
+	"github.com/armgate/armgate/adminapi/request"
 	"github.com/armgate/armgate/admincli"
 	"github.com/armgate/armgate/quota"
 )
@@ -21,7 +22,7 @@ func TestCLIControls(t *testing.T) {
 	e := newEnv(t)
 	var id string
 	e.run(t, true, func(ctx context.Context, r *admincli.Runner) error {
-		return r.TokenCreate(ctx, "carl", adminapi.CreateTokenRequest{Name: "ci"})
+		return r.TokenCreate(ctx, "carl", request.CreateToken{Name: "ci"})
 	})
 	id = decode[adminapi.CreatedToken](t, e.out.String()).ID
 

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/armgate/armgate/adminapi"
+	"github.com/armgate/armgate/adminapi/request"
 	"github.com/armgate/armgate/admincli"
 )
 
@@ -17,7 +18,7 @@ func TestCLIRevokeLeaked(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	plain := strings.TrimSpace(e.run(t, false, func(ctx context.Context, r *admincli.Runner) error {
-		return r.TokenCreate(ctx, "alice", adminapi.CreateTokenRequest{Name: "ci"})
+		return r.TokenCreate(ctx, "alice", request.CreateToken{Name: "ci"})
 	}))
 	in := plain + "\n  hunter2 " + plain + "\n\n"
 	res := decode[adminapi.RevokedLeaks](t, e.run(t, true, func(ctx context.Context, r *admincli.Runner) error {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/armgate/armgate/adminapi"
+	"github.com/armgate/armgate/adminapi/request"
 	"github.com/armgate/armgate/admincli"
 )
 
@@ -47,7 +48,7 @@ func (e *env) api(t *testing.T) func(method, target string, body any) (int, admi
 func (e *env) newToken(t *testing.T, user, name string) string {
 	t.Helper()
 	e.run(t, false, func(ctx context.Context, r *admincli.Runner) error {
-		return r.TokenCreate(ctx, user, adminapi.CreateTokenRequest{Name: name})
+		return r.TokenCreate(ctx, user, request.CreateToken{Name: name})
 	})
 	return e.scalar(t, "SELECT id::text FROM armgate.tokens WHERE user_id = $1 AND name = $2", user, name).(string)
 }
@@ -123,13 +124,13 @@ func TestCLIAndAPIRefuseAlike(t *testing.T) {
 	e.out.Reset()
 	before := e.counts(t)
 	for _, c := range cases {
-		rot := adminapi.RotateRequest{Grace: c.grace, ExpiresIn: c.expiresIn, ExpiresAt: c.expiry}
+		rot := request.Rotate{Grace: c.grace, ExpiresIn: c.expiresIn, ExpiresAt: c.expiry}
 		status, body := api("POST", "/tokens/"+apiTok+"/rotate", rot)
 		calls := map[string]error{"rotate": e.r.TokenRotate(t.Context(), cliTok, rot)}
 		statuses := map[string]int{"rotate": status}
 		bodies := map[string]adminapi.ErrorBody{"rotate": body}
 		if !c.rotateOnly {
-			create := adminapi.CreateTokenRequest{Name: "refused", ExpiresIn: c.expiresIn, ExpiresAt: c.expiry}
+			create := request.CreateToken{Name: "refused", ExpiresIn: c.expiresIn, ExpiresAt: c.expiry}
 			statuses["create"], bodies["create"] = api("POST", "/users/victor/tokens", create)
 			calls["create"] = e.r.TokenCreate(t.Context(), "victor", create)
 		}
@@ -148,7 +149,7 @@ func TestCLIAndAPIRefuseAlike(t *testing.T) {
 
 	// The bounds themselves are accepted by both: 48h of lifetime (as a
 	// duration and as a time), 168h and 0s of grace.
-	for i, rot := range []adminapi.RotateRequest{
+	for i, rot := range []request.Rotate{
 		{Grace: ptr("168h"), ExpiresIn: ptr("48h")},
 		{Grace: ptr("0s"), ExpiresAt: ptr("2026-12-08T12:00:00Z")},
 	} {
@@ -160,7 +161,7 @@ func TestCLIAndAPIRefuseAlike(t *testing.T) {
 		if err := e.r.TokenRotate(t.Context(), cliTok, rot); err != nil {
 			t.Errorf("CLI rotate %d: %v", i, err)
 		}
-		create := adminapi.CreateTokenRequest{Name: "bound", ExpiresIn: rot.ExpiresIn, ExpiresAt: rot.ExpiresAt}
+		create := request.CreateToken{Name: "bound", ExpiresIn: rot.ExpiresIn, ExpiresAt: rot.ExpiresAt}
 		if err := e.r.UserPut(t.Context(), user+"2", nil, nil); err != nil {
 			t.Fatal(err)
 		}

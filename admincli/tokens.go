@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/armgate/armgate/adminapi"
+	"github.com/armgate/armgate/adminapi/request"
 	"github.com/armgate/armgate/storage"
 )
 
@@ -14,17 +15,18 @@ import (
 // creating the user if missing (so that the first admin token can be made
 // with nothing in the database), and prints only the plaintext, or with
 // JSON the create response.
-func (r *Runner) TokenCreate(ctx context.Context, user string, req adminapi.CreateTokenRequest) error {
+func (r *Runner) TokenCreate(ctx context.Context, user string, req request.CreateToken) error {
 	if err := userID(user); err != nil {
 		return err
 	}
 	if req.Name == "" {
 		return Usagef("--name is required")
 	}
-	nt, err := req.NewToken(user, r.now(), r.Limits)
+	checked, err := req.Token(r.now(), r.Limits)
 	if err != nil {
 		return usage(err)
 	}
+	nt := adminapi.TokenToStore(user, checked, r.Limits.MaxPerUser)
 	nt.CreateUser = true
 	if r.Migrate != nil {
 		if err := r.Migrate(ctx); err != nil {
@@ -76,7 +78,7 @@ func (r *Runner) TokenRevoke(ctx context.Context, id, reason string) error {
 	if err != nil {
 		return err
 	}
-	reason, err = adminapi.RevokeRequest{Reason: reason}.CleanReason()
+	reason, err = request.Revoke{Reason: reason}.CleanReason()
 	if err != nil {
 		return usage(err)
 	}
@@ -93,7 +95,7 @@ func (r *Runner) TokenRevokeAll(ctx context.Context, user, reason string) error 
 	if err := userID(user); err != nil {
 		return err
 	}
-	reason, err := adminapi.RevokeRequest{Reason: reason}.CleanReason()
+	reason, err := request.Revoke{Reason: reason}.CleanReason()
 	if err != nil {
 		return usage(err)
 	}
@@ -141,7 +143,7 @@ func (r *Runner) TokenDelete(ctx context.Context, id string) error {
 // TokenRotate replaces an active token by a new one, checked as the admin
 // API checks its rotate body, and prints only the new plaintext, or with
 // JSON the rotate response.
-func (r *Runner) TokenRotate(ctx context.Context, id string, req adminapi.RotateRequest) error {
+func (r *Runner) TokenRotate(ctx context.Context, id string, req request.Rotate) error {
 	id, err := tokenID(id)
 	if err != nil {
 		return err

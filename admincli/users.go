@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/armgate/armgate/adminapi"
+	"github.com/armgate/armgate/adminapi/request"
 	"github.com/armgate/armgate/storage"
 )
 
@@ -16,11 +17,11 @@ func (r *Runner) UserPut(ctx context.Context, id string, email, displayName *str
 	if err := userID(id); err != nil {
 		return err
 	}
-	patch, err := adminapi.UserRequest{Email: email, DisplayName: displayName}.Patch()
+	patch, err := request.User{Email: email, DisplayName: displayName}.Patch()
 	if err != nil {
 		return usage(err)
 	}
-	u, _, err := r.Store.UpsertUser(ctx, Actor, id, patch)
+	u, _, err := r.Store.UpsertUser(ctx, Actor, id, adminapi.PatchToStore(patch))
 	if err != nil {
 		return err
 	}

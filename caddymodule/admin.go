@@ -9,6 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/armgate/armgate/adminapi"
+	"github.com/armgate/armgate/adminapi/request"
 	"github.com/armgate/armgate/limiter"
 	"github.com/armgate/armgate/token"
 	"github.com/armgate/armgate/ui"
@@ -79,7 +80,7 @@ func (h *AdminHandler) Provision(ctx caddy.Context) error {
 		AdminKeys:  app.adminKeys,
 		Limiter:    lim,
 		ClientAddr: clientAddr,
-		Limits: adminapi.TokenLimits{
+		Limits: request.TokenLimits{
 			MaxPerUser:  app.MaxTokensPerUser,
 			Lifetime:    time.Duration(app.TokenLifetime),
 			MaxLifetime: time.Duration(app.MaxTokenLifetime),

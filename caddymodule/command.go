@@ -13,7 +13,7 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
-	"github.com/armgate/armgate/adminapi"
+	"github.com/armgate/armgate/adminapi/request"
 	"github.com/armgate/armgate/admincli"
 )
 
@@ -42,7 +42,7 @@ func loadCLIConfig(configFile, adapter string) (admincli.Config, error) {
 	return admincli.Config{
 		Database:       caddy.NewReplacer().ReplaceAll(app.Database, ""),
 		DatabaseOption: app.Database,
-		Limits: adminapi.TokenLimits{
+		Limits: request.TokenLimits{
 			MaxPerUser:  app.MaxTokensPerUser,
 			Lifetime:    time.Duration(app.TokenLifetime),
 			MaxLifetime: time.Duration(app.MaxTokenLifetime),

@@ -10,7 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/armgate/armgate/adminapi"
-	"github.com/armgate/armgate/leaks"
+	"github.com/armgate/armgate/leaks/ghkeys"
 )
 
 // LeaksConfig turns on the leak report endpoints of armgate_admin: GitHub
@@ -44,7 +44,7 @@ const minGitLabTokenLen = 32
 
 // resolvedLeaks is the leak configuration once provisioned.
 type resolvedLeaks struct {
-	githubKeys  *leaks.KeySource
+	githubKeys  *ghkeys.KeySource
 	gitlabToken string
 	gitlabTypes []string
 }
@@ -61,11 +61,11 @@ func (c *LeaksConfig) provision(repl *caddy.Replacer) (resolvedLeaks, error) {
 	switch {
 	case c.GitHubOff:
 	case file != "":
-		r.githubKeys = leaks.FileKeys(file)
+		r.githubKeys = ghkeys.FileKeys(file)
 	case url != "":
-		r.githubKeys = leaks.URLKeys(url, nil)
+		r.githubKeys = ghkeys.URLKeys(url, nil)
 	default:
-		r.githubKeys = leaks.URLKeys(leaks.DefaultGitHubKeysURL, nil)
+		r.githubKeys = ghkeys.URLKeys(ghkeys.DefaultGitHubKeysURL, nil)
 	}
 	if c.GitLabToken != "" {
 		r.gitlabToken = repl.ReplaceAll(c.GitLabToken, "")

@@ -9,6 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/armgate/armgate/adminapi"
+	"github.com/armgate/armgate/adminapi/request"
 	"github.com/armgate/armgate/ui"
 )
 
@@ -81,7 +82,7 @@ func (h *SelfHandler) Provision(ctx caddy.Context) error {
 		Store:      app.runtime.Store(),
 		User:       h.user,
 		Invalidate: app.runtime.Invalidate,
-		Limits: adminapi.TokenLimits{
+		Limits: request.TokenLimits{
 			MaxPerUser:  app.MaxTokensPerUser,
 			Lifetime:    time.Duration(app.TokenLifetime),
 			MaxLifetime: time.Duration(app.MaxTokenLifetime),

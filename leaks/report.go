@@ -1,9 +1,10 @@
 // Package leaks receives reports of leaked tokens: GitHub secret scanning's
-// signed reports (signature verification with keys fetched from GitHub),
+// signed reports (their signature is checked by the subpackage ghkeys),
 // GitLab's token revocation API, and lists an administrator submits. It
 // parses and classifies what a report names, and builds GitHub's feedback;
 // the revocation itself is one store operation (storage.RevokeLeaked). It
-// imports neither Caddy nor PostgreSQL, and never logs or returns a token.
+// imports neither Caddy, PostgreSQL nor net/http, and never logs or returns
+// a token.
 package leaks
 
 import (

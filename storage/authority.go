@@ -43,13 +43,9 @@ const (
 // (github, gitlab, admin).
 func ActorLeak(source string) string { return LeakActorPrefix + source }
 
-// selfServiceScopes are the scopes a user may hold on tokens they create
-// and rotate themselves.
-var selfServiceScopes = []string{token.ScopeAPI}
-
-// SelfServiceScopes returns the scopes of a token a user creates
-// themselves.
-func SelfServiceScopes() []string { return slices.Clone(selfServiceScopes) }
+// SelfServiceScopes returns the scopes a user may hold on tokens they
+// create and rotate themselves (token.SelfServiceScopes).
+func SelfServiceScopes() []string { return token.SelfServiceScopes() }
 
 // Refusals of a change the actor may not make.
 var (
@@ -75,8 +71,9 @@ func selfUser(actor string) (string, bool) {
 
 // selfServiceOnly reports whether every scope is a self-service scope.
 func selfServiceOnly(scopes []string) bool {
+	self := token.SelfServiceScopes()
 	for _, s := range scopes {
-		if !slices.Contains(selfServiceScopes, s) {
+		if !slices.Contains(self, s) {
 			return false
 		}
 	}

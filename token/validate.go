@@ -17,6 +17,10 @@ const (
 	ScopeAdmin = "admin"
 )
 
+// SelfServiceScopes returns the scopes a user may hold on tokens they
+// create and rotate themselves: api only.
+func SelfServiceScopes() []string { return []string{ScopeAPI} }
+
 // MaxNameLen is the longest token name, in characters, after trimming.
 const MaxNameLen = 100
 

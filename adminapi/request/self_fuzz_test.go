@@ -1,4 +1,4 @@
-package adminapi
+package request
 
 import (
 	"bytes"
@@ -46,23 +46,23 @@ func FuzzSelfDecode(f *testing.F) {
 		}
 		switch kind % 3 {
 		case 0:
-			var b selfCreateRequest
-			if refused("decode create", decodeJSON(bytes.NewReader(data), &b)) {
+			var b SelfCreate
+			if refused("decode create", Decode(bytes.NewReader(data), &b)) {
 				return
 			}
-			n, err := b.NewToken("alice", now, limits)
+			n, err := b.Token(now, limits)
 			if refused("validate create", err) {
 				return
 			}
 			accepted()
 			text("name", n.Name, token.MaxNameLen)
-			if n.Name == "" || n.UserID != "alice" || !slices.Equal(n.Scopes, []string{token.ScopeAPI}) ||
+			if n.Name == "" || !slices.Equal(n.Scopes, []string{token.ScopeAPI}) ||
 				!n.ExpiresAt.After(now) || n.ExpiresAt.After(now.Add(limits.MaxLifetime)) {
 				t.Fatalf("accepted an invalid self-service token: %+v", n)
 			}
 		case 1:
-			var b RevokeRequest
-			if refused("decode revoke", decodeJSON(bytes.NewReader(data), &b)) {
+			var b Revoke
+			if refused("decode revoke", Decode(bytes.NewReader(data), &b)) {
 				return
 			}
 			reason, err := b.CleanReason()
@@ -72,8 +72,8 @@ func FuzzSelfDecode(f *testing.F) {
 			accepted()
 			text("reason", reason, maxRevokeReasonLen)
 		case 2:
-			var b RotateRequest
-			if refused("decode rotate", decodeJSON(bytes.NewReader(data), &b)) {
+			var b Rotate
+			if refused("decode rotate", Decode(bytes.NewReader(data), &b)) {
 				return
 			}
 			grace, exp, err := b.Rotation(now, limits)

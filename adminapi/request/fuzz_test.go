@@ -1,4 +1,4 @@
-package adminapi
+package request
 
 import (
 	"bytes"
@@ -47,25 +47,25 @@ func FuzzAdminDecode(f *testing.F) {
 	limits := TokenLimits{MaxPerUser: 10, Lifetime: 90 * 24 * time.Hour, MaxLifetime: 365 * 24 * time.Hour}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		check := func(what string, err error) { fuzzRefused(t, what, err, len(data)) }
-		var c CreateTokenRequest
-		err := decodeJSON(bytes.NewReader(data), &c)
+		var c CreateToken
+		err := Decode(bytes.NewReader(data), &c)
 		check("decode token", err)
 		if err == nil {
-			n, err := c.NewToken("u1", now, limits)
+			n, err := c.Token(now, limits)
 			check("validate token", err)
 			if err == nil && (n.Name == "" || len(n.Scopes) == 0 || !n.ExpiresAt.After(now)) {
 				t.Fatalf("accepted an invalid token request: %+v", n)
 			}
 		}
-		var u UserRequest
-		err = decodeJSON(bytes.NewReader(data), &u)
+		var u User
+		err = Decode(bytes.NewReader(data), &u)
 		check("decode user", err)
 		if err == nil {
 			_, err = u.Patch()
 			check("validate user", err)
 		}
-		var ro RotateRequest
-		err = decodeJSON(bytes.NewReader(data), &ro)
+		var ro Rotate
+		err = Decode(bytes.NewReader(data), &ro)
 		check("decode rotate", err)
 		if err == nil {
 			grace, exp, err := ro.Rotation(now, limits)
@@ -74,18 +74,18 @@ func FuzzAdminDecode(f *testing.F) {
 				t.Fatalf("accepted an invalid rotation: grace %s, expiry %s", grace, exp)
 			}
 		}
-		var sc selfCreateRequest
-		err = decodeJSON(bytes.NewReader(data), &sc)
+		var sc SelfCreate
+		err = Decode(bytes.NewReader(data), &sc)
 		check("decode self create", err)
 		if err == nil {
-			n, err := sc.NewToken("u1", now, limits)
+			n, err := sc.Token(now, limits)
 			check("validate self create", err)
 			if err == nil && (n.Name == "" || len(n.Scopes) != 1 || n.Scopes[0] != "api") {
 				t.Fatalf("accepted an invalid self-service token: %+v", n)
 			}
 		}
-		var rv RevokeRequest
-		err = decodeJSON(bytes.NewReader(data), &rv)
+		var rv Revoke
+		err = Decode(bytes.NewReader(data), &rv)
 		check("decode revoke", err)
 		if err == nil {
 			_, err = rv.CleanReason()

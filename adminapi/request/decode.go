@@ -1,53 +1,59 @@
-package adminapi
+// Package request is the admin and self-service APIs' request bodies:
+// decoding (Decode: one JSON object, strictly), the body types and their
+// validation, and the Error every refusal is. Validation returns plain
+// values (Token, UserPatch, Controls), not the store's types, and the
+// package imports neither net/http nor storage: adminapi and the command
+// line convert what it returns, and its fuzz targets build without the
+// server.
+package request
 
 import (
 	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
-	"net/http"
 	"reflect"
 	"slices"
 	"strings"
 	"unicode/utf8"
 )
 
-// Limits of the admin API.
+// Limits of a request body.
 const (
 	// MaxBodyBytes bounds a request body, so that a client cannot make the
 	// handler buffer an arbitrary amount; the handler also caps the body
 	// reader with it.
 	MaxBodyBytes       = 64 << 10
-	defaultPageLimit   = 50
-	maxPageLimit       = 500
 	maxEmailLen        = 254 // RFC 5321 path limit
 	maxDisplayNameLen  = 200
 	maxRevokeReasonLen = 500
 )
 
-// readBody reads the whole body, at most MaxBodyBytes: the size decides
-// 413 before anything about the content is looked at.
-func readBody(body io.Reader) ([]byte, error) {
+// Read reads the whole body, at most MaxBodyBytes: the size decides 413
+// before anything about the content is looked at. A reader that stops at
+// its own cap says so by returning ErrTooLarge (adminapi's capped body
+// does).
+func Read(body io.Reader) ([]byte, error) {
 	if body == nil {
 		return nil, nil
 	}
 	b, err := io.ReadAll(io.LimitReader(body, MaxBodyBytes+1))
-	if _, ok := errors.AsType[*http.MaxBytesError](err); ok || len(b) > MaxBodyBytes {
-		return nil, errTooLarge
+	if errors.Is(err, ErrTooLarge) || len(b) > MaxBodyBytes {
+		return nil, ErrTooLarge
 	} else if err != nil {
-		return nil, badRequest("reading the request body: %v", err)
+		return nil, BadRequest("reading the request body: %v", err)
 	}
 	return b, nil
 }
 
-// decodeJSON reads one JSON object from body into dst, a pointer to a
+// Decode reads one JSON object from body into dst, a pointer to a
 // struct. Unknown fields, wrong types and trailing data are 400; an empty
 // body counts as {} so that calls whose fields are all optional need none.
 // A body that is not valid UTF-8, or escapes a lone UTF-16 surrogate, is
 // 400 too: encoding/json would silently store U+FFFD in its place, so what
 // is stored would differ from what was sent.
-func decodeJSON(body io.Reader, dst any) error {
-	b, err := readBody(body)
+func Decode(body io.Reader, dst any) error {
+	b, err := Read(body)
 	if err != nil {
 		return err
 	}
@@ -59,7 +65,7 @@ func decodeJSON(body io.Reader, dst any) error {
 		return nil
 	}
 	if trimmed[0] != '{' {
-		return badRequest("the request body must be a JSON object")
+		return BadRequest("the request body must be a JSON object")
 	}
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	dec.DisallowUnknownFields()
@@ -67,7 +73,7 @@ func decodeJSON(body io.Reader, dst any) error {
 		return jsonError(err, dst)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return badRequest("the request body must hold a single JSON object; found data after it")
+		return BadRequest("the request body must hold a single JSON object; found data after it")
 	}
 	return exactKeys(trimmed, dst)
 }
@@ -85,10 +91,10 @@ func checkText(b []byte) error {
 			}
 			i += n
 		}
-		return badRequest("the request body is not valid UTF-8 (at byte %d)", i)
+		return BadRequest("the request body is not valid UTF-8 (at byte %d)", i)
 	}
 	if i := loneSurrogate(b); i >= 0 {
-		return badRequest("the request body escapes a lone UTF-16 surrogate (at byte %d), which is not a character", i)
+		return BadRequest("the request body escapes a lone UTF-16 surrogate (at byte %d), which is not a character", i)
 	}
 	return nil
 }
@@ -156,40 +162,40 @@ func hex4(b []byte, i int) (rune, bool) {
 // field only case-insensitively ({"NAME": …}) and a repeated key (it would
 // keep the last). b has already decoded cleanly into dst.
 func exactKeys(b []byte, dst any) error {
-	known := jsonNames(reflect.TypeOf(dst))
+	known := JSONNames(reflect.TypeOf(dst))
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if _, err := dec.Token(); err != nil { // the opening brace
-		return badRequest("the request body is not valid JSON")
+		return BadRequest("the request body is not valid JSON")
 	}
 	seen := map[string]bool{}
 	for dec.More() {
 		t, err := dec.Token()
 		if err != nil {
-			return badRequest("the request body is not valid JSON")
+			return BadRequest("the request body is not valid JSON")
 		}
 		k, _ := t.(string)
 		switch {
 		case !slices.Contains(known, k):
-			return badRequest("unknown field %q (field names are case-sensitive)", k)
+			return BadRequest("unknown field %q (field names are case-sensitive)", k)
 		case seen[k]:
-			return badRequest("field %q is given more than once", k)
+			return BadRequest("field %q is given more than once", k)
 		}
 		seen[k] = true
 		var skip json.RawMessage
 		if err := dec.Decode(&skip); err != nil {
-			return badRequest("the request body is not valid JSON")
+			return BadRequest("the request body is not valid JSON")
 		}
 	}
 	return nil
 }
 
-// jsonNames lists the JSON names of the fields of the struct type t, or
+// JSONNames lists the JSON names of the fields of the struct type t, or
 // of the struct it points to, in field order: the tag's name, else the
 // field's (as encoding/json does); fields tagged "-" and unexported ones
 // are left out, and an embedded struct without a name contributes its
-// fields in its place (CreatedToken: Token's, then "token"). The one place
-// that reads json tags.
-func jsonNames(t reflect.Type) []string {
+// fields in its place (adminapi's CreatedToken: Token's, then "token").
+// The one place that reads json tags.
+func JSONNames(t reflect.Type) []string {
 	t = indirect(t)
 	var names []string
 	if t.Kind() != reflect.Struct {
@@ -198,7 +204,7 @@ func jsonNames(t reflect.Type) []string {
 	for f := range t.Fields() {
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 		if f.Anonymous && name == "" && indirect(f.Type).Kind() == reflect.Struct {
-			names = append(names, jsonNames(f.Type)...)
+			names = append(names, JSONNames(f.Type)...)
 			continue
 		}
 		if name == "-" || !f.IsExported() {
@@ -219,7 +225,7 @@ func jsonError(err error, dst any) *Error {
 		return e
 	}
 	if se, ok := errors.AsType[*json.SyntaxError](err); ok {
-		return badRequest("the request body is not valid JSON: %s (at byte %d)",
+		return BadRequest("the request body is not valid JSON: %s (at byte %d)",
 			strings.TrimPrefix(se.Error(), "json: "), se.Offset)
 	}
 	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
@@ -227,16 +233,16 @@ func jsonError(err error, dst any) *Error {
 		if field == "" {
 			field = "the request body"
 		}
-		return badRequest("%s must be %s, not %s", field, describeType(te.Type), te.Value)
+		return BadRequest("%s must be %s, not %s", field, describeType(te.Type), te.Value)
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return badRequest("the request body is truncated JSON")
+		return BadRequest("the request body is truncated JSON")
 	}
 	// DisallowUnknownFields has no error type, only this text.
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return badRequest("unknown field %s (known fields: %s)", name, strings.Join(jsonNames(reflect.TypeOf(dst)), ", "))
+		return BadRequest("unknown field %s (known fields: %s)", name, strings.Join(JSONNames(reflect.TypeOf(dst)), ", "))
 	}
-	return badRequest("invalid request body: %s", strings.TrimPrefix(err.Error(), "json: "))
+	return BadRequest("invalid request body: %s", strings.TrimPrefix(err.Error(), "json: "))
 }
 
 // indirect is the type t points to, through any number of pointers.

@@ -1,4 +1,4 @@
-package adminapi
+package request
 
 import (
 	"strings"
@@ -36,32 +36,32 @@ func TestTextHonest(t *testing.T) {
 		{"tag character", `{"name":"a\udb40\udc41"}`, "U+E0041"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			var c CreateTokenRequest
-			err := decodeJSON(strings.NewReader(tt.body), &c)
+			var c CreateToken
+			err := Decode(strings.NewReader(tt.body), &c)
 			if err == nil {
-				_, err = c.NewToken("u1", now, testLimits)
+				_, err = c.Token(now, testLimits)
 			}
-			wantAPIError(t, err, 400, tt.msg)
+			wantError(t, err, 400, tt.msg)
 		})
 	}
 	for _, ok := range []string{
 		`{"name":"emoji \ud83d\ude00"}`, "{\"name\":\"emoji 😀\"}", `{"name":"quote \" and \\ backslash \\u202e"}`,
 		`{"name":"Zoë's café, 東京"}`, `{"name":"שלום"}`,
 	} {
-		var c CreateTokenRequest
-		if err := decodeJSON(strings.NewReader(ok), &c); err != nil {
+		var c CreateToken
+		if err := Decode(strings.NewReader(ok), &c); err != nil {
 			t.Errorf("%s: %v", ok, err)
-		} else if _, err := c.NewToken("u1", now, testLimits); err != nil {
+		} else if _, err := c.Token(now, testLimits); err != nil {
 			t.Errorf("%s: %v", ok, err)
 		}
 	}
 	// The other text fields.
 	for name, err := range map[string]error{
-		"display name": func() error { _, err := UserRequest{DisplayName: str("Mallory\u202e")}.Patch(); return err }(),
-		"email":        func() error { _, err := UserRequest{Email: str("a\u200b@example.com")}.Patch(); return err }(),
-		"reason":       func() error { _, err := RevokeRequest{Reason: "ok\u200b"}.CleanReason(); return err }(),
+		"display name": func() error { _, err := User{DisplayName: str("Mallory\u202e")}.Patch(); return err }(),
+		"email":        func() error { _, err := User{Email: str("a\u200b@example.com")}.Patch(); return err }(),
+		"reason":       func() error { _, err := Revoke{Reason: "ok\u200b"}.CleanReason(); return err }(),
 		"self create": func() error {
-			_, err := selfCreateRequest{Name: "c\u200bi"}.NewToken("u1", now, testLimits)
+			_, err := SelfCreate{Name: "c\u200bi"}.Token(now, testLimits)
 			return err
 		}(),
 	} {
@@ -69,6 +69,6 @@ func TestTextHonest(t *testing.T) {
 			t.Errorf("%s with a format character was accepted", name)
 			continue
 		}
-		wantAPIError(t, err, 400, "U+20")
+		wantError(t, err, 400, "U+20")
 	}
 }

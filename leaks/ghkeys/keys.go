@@ -1,4 +1,9 @@
-package leaks
+// Package ghkeys verifies the signature of GitHub secret scanning's
+// reports with GitHub's public keys, which it fetches (or reads from a
+// file) and keeps fresh. It is apart from package leaks, which parses the
+// reports, so that the report parser and its fuzz target build without
+// net/http.
+package ghkeys
 
 import (
 	"context"
