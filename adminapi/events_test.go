@@ -23,7 +23,7 @@ func TestEventsEndpoints(t *testing.T) {
 		if rec.Code != want {
 			t.Fatalf("%s %s: %d %s, want %d", method, target, rec.Code, rec.Body, want)
 		}
-		if ok, errs := v.ValidateHttpResponse(httptest.NewRequest(method, target, nil), rec.Result()); !ok {
+		if ok, errs := v.ValidateHTTPResponse(httptest.NewRequest(method, target, nil), rec.Result()); !ok {
 			t.Fatalf("%s %s: answer does not validate: %s", method, target, validationText(errs))
 		}
 		return rec

@@ -361,10 +361,10 @@ func (o *oasDoc) checkAnswer(op oasOperation, code int, header http.Header, body
 	return nil
 }
 
-// ValidateHttpResponse checks an answer to req against the description:
+// ValidateHTTPResponse checks an answer to req against the description:
 // the call is documented, and the answer passes checkAnswer. (Its name and
 // shape are those of the libopenapi validator it replaced.)
-func (o *oasDoc) ValidateHttpResponse(req *http.Request, resp *http.Response) (bool, []error) {
+func (o *oasDoc) ValidateHTTPResponse(req *http.Request, resp *http.Response) (bool, []error) {
 	ops, err := o.operations()
 	if err != nil {
 		return false, []error{err}
