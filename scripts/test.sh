@@ -62,6 +62,15 @@ if ! command -v jq >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [[ $
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends jq >&2
 fi
 
+# Compile without DWARF debugging information: a fifth less compile time on a cold build cache
+# (`go build ./caddymodule`: 157 s and 303 CPU-seconds with it, 128 s and 247 without), and
+# nothing in a test run reads it (stack traces and panics do not need it). Through GOFLAGS, so
+# that the go commands the tests run themselves (building the Caddy binary) share the same
+# compiled packages. Left alone when GOFLAGS already sets -gcflags.
+if [[ " ${GOFLAGS:-} " != *" -gcflags="* ]]; then
+	export GOFLAGS="${GOFLAGS:+$GOFLAGS }-gcflags=all=-dwarf=false"
+fi
+
 bindir=$(pg_bindir)
 user=$(pg_user)
 
@@ -165,26 +174,49 @@ fuzz() {
 	done < <(fuzz_targets)
 }
 
-# Each set is vetted with the flags of its tests, so that vet compiles what the tests then reuse,
-# and its tests run with -vet=off (go vet has just run every analyzer). The two sets run at the
-# same time from the start: on a cold cache the -race set compiles while the Caddy set does, and
-# the -race tests and the fuzz runs use the CPU the end-to-end tests leave idle while they wait
-# on the network. The -race set's output (and the fuzz runs') is shown when it ends.
+# check_set NAME MODE PKG...: vets and tests one set of packages, MODE being -race or empty. It
+# first compiles the packages, their tests and dependencies (go list -export: nothing linked or
+# run), then runs go vet and go test at the same time: vet's analysis of the dependencies uses the
+# CPU the tests leave idle while they wait on PostgreSQL, Caddy and the network, and neither
+# compiles anything the other needs. The tests run with -vet=off: go vet runs every analyzer.
+check_set() {
+	local name=$1 mode=$2
+	shift 2
+	local build=()
+	[[ -n "$mode" ]] && build=("$mode")
+	log "compiling the $name set: ${#@} packages${mode:+ with $mode}"
+	go list "${build[@]}" -export -test -deps -f '' "$@" >/dev/null 2>&1 || true # go test reports errors
+	touch -- "$tmp/compiled-$name"
+	log "the $name set: go vet and go test -count=1${flags[*]:+ ${flags[*]}} at the same time"
+	go vet "${build[@]}" "$@" >"$tmp/vet-$name.out" 2>&1 &
+	local vet_pid=$! rc=0
+	go test "${build[@]}" -count=1 -vet=off "${flags[@]}" "$@" || rc=$?
+	if ! wait "$vet_pid"; then
+		rc=1
+		log "the $name set: go vet failed"
+	fi
+	cat -- "$tmp/vet-$name.out"
+	return "$rc"
+}
+
+# The two sets run at the same time from the start: on a cold cache the -race set compiles while
+# the Caddy set does, and the -race tests and the fuzz runs use the CPU the end-to-end tests leave
+# idle. The -race set's output (and the fuzz runs') is shown when it ends.
+# The fuzz runs (whose build is the -race set's largest piece of CPU work after its compilation)
+# wait until the Caddy set is compiled, so that they take the CPU from the end-to-end tests'
+# idle time rather than from the compilation the end-to-end tests wait for.
 race_set() {
 	if ((${#race_pkgs[@]})); then
-		log "go vet -race (${#race_pkgs[@]} packages)"
-		go vet -race "${race_pkgs[@]}" || return
-		log "go test -race -count=1 ${flags[*]} (${#race_pkgs[@]} packages)"
-		go test -race -count=1 -vet=off "${flags[@]}" "${race_pkgs[@]}" || return
+		check_set race -race "${race_pkgs[@]}" || return
 	fi
+	while ((${#plain_pkgs[@]})) && [[ -d "$tmp" && ! -e "$tmp/compiled-Caddy" ]]; do
+		sleep 1
+	done
 	fuzz
 }
 plain_set() {
 	((${#plain_pkgs[@]})) || return 0
-	log "go vet ${plain_pkgs[*]/#github.com\/armgate\/armgate/.}"
-	go vet "${plain_pkgs[@]}" || return
-	log "go test -count=1 ${flags[*]} ${plain_pkgs[*]/#github.com\/armgate\/armgate/.}"
-	go test -count=1 -vet=off "${flags[@]}" "${plain_pkgs[@]}"
+	check_set Caddy "" "${plain_pkgs[@]}"
 }
 
 rc=0
