@@ -5,6 +5,7 @@
 //
 //	A      plain reverse_proxy, no check          bench/caddy/A.Caddyfile
 //	A-app  A with the armgate app loaded          bench/caddy/A-app.Caddyfile
+//	A-hdr  A-app + a trivial handler and header   bench/caddy/A-hdr.Caddyfile (not by default)
 //	B      armgate_auth, cache hit                bench/caddy/B.Caddyfile
 //	C      armgate_auth with the cache off        bench/caddy/C.Caddyfile
 //	D      forward_auth to an in-memory service   bench/caddy/D.Caddyfile

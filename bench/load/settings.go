@@ -119,6 +119,7 @@ func loadSettings() settings {
 var configDesc = map[string]string{
 	"A":       "A plain reverse_proxy",
 	"A-app":   "A with the armgate app loaded, no check",
+	"A-hdr":   "A-app with a trivial handler setting one response header",
 	"B":       "B armgate_auth, cache hit",
 	"B-quota": "B with token and user quotas and RateLimit headers",
 	"C":       "C armgate_auth, cache off",
