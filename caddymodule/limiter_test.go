@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/armgate/armgate/adminapi"
+	"github.com/armgate/armgate/internal/testclock"
 	"github.com/armgate/armgate/limiter"
 	"github.com/armgate/armgate/token"
 )
@@ -31,17 +32,10 @@ func counterValue(t *testing.T, o outcome) float64 {
 	return m.GetCounter().GetValue()
 }
 
-// fakeClock is a limiter's clock in tests.
-type fakeClock struct{ t atomic.Int64 }
-
-func newFakeClock() *fakeClock {
-	c := new(fakeClock)
-	c.t.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	return c
+// newFakeClock returns a limiter's clock in tests.
+func newFakeClock() *testclock.Clock {
+	return testclock.New(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 }
-
-func (c *fakeClock) now() time.Time          { return time.Unix(0, c.t.Load()) }
-func (c *fakeClock) advance(d time.Duration) { c.t.Add(int64(d)) }
 
 // limitVerifier answers from a table and counts calls. With current set,
 // it plays a verifier whose set of known tokens is current; otherwise only
@@ -75,7 +69,7 @@ const (
 
 // newLimitedHandler returns a handler with the failure limit fl whose
 // limiter reads the time from clock.
-func newLimitedHandler(t *testing.T, fl *FailureLimit, clock *fakeClock) (*AuthHandler, *limitVerifier) {
+func newLimitedHandler(t *testing.T, fl *FailureLimit, clock *testclock.Clock) (*AuthHandler, *limitVerifier) {
 	t.Helper()
 	initProcessMetrics()
 	live := token.Credential{TokenID: "t1", UserID: "u1", Name: "n1", Scopes: []string{"api"}, ExpiresAt: time.Now().Add(time.Hour)}
@@ -93,7 +87,7 @@ func newLimitedHandler(t *testing.T, fl *FailureLimit, clock *fakeClock) (*AuthH
 		t.Fatal(err)
 	}
 	if cfg, on := fl.config(); on {
-		h.limiter = limiter.New(cfg, clock.now)
+		h.limiter = limiter.New(cfg, clock.Now)
 	}
 	return h, v
 }
@@ -157,7 +151,7 @@ func TestFailureLimitSparesExistingTokens(t *testing.T) {
 				if w := serve(t, h, "198.51.100.7", "Bearer unknown"); w.Code != http.StatusUnauthorized {
 					t.Fatalf("refusal %d: status %d, want 401", i+1, w.Code)
 				}
-				clock.advance(time.Second)
+				clock.Add(time.Second)
 			}
 			calls := v.calls.Load()
 			limited := counterValue(t, outcomeRateLimited)
@@ -199,7 +193,7 @@ func TestFailureLimitRelease(t *testing.T) {
 	h, _ := newLimitedHandler(t, &FailureLimit{Max: 3, Window: caddy.Duration(time.Minute)}, clock)
 	for range 3 {
 		serve(t, h, "198.51.100.7", "Bearer unknown")
-		clock.advance(time.Second)
+		clock.Add(time.Second)
 	}
 	if w := serve(t, h, "198.51.100.7", "Bearer unknown"); w.Code != http.StatusTooManyRequests {
 		t.Fatalf("blocked client: status %d, want 429", w.Code)
@@ -207,7 +201,7 @@ func TestFailureLimitRelease(t *testing.T) {
 	if w := serve(t, h, "198.51.100.8", "Bearer unknown"); w.Code != http.StatusUnauthorized {
 		t.Errorf("another client: status %d, want 401", w.Code)
 	}
-	clock.advance(57 * time.Second)
+	clock.Add(57 * time.Second)
 	if w := serve(t, h, "198.51.100.7", "Bearer unknown"); w.Code != http.StatusUnauthorized {
 		t.Errorf("after the window: status %d, want 401", w.Code)
 	}

@@ -7,35 +7,19 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/armgate/armgate/internal/testclock"
 )
-
-// fakeClock is a clock the test moves by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // TestHealthPingsAtMostOncePerInterval: 1000 calls spread over one
 // interval, from many goroutines, ping the database at most twice (one
 // ping per interval they touch), and the cached answer follows the ping.
 func TestHealthPingsAtMostOncePerInterval(t *testing.T) {
 	t.Parallel()
-	clock := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	clock := testclock.New(time.Unix(1_800_000_000, 0))
 	var pings atomic.Int64
 	var fail atomic.Bool
-	c := &pingCache{now: clock.now, ping: func(context.Context) error {
+	c := &pingCache{now: clock.Now, ping: func(context.Context) error {
 		pings.Add(1)
 		if fail.Load() {
 			return errors.New("down")
@@ -54,7 +38,7 @@ func TestHealthPingsAtMostOncePerInterval(t *testing.T) {
 		}()
 		if i%100 == 99 {
 			// 10 steps of 99 ms: the calls span just under one interval.
-			clock.advance(99 * time.Millisecond)
+			clock.Add(99 * time.Millisecond)
 		}
 	}
 	wg.Wait()
@@ -65,7 +49,7 @@ func TestHealthPingsAtMostOncePerInterval(t *testing.T) {
 	// A new interval pings again, and a failed ping reads as down for the
 	// whole interval.
 	fail.Store(true)
-	clock.advance(HealthInterval)
+	clock.Add(HealthInterval)
 	before := pings.Load()
 	for range 100 {
 		if c.up(t.Context()) {
@@ -81,11 +65,11 @@ func TestHealthPingsAtMostOncePerInterval(t *testing.T) {
 // is under way wait for it instead of pinging too.
 func TestHealthConcurrentCallersShareOnePing(t *testing.T) {
 	t.Parallel()
-	clock := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	clock := testclock.New(time.Unix(1_800_000_000, 0))
 	release := make(chan struct{})
 	started := make(chan struct{}, 1)
 	var pings atomic.Int64
-	c := &pingCache{now: clock.now, ping: func(context.Context) error {
+	c := &pingCache{now: clock.Now, ping: func(context.Context) error {
 		pings.Add(1)
 		started <- struct{}{}
 		<-release

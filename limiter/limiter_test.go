@@ -6,22 +6,15 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/armgate/armgate/internal/testclock"
 )
 
 var epoch = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// clock is a settable time source; it starts on a bucket boundary.
-type clock struct{ t atomic.Int64 }
-
-func newClock() *clock {
-	c := new(clock)
-	c.t.Store(epoch.UnixNano())
-	return c
-}
-
-func (c *clock) now() time.Time          { return time.Unix(0, c.t.Load()) }
-func (c *clock) advance(d time.Duration) { c.t.Add(int64(d)) }
-func (c *clock) set(d time.Duration)     { c.t.Store(epoch.Add(d).UnixNano()) }
+// newClock returns a settable clock that starts at epoch, a bucket
+// boundary.
+func newClock() *testclock.Clock { return testclock.New(epoch) }
 
 func (l *Limiter) tracked() int {
 	n := 0
@@ -40,11 +33,11 @@ func (l *Limiter) tracked() int {
 func TestSlidingWindow(t *testing.T) {
 	t.Parallel()
 	clk := newClock()
-	l := New(Config{Max: 4, Window: time.Minute}, clk.now)
+	l := New(Config{Max: 4, Window: time.Minute}, clk.Now)
 	a := netip.MustParseAddr("198.51.100.1")
-	failAt := func(d time.Duration) { clk.set(d); l.Fail(a) }
+	failAt := func(d time.Duration) { clk.Set(epoch.Add(d)); l.Fail(a) }
 	blockedAt := func(d time.Duration) bool {
-		clk.set(d)
+		clk.Set(epoch.Add(d))
 		_, b := l.Blocked(a)
 		return b
 	}
@@ -80,7 +73,7 @@ func TestSlidingWindow(t *testing.T) {
 func TestRetryAfterAndHorizon(t *testing.T) {
 	t.Parallel()
 	clk := newClock()
-	l := New(Config{Max: 2, Window: 10 * time.Second}, clk.now)
+	l := New(Config{Max: 2, Window: 10 * time.Second}, clk.Now)
 	a := netip.MustParseAddr("192.0.2.1")
 	if l.horizon.Load() != 0 || l.MayBlock() {
 		t.Fatal("horizon set with nobody blocked")
@@ -97,7 +90,7 @@ func TestRetryAfterAndHorizon(t *testing.T) {
 	if _, blocked := l.Blocked(netip.MustParseAddr("192.0.2.2")); blocked {
 		t.Error("another address is blocked")
 	}
-	clk.advance(time.Duration(secs) * time.Second)
+	clk.Add(time.Duration(secs) * time.Second)
 	if _, blocked := l.Blocked(a); blocked {
 		t.Fatal("still blocked after Retry-After")
 	}
@@ -122,7 +115,7 @@ func TestKey(t *testing.T) {
 	}
 	// Addresses of one /64 share a budget.
 	clk := newClock()
-	l := New(Config{Max: 2}, clk.now)
+	l := New(Config{Max: 2}, clk.Now)
 	l.Fail(netip.MustParseAddr("2001:db8:1:2::1"))
 	l.Fail(netip.MustParseAddr("2001:db8:1:2:ffff::2"))
 	if _, blocked := l.Blocked(netip.MustParseAddr("2001:db8:1:2::3")); !blocked {
@@ -138,7 +131,7 @@ func TestKey(t *testing.T) {
 func TestMemoryBound(t *testing.T) {
 	t.Parallel()
 	clk := newClock()
-	l := New(Config{Max: 3, Window: time.Minute, MaxClients: 640}, clk.now)
+	l := New(Config{Max: 3, Window: time.Minute, MaxClients: 640}, clk.Now)
 	for i := range 100_000 {
 		l.Fail(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}))
 	}
@@ -146,7 +139,7 @@ func TestMemoryBound(t *testing.T) {
 		t.Errorf("tracked %d addresses, want at most 640 (and most of them)", n)
 	}
 	// Two windows later every entry is stale; the next refusals sweep them.
-	clk.advance(2*time.Minute + time.Second)
+	clk.Add(2*time.Minute + time.Second)
 	for i := range l.shards {
 		for k := range l.shards[i].clients {
 			l.Fail(k)
@@ -163,7 +156,7 @@ func TestMemoryBound(t *testing.T) {
 func TestEvictionPrefersUnblocked(t *testing.T) {
 	t.Parallel()
 	clk := newClock()
-	l := New(Config{Max: 2, Window: time.Minute, MaxClients: numShards * 4}, clk.now)
+	l := New(Config{Max: 2, Window: time.Minute, MaxClients: numShards * 4}, clk.Now)
 	bad := netip.MustParseAddr("198.51.100.99")
 	l.Fail(bad)
 	l.Fail(bad)
@@ -190,7 +183,7 @@ func TestEvictionPrefersUnblocked(t *testing.T) {
 // TestNoAllocs: the check allocates nothing, whether or not someone is
 // blocked, and neither does counting a tracked client.
 func TestNoAllocs(t *testing.T) {
-	l := New(Config{}, newClock().now)
+	l := New(Config{}, newClock().Now)
 	a := netip.MustParseAddr("192.0.2.5")
 	if n := testing.AllocsPerRun(100, func() { l.Blocked(a) }); n != 0 {
 		t.Errorf("Blocked() with nobody blocked allocates %v", n)
@@ -212,7 +205,7 @@ func TestNoAllocs(t *testing.T) {
 func TestConcurrent(t *testing.T) {
 	t.Parallel()
 	const maxClients = 128
-	l := New(Config{Max: 5, Window: time.Second, MaxClients: maxClients}, newClock().now)
+	l := New(Config{Max: 5, Window: time.Second, MaxClients: maxClients}, newClock().Now)
 	perShard := (maxClients + numShards - 1) / numShards
 	over := func() (int, bool) {
 		for i := range l.shards {

@@ -13,13 +13,13 @@ import (
 // names do not share a budget.
 func TestNamesTake(t *testing.T) {
 	clk := newClock()
-	n := NewNames(Config{Max: 3, Window: time.Hour}, clk.now)
+	n := NewNames(Config{Max: 3, Window: time.Hour}, clk.Now)
 	for i := range 3 {
 		if secs, ok := n.Take("alice"); !ok {
 			t.Fatalf("event %d refused (retry after %d)", i+1, secs)
 		}
 	}
-	clk.set(10 * time.Minute)
+	clk.Set(epoch.Add(10 * time.Minute))
 	secs, ok := n.Take("alice")
 	if ok {
 		t.Fatal("the 4th event within the window was taken")
@@ -37,7 +37,7 @@ func TestNamesTake(t *testing.T) {
 	if _, ok := n.Take("alice "); !ok {
 		t.Error(`"alice " refused for alice's events`)
 	}
-	clk.set(time.Hour)
+	clk.Set(epoch.Add(time.Hour))
 	if _, ok := n.Take("alice"); !ok {
 		t.Error("refused after the block ended")
 	}
@@ -50,7 +50,7 @@ func TestNamesTake(t *testing.T) {
 // events of one name take exactly the budget.
 func TestNamesConcurrent(t *testing.T) {
 	clk := newClock()
-	n := NewNames(Config{Max: 25, Window: time.Hour}, clk.now)
+	n := NewNames(Config{Max: 25, Window: time.Hour}, clk.Now)
 	var taken atomic.Int64
 	var wg sync.WaitGroup
 	for range 200 {

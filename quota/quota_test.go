@@ -7,20 +7,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/armgate/armgate/internal/testclock"
 )
-
-// clock is a settable clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // start is a window boundary for every window length used here.
 var start = time.Unix(1_800_000_000-1_800_000_000%86400, 0)
@@ -62,35 +51,35 @@ func take(t *testing.T, tk *Token, now time.Time, tok, usr Limit, n int) (allowe
 }
 
 func TestExhaustionAndReset(t *testing.T) {
-	clk := &clock{t: start.Add(4 * time.Second)}
-	c := New(Config{Now: clk.now})
+	clk := testclock.New(start.Add(4 * time.Second))
+	c := New(Config{Now: clk.Now})
 	lim := Limit{Requests: 3, Window: 10 * time.Second}
 	tk := c.Token("tok", "alice")
-	got, d := take(t, tk, clk.now(), lim, Limit{}, 3)
+	got, d := take(t, tk, clk.Now(), lim, Limit{}, 3)
 	if got != 3 || d.Token.Remaining != 0 || d.Token.Reset != 6 {
 		t.Fatalf("3 requests: allowed %d, last %+v", got, d)
 	}
-	d = tk.Take(clk.now(), lim, Limit{})
+	d = tk.Take(clk.Now(), lim, Limit{})
 	if d.Allowed || d.RetryAfter != 6 || d.ByUser {
 		t.Fatalf("4th request: %+v, want refused with Retry-After 6", d)
 	}
-	clk.add(6 * time.Second) // the next window
-	d = tk.Take(clk.now(), lim, Limit{})
+	clk.Add(6 * time.Second) // the next window
+	d = tk.Take(clk.Now(), lim, Limit{})
 	if !d.Allowed || d.Token.Remaining != 2 || d.Token.Reset != 10 {
 		t.Fatalf("after the reset: %+v", d)
 	}
 }
 
 func TestUserQuotaAcrossTokens(t *testing.T) {
-	clk := &clock{t: start}
-	c := New(Config{Now: clk.now})
+	clk := testclock.New(start)
+	c := New(Config{Now: clk.Now})
 	usr := Limit{Requests: 4, Window: time.Minute}
 	tok := Limit{Requests: 10, Window: time.Minute}
 	a, b := c.Token("a", "alice"), c.Token("b", "alice")
 	other := c.Token("c", "bob")
-	take(t, a, clk.now(), tok, usr, 2)
-	take(t, b, clk.now(), tok, usr, 2)
-	d := a.Take(clk.now(), tok, usr)
+	take(t, a, clk.Now(), tok, usr, 2)
+	take(t, b, clk.Now(), tok, usr, 2)
+	d := a.Take(clk.Now(), tok, usr)
 	if d.Allowed || !d.ByUser {
 		t.Fatalf("5th request of the user: %+v", d)
 	}
@@ -98,17 +87,17 @@ func TestUserQuotaAcrossTokens(t *testing.T) {
 	if d.Token.Remaining != 8 {
 		t.Errorf("token remaining %d after a user refusal, want 8", d.Token.Remaining)
 	}
-	if d := other.Take(clk.now(), tok, usr); !d.Allowed {
+	if d := other.Take(clk.Now(), tok, usr); !d.Allowed {
 		t.Errorf("another user's token refused: %+v", d)
 	}
 }
 
 func TestLimitChangeResetsWindow(t *testing.T) {
-	clk := &clock{t: start}
-	c := New(Config{Now: clk.now})
+	clk := testclock.New(start)
+	c := New(Config{Now: clk.Now})
 	tk := c.Token("t", "u")
-	take(t, tk, clk.now(), Limit{Requests: 2, Window: time.Minute}, Limit{}, 2)
-	if d := tk.Take(clk.now(), Limit{Requests: 5, Window: time.Hour}, Limit{}); !d.Allowed || d.Token.Remaining != 4 {
+	take(t, tk, clk.Now(), Limit{Requests: 2, Window: time.Minute}, Limit{}, 2)
+	if d := tk.Take(clk.Now(), Limit{Requests: 5, Window: time.Hour}, Limit{}); !d.Allowed || d.Token.Remaining != 4 {
 		t.Errorf("after the window changed: %+v", d)
 	}
 }
@@ -116,13 +105,13 @@ func TestLimitChangeResetsWindow(t *testing.T) {
 // TestTwoInstances: each instance sees the other's requests after a sync,
 // and together they overshoot by at most what was counted between syncs.
 func TestTwoInstances(t *testing.T) {
-	clk := &clock{t: start}
+	clk := testclock.New(start)
 	st := newMemStore()
-	a := New(Config{Now: clk.now, Store: st})
-	b := New(Config{Now: clk.now, Store: st})
+	a := New(Config{Now: clk.Now, Store: st})
+	b := New(Config{Now: clk.Now, Store: st})
 	lim := Limit{Requests: 10, Window: time.Hour}
 	ta, tb := a.Token("t", "u"), b.Token("t", "u")
-	if n, _ := take(t, ta, clk.now(), lim, Limit{}, 6); n != 6 {
+	if n, _ := take(t, ta, clk.Now(), lim, Limit{}, 6); n != 6 {
 		t.Fatalf("a allowed %d of 6", n)
 	}
 	for _, c := range []*Counters{a, b, a} {
@@ -132,11 +121,11 @@ func TestTwoInstances(t *testing.T) {
 	}
 	// b has never counted in this window, so it sent nothing and learnt
 	// nothing: it syncs a window once it counts in it.
-	n, _ := take(t, tb, clk.now(), lim, Limit{}, 1)
+	n, _ := take(t, tb, clk.Now(), lim, Limit{}, 1)
 	if err := b.Sync(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	m, d := take(t, tb, clk.now(), lim, Limit{}, 10)
+	m, d := take(t, tb, clk.Now(), lim, Limit{}, 10)
 	if n+m != 4 || d.Allowed {
 		t.Errorf("b allowed %d+%d after a's 6 of 10, want 4 in all", n, m)
 	}
@@ -145,7 +134,7 @@ func TestTwoInstances(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if d := ta.Take(clk.now(), lim, Limit{}); d.Allowed || d.Token.Remaining != 0 {
+	if d := ta.Take(clk.Now(), lim, Limit{}); d.Allowed || d.Token.Remaining != 0 {
 		t.Errorf("a after b used the rest: %+v", d)
 	}
 	if st.counts[[4]any{byte(KindToken), "t", int64(3600), start.Unix()}] != 10 {
@@ -156,21 +145,21 @@ func TestTwoInstances(t *testing.T) {
 // TestStoreDownCountsLocally: with the store down the instance keeps
 // counting what it knew, and sends its counts once the store is back.
 func TestStoreDownCountsLocally(t *testing.T) {
-	clk := &clock{t: start}
+	clk := testclock.New(start)
 	st := newMemStore()
-	a := New(Config{Now: clk.now, Store: st})
+	a := New(Config{Now: clk.Now, Store: st})
 	lim := Limit{Requests: 5, Window: time.Hour}
 	ta := a.Token("t", "u")
-	take(t, ta, clk.now(), lim, Limit{}, 2)
+	take(t, ta, clk.Now(), lim, Limit{}, 2)
 	if err := a.Sync(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	st.down = true
-	take(t, ta, clk.now(), lim, Limit{}, 2)
+	take(t, ta, clk.Now(), lim, Limit{}, 2)
 	if err := a.Sync(t.Context()); err == nil {
 		t.Fatal("sync succeeded with the store down")
 	}
-	n, d := take(t, ta, clk.now(), lim, Limit{}, 3)
+	n, d := take(t, ta, clk.Now(), lim, Limit{}, 3)
 	if n != 1 || d.Allowed {
 		t.Errorf("with the store down: allowed %d of the last 3, want 1 (the quota still counts)", n)
 	}
@@ -184,19 +173,19 @@ func TestStoreDownCountsLocally(t *testing.T) {
 }
 
 func TestUsage(t *testing.T) {
-	clk := &clock{t: start.Add(23*time.Hour + 59*time.Minute)}
-	c := New(Config{Now: clk.now})
+	clk := testclock.New(start.Add(23*time.Hour + 59*time.Minute))
+	c := New(Config{Now: clk.Now})
 	lim := Limit{Requests: 2, Window: time.Minute}
 	tk := c.Token("t", "u")
-	take(t, tk, clk.now(), lim, Limit{}, 3) // 2 allowed, 1 refused
-	tk.RefuseIP(clk.now())
+	take(t, tk, clk.Now(), lim, Limit{}, 3) // 2 allowed, 1 refused
+	tk.RefuseIP(clk.Now())
 	tk.Seen("192.0.2.1")
 	tk.Seen("::ffff:198.51.100.2")
-	clk.add(2 * time.Minute) // the next UTC day
-	take(t, tk, clk.now(), lim, Limit{}, 1)
-	tk.RefuseIP(clk.now())
-	clk.add(24 * time.Hour) // and the one after: the first day's slot is reused
-	take(t, tk, clk.now(), Limit{}, Limit{}, 4)
+	clk.Add(2 * time.Minute) // the next UTC day
+	take(t, tk, clk.Now(), lim, Limit{}, 1)
+	tk.RefuseIP(clk.Now())
+	clk.Add(24 * time.Hour) // and the one after: the first day's slot is reused
+	take(t, tk, clk.Now(), Limit{}, Limit{}, 4)
 	us, addrs := c.TakeUsage()
 	want := map[string][3]int64{
 		start.UTC().Format(time.DateOnly):                     {2, 1, 1},
@@ -236,11 +225,11 @@ func TestUsage(t *testing.T) {
 // TestIdleTokensDropped: the state of a token unused for a few flushes,
 // whose windows are over, goes; a token in a running window stays.
 func TestIdleTokensDropped(t *testing.T) {
-	clk := &clock{t: start}
-	c := New(Config{Now: clk.now})
-	c.Token("old", "u").Take(clk.now(), Limit{Requests: 5, Window: time.Second}, Limit{})
-	c.Token("running", "u").Take(clk.now(), Limit{Requests: 5, Window: time.Hour}, Limit{})
-	clk.add(time.Minute)
+	clk := testclock.New(start)
+	c := New(Config{Now: clk.Now})
+	c.Token("old", "u").Take(clk.Now(), Limit{Requests: 5, Window: time.Second}, Limit{})
+	c.Token("running", "u").Take(clk.Now(), Limit{Requests: 5, Window: time.Hour}, Limit{})
+	clk.Add(time.Minute)
 	for range idleFlushes + 1 {
 		c.TakeUsage()
 	}

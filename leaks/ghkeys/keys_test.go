@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/armgate/armgate/internal/leakstest"
+	"github.com/armgate/armgate/internal/testclock"
 	"github.com/armgate/armgate/leaks/ghkeys"
 )
 
@@ -44,21 +45,8 @@ func (ks *keyServer) set(doc []byte) {
 	ks.mu.Unlock()
 }
 
-// clock is a settable clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // urlSource fetches the keys from url, with an injected clock.
-func urlSource(url string, c *clock) *ghkeys.KeySource {
+func urlSource(url string, c *testclock.Clock) *ghkeys.KeySource {
 	return ghkeys.NewKeySource(func(ctx context.Context) ([]byte, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
@@ -70,7 +58,7 @@ func urlSource(url string, c *clock) *ghkeys.KeySource {
 		}
 		defer resp.Body.Close()
 		return io.ReadAll(resp.Body)
-	}, c.now)
+	}, c.Now)
 }
 
 func TestVerify(t *testing.T) {
@@ -117,7 +105,7 @@ func TestUnknownKeyRefresh(t *testing.T) {
 	t.Parallel()
 	a, b := leakstest.NewSigner(t, "key-a"), leakstest.NewSigner(t, "key-b")
 	ks := newKeyServer(t, leakstest.KeysDocument(t, a))
-	c := &clock{t: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)}
+	c := testclock.New(time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC))
 	src := urlSource(ks.srv.URL, c)
 	ctx := t.Context()
 	body := []byte(`[]`)
@@ -131,7 +119,7 @@ func TestUnknownKeyRefresh(t *testing.T) {
 	// GitHub publishes b. A report signed with b 30 s after the first
 	// fetch is refused: the keys were fetched less than a minute ago.
 	ks.set(leakstest.KeysDocument(t, a, b))
-	c.add(30 * time.Second)
+	c.Add(30 * time.Second)
 	if err := src.Verify(ctx, b.ID, b.Sign(t, body), body); !errors.Is(err, ghkeys.ErrUnknownKey) {
 		t.Fatalf("unknown key within a minute of a fetch = %v, want ErrUnknownKey", err)
 	}
@@ -143,7 +131,7 @@ func TestUnknownKeyRefresh(t *testing.T) {
 	if n := ks.fetches.Load(); n != 1 {
 		t.Fatalf("%d fetches within the minute, want 1", n)
 	}
-	c.add(31 * time.Second)
+	c.Add(31 * time.Second)
 	if err := src.Verify(ctx, b.ID, b.Sign(t, body), body); err != nil {
 		t.Fatalf("new key after a minute: %v", err)
 	}
@@ -158,7 +146,7 @@ func TestUnknownKeyRefresh(t *testing.T) {
 	if n := ks.fetches.Load(); n != 2 {
 		t.Fatalf("%d fetches, want 2 (refreshed less than a minute ago)", n)
 	}
-	c.add(time.Minute)
+	c.Add(time.Minute)
 	if err := src.Verify(ctx, "key-z", a.Sign(t, body), body); !errors.Is(err, ghkeys.ErrUnknownKey) {
 		t.Fatalf("unknown id after refresh = %v", err)
 	}
@@ -179,7 +167,7 @@ func TestUnknownKeyRefresh(t *testing.T) {
 func TestKeysWithdrawn(t *testing.T) {
 	t.Parallel()
 	a, b := leakstest.NewSigner(t, "key-a"), leakstest.NewSigner(t, "key-b")
-	c := &clock{t: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)}
+	c := testclock.New(time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC))
 	var doc []byte = leakstest.KeysDocument(t, a, b)
 	var fail bool
 	var mu sync.Mutex
@@ -190,7 +178,7 @@ func TestKeysWithdrawn(t *testing.T) {
 			return nil, errors.New("key server down")
 		}
 		return doc, nil
-	}, c.now)
+	}, c.Now)
 	body := []byte(`[]`)
 	ctx := t.Context()
 	if err := src.Verify(ctx, a.ID, a.Sign(t, body), body); err != nil {
@@ -199,14 +187,14 @@ func TestKeysWithdrawn(t *testing.T) {
 	mu.Lock()
 	fail = true
 	mu.Unlock()
-	c.add(2 * time.Hour)
+	c.Add(2 * time.Hour)
 	if err := src.Verify(ctx, a.ID, a.Sign(t, body), body); err != nil {
 		t.Fatalf("stale keys with the key server down: %v (want the old keys kept)", err)
 	}
 	mu.Lock()
 	fail, doc = false, leakstest.KeysDocument(t, b)
 	mu.Unlock()
-	c.add(2 * time.Hour)
+	c.Add(2 * time.Hour)
 	if err := src.Verify(ctx, a.ID, a.Sign(t, body), body); !errors.Is(err, ghkeys.ErrUnknownKey) {
 		t.Fatalf("withdrawn key = %v, want ErrUnknownKey", err)
 	}
@@ -217,12 +205,12 @@ func TestKeysWithdrawn(t *testing.T) {
 // minute.
 func TestKeysUnavailable(t *testing.T) {
 	t.Parallel()
-	c := &clock{t: time.Now()}
+	c := testclock.New(time.Now())
 	var fetches atomic.Int32
 	src := ghkeys.NewKeySource(func(context.Context) ([]byte, error) {
 		fetches.Add(1)
 		return []byte(`{"public_keys":[]}`), nil
-	}, c.now)
+	}, c.Now)
 	a := leakstest.NewSigner(t, "a")
 	for range 3 {
 		err := src.Verify(t.Context(), a.ID, a.Sign(t, []byte("x")), []byte("x"))
