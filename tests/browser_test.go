@@ -189,6 +189,26 @@ var tokenShape = regexp.MustCompile(`^arm_[0-9A-Za-z]{38}$`)
 // copyTokenAndClose checks the show-once dialog of tok: Copy puts exactly
 // the token on the clipboard, the token works through the gateway, and
 // closing the dialog removes it from the DOM.
+// revokeInScreen revokes the token of the row rowSel (what names it in
+// failures) through its Revoke button and the confirmation, with a reason,
+// and waits for the row to show it revoked.
+func (p *page) revokeInScreen(what, rowSel string) {
+	p.t.Helper()
+	p.do("revoking "+what,
+		chromedp.Click(chromedp.CSS(rowSel+` button[aria-label^="Revoke"]`)),
+		chromedp.WaitVisible(chromedp.ID("dlg-confirm")),
+	)
+	if txt := p.text("#confirm-text"); !strings.Contains(txt, "refused at once") {
+		p.t.Errorf("revoke confirmation %q", txt)
+	}
+	p.do("confirming the revoke",
+		chromedp.SendKeys(chromedp.ID("confirm-reason"), "leaked in a build log"),
+		chromedp.Click(chromedp.ID("confirm-ok")),
+		chromedp.WaitNotVisible(chromedp.ID("dlg-confirm")),
+	)
+	p.waitJS(what+" revoked", `document.querySelector(`+fmt.Sprintf("%q", rowSel)+`).dataset.status === "revoked"`)
+}
+
 func (p *page) copyTokenAndClose(g *gateway, tok string) {
 	p.t.Helper()
 	for _, perm := range []string{"clipboard-read", "clipboard-write"} {
@@ -374,19 +394,7 @@ func TestBrowserAPITokensScreen(t *testing.T) {
 	p.shot("tokens")
 
 	// Revoke it in the screen; the gateway refuses it.
-	p.do("revoking ci-pipeline",
-		chromedp.Click(chromedp.CSS(tokenRow("ci-pipeline")+` button[aria-label^="Revoke"]`)),
-		chromedp.WaitVisible(chromedp.ID("dlg-confirm")),
-	)
-	if txt := p.text("#confirm-text"); !strings.Contains(txt, "refused at once") {
-		t.Errorf("revoke confirmation %q", txt)
-	}
-	p.do("confirming the revoke",
-		chromedp.SendKeys(chromedp.ID("confirm-reason"), "leaked in a build log"),
-		chromedp.Click(chromedp.ID("confirm-ok")),
-		chromedp.WaitNotVisible(chromedp.ID("dlg-confirm")),
-	)
-	p.waitJS("ci-pipeline revoked", `document.querySelector(`+fmt.Sprintf("%q", tokenRow("ci-pipeline"))+`).dataset.status === "revoked"`)
+	p.revokeInScreen("ci-pipeline", tokenRow("ci-pipeline"))
 	if r := g.get("/v1/ping", tok); r.Status != http.StatusUnauthorized {
 		t.Fatalf("gateway with the revoked token: %d, want 401", r.Status)
 	}

@@ -207,19 +207,7 @@ func TestSelfBrowserMyAPITokens(t *testing.T) {
 
 	// Revoke the new token, with a confirmation; the gateway refuses it.
 	fresh := find("ci-pipeline", false)
-	p.do("revoking the new ci-pipeline",
-		chromedp.Click(chromedp.CSS(byID(fresh.ID)+` button[aria-label^="Revoke"]`)),
-		chromedp.WaitVisible(chromedp.ID("dlg-confirm")),
-	)
-	if txt := p.text("#confirm-text"); !strings.Contains(txt, "refused at once") {
-		t.Errorf("revoke confirmation %q", txt)
-	}
-	p.do("confirming the revoke",
-		chromedp.SendKeys(chromedp.ID("confirm-reason"), "leaked in a build log"),
-		chromedp.Click(chromedp.ID("confirm-ok")),
-		chromedp.WaitNotVisible(chromedp.ID("dlg-confirm")),
-	)
-	p.waitJS("ci-pipeline revoked", `document.querySelector(`+fmt.Sprintf("%q", byID(fresh.ID))+`).dataset.status === "revoked"`)
+	p.revokeInScreen("the new ci-pipeline", byID(fresh.ID))
 	if r := g.get("/v1/ping", rotated); r.Status != http.StatusUnauthorized {
 		t.Fatalf("gateway with the revoked token: %d, want 401", r.Status)
 	}

@@ -38,6 +38,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/armgate/armgate/internal/freeport"
+	"github.com/armgate/armgate/internal/gatewayproc"
 	"github.com/armgate/armgate/internal/promtext"
 	"github.com/armgate/armgate/storage"
 	"github.com/armgate/armgate/token"
@@ -101,9 +102,7 @@ func run(n, workers, maxEntries, passes int) error {
 	}
 
 	caddy := filepath.Join(work, "caddy")
-	build := exec.CommandContext(ctx, "go", "build", "-o", caddy, "./internal/caddybin")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
+	if err := gatewayproc.Build(caddy, false); err != nil {
 		return fmt.Errorf("building caddy: %w", err)
 	}
 
