@@ -170,7 +170,7 @@ fuzz() {
 	fi
 	while read -r dir name; do
 		log "fuzz $name in $dir for $fuzztime"
-		go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$dir" || return
+		nice -n 19 go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$dir" || return
 	done < <(fuzz_targets)
 }
 
@@ -178,7 +178,10 @@ fuzz() {
 # first compiles the packages, their tests and dependencies (go list -export: nothing linked or
 # run), then runs go vet and go test at the same time: vet's analysis of the dependencies uses the
 # CPU the tests leave idle while they wait on PostgreSQL, Caddy and the network, and neither
-# compiles anything the other needs. The tests run with -vet=off: go vet runs every analyzer.
+# compiles anything the other needs. Vet (and the fuzz runs) run at the lowest priority (nice 19):
+# they take only CPU the tests leave idle, so that tests whose gateways must answer within
+# milliseconds (a token created on another instance waits 20 ms for its notification) are not
+# slowed by them. The tests run with -vet=off: go vet runs every analyzer.
 check_set() {
 	local name=$1 mode=$2
 	shift 2
@@ -188,7 +191,7 @@ check_set() {
 	go list "${build[@]}" -export -test -deps -f '' "$@" >/dev/null 2>&1 || true # go test reports errors
 	touch -- "$tmp/compiled-$name"
 	log "the $name set: go vet and go test -count=1${flags[*]:+ ${flags[*]}} at the same time"
-	go vet "${build[@]}" "$@" >"$tmp/vet-$name.out" 2>&1 &
+	nice -n 19 go vet "${build[@]}" "$@" >"$tmp/vet-$name.out" 2>&1 &
 	local vet_pid=$! rc=0
 	go test "${build[@]}" -count=1 -vet=off "${flags[@]}" "$@" || rc=$?
 	if ! wait "$vet_pid"; then
