@@ -8,6 +8,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -122,6 +123,8 @@ type Runtime struct {
 	listenCfg *pgx.ConnConfig
 	heartbeat time.Duration
 	retention time.Duration
+	// firstPurge is the delay of the first retention run after start.
+	firstPurge func() time.Duration
 	// listening is true while the LISTEN connection is up.
 	listening atomic.Bool
 	// known is the set of existing tokens, kept by loader.
@@ -156,15 +159,16 @@ func Open(cfg Config) (*Runtime, error) {
 		return nil, err
 	}
 	r := &Runtime{
-		db:        db,
-		logger:    cfg.Logger,
-		flush:     cfg.LastUsedFlush,
-		hooks:     cfg.Hooks,
-		listenCfg: listenCfg,
-		heartbeat: cfg.ListenerHeartbeat,
-		retention: cfg.Retention,
-		migrated:  make(chan struct{}),
-		quotaSync: cfg.QuotaSync,
+		db:         db,
+		logger:     cfg.Logger,
+		flush:      cfg.LastUsedFlush,
+		hooks:      cfg.Hooks,
+		listenCfg:  listenCfg,
+		heartbeat:  cfg.ListenerHeartbeat,
+		retention:  cfg.Retention,
+		firstPurge: func() time.Duration { return rand.N(purgeStartDelay) },
+		migrated:   make(chan struct{}),
+		quotaSync:  cfg.QuotaSync,
 	}
 	if r.quotaSync <= 0 {
 		r.quotaSync = DefaultQuotaSync

@@ -33,7 +33,7 @@ func (r *Runtime) purgeLoop(ctx context.Context) {
 		return
 	case <-r.migrated:
 	}
-	delay := rand.N(purgeStartDelay)
+	delay := r.firstPurge()
 	for {
 		t := time.NewTimer(delay)
 		select {
