@@ -174,24 +174,25 @@ fuzz() {
 	done < <(fuzz_targets)
 }
 
-# check_set NAME MODE PKG...: vets and tests one set of packages, MODE being -race or empty. It
+# check_set NAME MODE NICE PKG...: vets and tests one set of packages, MODE being -race or empty,
+# NICE a command prefix for vet (see below) or empty. It
 # first compiles the packages, their tests and dependencies (go list -export: nothing linked or
 # run), then runs go vet and go test at the same time: vet's analysis of the dependencies uses the
 # CPU the tests leave idle while they wait on PostgreSQL, Caddy and the network, and neither
-# compiles anything the other needs. Vet (and the fuzz runs) run at the lowest priority (nice 19):
-# they take only CPU the tests leave idle, so that tests whose gateways must answer within
-# milliseconds (a token created on another instance waits 20 ms for its notification) are not
-# slowed by them. The tests run with -vet=off: go vet runs every analyzer.
+# compiles anything the other needs. The Caddy set's vet and the fuzz runs run at the lowest
+# priority (nice 19), beside the end-to-end tests: they take only CPU those tests leave idle, so
+# that gateways that must answer within milliseconds (a token created on another instance waits
+# 20 ms for its notification) are not slowed by them. The tests run with -vet=off: go vet runs
+# every analyzer.
 check_set() {
-	local name=$1 mode=$2
-	shift 2
+	local name=$1 mode=$2 vet_nice=$3
+	shift 3
 	local build=()
 	[[ -n "$mode" ]] && build=("$mode")
 	log "compiling the $name set: ${#@} packages${mode:+ with $mode}"
 	go list "${build[@]}" -export -test -deps -f '' "$@" >/dev/null 2>&1 || true # go test reports errors
-	touch -- "$tmp/compiled-$name"
 	log "the $name set: go vet and go test -count=1${flags[*]:+ ${flags[*]}} at the same time"
-	nice -n 19 go vet "${build[@]}" "$@" >"$tmp/vet-$name.out" 2>&1 &
+	$vet_nice go vet "${build[@]}" "$@" >"$tmp/vet-$name.out" 2>&1 &
 	local vet_pid=$! rc=0
 	go test "${build[@]}" -count=1 -vet=off "${flags[@]}" "$@" || rc=$?
 	if ! wait "$vet_pid"; then
@@ -205,21 +206,17 @@ check_set() {
 # The two sets run at the same time from the start: on a cold cache the -race set compiles while
 # the Caddy set does, and the -race tests and the fuzz runs use the CPU the end-to-end tests leave
 # idle. The -race set's output (and the fuzz runs') is shown when it ends.
-# The fuzz runs (whose build is the -race set's largest piece of CPU work after its compilation)
-# wait until the Caddy set is compiled, so that they take the CPU from the end-to-end tests'
-# idle time rather than from the compilation the end-to-end tests wait for.
+# The fuzz runs follow the -race set; at nice 19 they wait for CPU the compilation and the tests
+# leave idle.
 race_set() {
 	if ((${#race_pkgs[@]})); then
-		check_set race -race "${race_pkgs[@]}" || return
+		check_set race -race "" "${race_pkgs[@]}" || return
 	fi
-	while ((${#plain_pkgs[@]})) && [[ -d "$tmp" && ! -e "$tmp/compiled-Caddy" ]]; do
-		sleep 1
-	done
 	fuzz
 }
 plain_set() {
 	((${#plain_pkgs[@]})) || return 0
-	check_set Caddy "" "${plain_pkgs[@]}"
+	check_set Caddy "" "nice -n 19" "${plain_pkgs[@]}"
 }
 
 rc=0
