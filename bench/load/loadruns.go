@@ -6,7 +6,11 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,7 +43,9 @@ func (b *bench) measure(s *server, d time.Duration) (sample, error) {
 		return sample{}, err
 	}
 	busy0, total0 := machineTicks()
+	stopPerf := b.perfRecord(s, d)
 	w, err := runWrk(s.url(), b.script, b.s.conns, d)
+	stopPerf()
 	if err != nil {
 		return sample{}, err
 	}
@@ -75,6 +81,24 @@ func (b *bench) measure(s *server, d time.Duration) (sample, error) {
 	return sm, nil
 }
 
+// perfRecord samples Caddy's stacks with perf (cpu-clock, 2000 Hz) while
+// the load runs, when PERF=1; the files go to the work directory as
+// perf-NAME-N.data (keep it with KEEP=1), one per measured run.
+func (b *bench) perfRecord(s *server, d time.Duration) (stop func()) {
+	if os.Getenv("PERF") != "1" || d < b.s.dur {
+		return func() {}
+	}
+	b.perfRuns[s.name]++
+	out := filepath.Join(b.work, fmt.Sprintf("perf-%s-%d.data", strings.ReplaceAll(s.name, "/", "_"), b.perfRuns[s.name]))
+	cmd := exec.Command("perf", "record", "-q", "-e", "cpu-clock", "-F", "2000", "-g", "-o", out,
+		"-p", strconv.Itoa(s.proc.pid()), "--", "sleep", strconv.Itoa(int(d.Seconds())))
+	if err := cmd.Start(); err != nil {
+		b.logf("perf: %v", err)
+		return func() {}
+	}
+	return func() { _ = cmd.Wait() }
+}
+
 func (b *bench) loadRuns(ctx context.Context, servers []*server) error {
 	b.logf("warm-up: %s per configuration", b.s.warm)
 	for _, s := range servers {
@@ -83,10 +107,14 @@ func (b *bench) loadRuns(ctx context.Context, servers []*server) error {
 		}
 	}
 	res := map[string][]sample{}
-	b.logf("%d repetitions of %s, %s each (%s in all)", b.s.reps, strings.Join(b.s.configs, " "), b.s.dur, time.Duration(b.s.reps*len(servers))*b.s.dur)
+	var names []string
+	for _, s := range servers {
+		names = append(names, s.name)
+	}
+	b.logf("%d repetitions of %s, %s each (%s in all)", b.s.reps, strings.Join(names, " "), b.s.dur, time.Duration(b.s.reps*len(servers))*b.s.dur)
 	fmt.Printf("          rep cfg    req/s   p50 ms   p99 ms  caddy µs/req  extra µs/req  upstream µs/req  wrk µs/req  other cores  queries/req  GC/1k req\n")
 	for rep := range b.s.reps {
-		for _, s := range servers {
+		for _, s := range pairOrder(servers, rep) {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -103,8 +131,25 @@ func (b *bench) loadRuns(ctx context.Context, servers []*server) error {
 				time.Now().Format("15:04:05"), rep+1, s.name, sm.rps, sm.p50, sm.p99, sm.cpu, sm.extra, sm.upstream, sm.loadgen, sm.foreign, sm.queries, sm.gcPer1k, warn)
 		}
 	}
-	b.summarizeLoad(res)
+	b.summarizeLoad(names, res)
 	return nil
+}
+
+// pairOrder returns servers in the order of repetition rep: a site and the
+// same process's plain site (which comes right before it) swap places in
+// every other repetition, so that neither side always runs first.
+func pairOrder(servers []*server, rep int) []*server {
+	out := append([]*server(nil), servers...)
+	if rep%2 == 0 {
+		return out
+	}
+	for i := 0; i+1 < len(out); i++ {
+		if out[i+1].plain == out[i] {
+			out[i], out[i+1] = out[i+1], out[i]
+			i++
+		}
+	}
+	return out
 }
 
 func pluck(ss []sample, f func(sample) float64) []float64 {
@@ -115,10 +160,9 @@ func pluck(ss []sample, f func(sample) float64) []float64 {
 	return out
 }
 
-func (b *bench) summarizeLoad(res map[string][]sample) {
+func (b *bench) summarizeLoad(names []string, res map[string][]sample) {
 	rps := func(s sample) float64 { return s.rps }
 	cpu := func(s sample) float64 { return s.cpu }
-	names := b.s.configs
 	desc := configDesc
 	var bad int64
 	var all []sample
@@ -136,9 +180,13 @@ func (b *bench) summarizeLoad(res map[string][]sample) {
 	for _, n := range names {
 		ss := res[n]
 		base, copyN, _ := strings.Cut(n, "#")
+		base, plain := strings.CutSuffix(base, "/plain")
 		label := desc[base]
 		if label == "" {
 			label = base
+		}
+		if plain {
+			label = base + "/plain: the same process's site without the check"
 		}
 		if copyN != "" {
 			label += " (process " + copyN + ")"
@@ -170,6 +218,16 @@ func (b *bench) summarizeLoad(res map[string][]sample) {
 		fmt.Fprintf(&b.out, "WARNING: %d non-2xx responses or socket errors during the runs.\n", bad)
 	}
 	fmt.Fprintln(&b.out)
+
+	// e/e0 within one process: each site with the check against the same
+	// process's plain site, paired repetition by repetition.
+	for _, n := range names {
+		if e0 := res[n+"/plain"]; e0 != nil {
+			rs := ratios(pluck(res[n], cpu), pluck(e0, cpu))
+			fmt.Fprintf(&b.out, "- %s, one process: the site with the check against the same process's site without it: Caddy CPU per request %s (e/e0, median [IQR] of %d pairs; target ≤ 1.02: %s), throughput %.3f×.\n",
+				n, spread(rs, "%.3f"), len(rs), verdict(median(rs) <= 1.02), median(ratios(pluck(res[n], rps), pluck(e0, rps))))
+		}
+	}
 
 	// Verdicts.
 	if res["B"] == nil || res["D"] == nil {

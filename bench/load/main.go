@@ -9,6 +9,9 @@
 //	B      armgate_auth, cache hit                bench/caddy/B.Caddyfile
 //	C      armgate_auth with the cache off        bench/caddy/C.Caddyfile
 //	D      forward_auth to an in-memory service   bench/caddy/D.Caddyfile
+//	S      one process, B's site and the same site without the check
+//	       (S/plain), measured one after the other  bench/caddy/S.Caddyfile
+//	S-quota  S with B-quota's quotas               bench/caddy/S-quota.Caddyfile
 //
 // and measures them interleaved (A A-app B B-quota C D A A-app B B-quota C D …) with wrk,
 // 64 tokens sent in turn: requests/s, p50 and p99 latency, server CPU per
@@ -66,7 +69,7 @@ func main() {
 		return
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	b := &bench{s: loadSettings()}
+	b := &bench{s: loadSettings(), perfRuns: map[string]int{}}
 	err := b.run(ctx)
 	cancel()
 	b.cleanup()
@@ -89,6 +92,10 @@ type server struct {
 	extra *proc
 	// pg: the configuration queries PostgreSQL on every request (C).
 	pg bool
+	// plain is the same process's site without the check, for a
+	// configuration that has one (S, S-quota): measured right beside this
+	// site, it is the fairest e0 (the same process, heap and code layout).
+	plain *server
 }
 
 func (s *server) url() string { return fmt.Sprintf("http://127.0.0.1:%d/v1/items", s.port) }
@@ -124,6 +131,7 @@ type bench struct {
 	upPort    int
 	authPort  int
 	out       strings.Builder // the summary, printed at the end
+	perfRuns  map[string]int  // PERF=1: perf recordings per configuration
 }
 
 func (b *bench) logf(format string, args ...any) {
@@ -192,6 +200,9 @@ func (b *bench) run(ctx context.Context) error {
 		s := &server{name: name, file: base + ".Caddyfile", pg: base == "C"}
 		if err := b.startServer(ctx, s); err != nil {
 			return err
+		}
+		if s.plain != nil {
+			servers = append(servers, s.plain)
 		}
 		servers = append(servers, s)
 		if name == "B" {

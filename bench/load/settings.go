@@ -124,4 +124,7 @@ var configDesc = map[string]string{
 	"B-quota": "B with token and user quotas and RateLimit headers",
 	"C":       "C armgate_auth, cache off",
 	"D":       "D forward_auth, in-memory service",
+	"S":       "S armgate_auth, cache hit, in a process that also serves S/plain",
+	"S-quota": "S with token and user quotas and RateLimit headers",
+	"S-noexp": "S with expires_header off",
 }

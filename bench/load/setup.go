@@ -133,16 +133,21 @@ func (b *bench) caddyEnv(port, mport int, dsn string) []string {
 	}
 }
 
-func (b *bench) startCaddy(name, file string, port, mport int, dsn string) (*proc, error) {
-	return startProc("caddy "+name, filepath.Join(b.work, "caddy-"+name+".log"), b.caddyEnv(port, mport, dsn),
+func (b *bench) startCaddy(name, file string, port, mport int, dsn string, env ...string) (*proc, error) {
+	return startProc("caddy "+name, filepath.Join(b.work, "caddy-"+name+".log"), append(b.caddyEnv(port, mport, dsn), env...),
 		b.caddy, "run", "--adapter", "caddyfile", "--config", filepath.Join(b.root, "bench/caddy", file))
 }
 
 func (b *bench) startServer(ctx context.Context, s *server) error {
 	s.port, s.mport = freePort(), freePort()
+	// PLAIN_PORT: the second site of a same-process configuration (S).
+	plainPort := freePort()
 	var err error
-	if s.proc, err = b.startCaddy(s.name, s.file, s.port, s.mport, b.dsn); err != nil {
+	if s.proc, err = b.startCaddy(s.name, s.file, s.port, s.mport, b.dsn, "PLAIN_PORT="+strconv.Itoa(plainPort)); err != nil {
 		return err
+	}
+	if src, err := os.ReadFile(filepath.Join(b.root, "bench/caddy", s.file)); err == nil && strings.Contains(string(src), "{$PLAIN_PORT}") {
+		s.plain = &server{name: s.name + "/plain", file: s.file, port: plainPort, mport: s.mport, proc: s.proc}
 	}
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
