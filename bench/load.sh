@@ -8,7 +8,7 @@
 # Loopback only. Installs wrk (Debian package) when missing, then runs `go run ./bench/load`,
 # which builds Caddy with armgate, starts a private PostgreSQL (scripts/pg.sh) and everything
 # else, and removes it all at the end. Settings (environment): REPS, DURATION, CONNS,
-# FLOOD_SECS, FLOOD_RPS, VALID_RPS, FLOOD_ADDRS, FLOOD_ROUNDS, STARTUP_RUNS, GOBENCH=0, KEEP=1;
+# FLOOD_SECS, FLOOD_RPS, VALID_RPS, FLOOD_ADDRS, FLOOD_ROUNDS, STARTUP_RUNS, GOBENCH=0, KEEP=1, PERF=1;
 # see bench/load/main.go.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

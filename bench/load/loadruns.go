@@ -83,9 +83,10 @@ func (b *bench) measure(s *server, d time.Duration) (sample, error) {
 
 // perfRecord samples Caddy's stacks with perf (cpu-clock, 2000 Hz) while
 // the load runs, when PERF=1; the files go to the work directory as
-// perf-NAME-N.data (keep it with KEEP=1), one per measured run.
+// perf-NAME-N.data (keep it with KEEP=1), one per measured run (not the
+// warm-up runs).
 func (b *bench) perfRecord(s *server, d time.Duration) (stop func()) {
-	if os.Getenv("PERF") != "1" || d < b.s.dur {
+	if !b.perfOn {
 		return func() {}
 	}
 	b.perfRuns[s.name]++
@@ -106,6 +107,8 @@ func (b *bench) loadRuns(ctx context.Context, servers []*server) error {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
 	}
+	b.perfOn = os.Getenv("PERF") == "1"
+	defer func() { b.perfOn = false }()
 	res := map[string][]sample{}
 	var names []string
 	for _, s := range servers {

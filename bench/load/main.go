@@ -12,7 +12,10 @@
 //	S      one process, B's site and the same site without the check
 //	       (S/plain), measured one after the other  bench/caddy/S.Caddyfile
 //	S-quota  S with B-quota's quotas               bench/caddy/S-quota.Caddyfile
+//	S-noexp  S with expires_header off             bench/caddy/S-noexp.Caddyfile
 //
+// (S, S-quota and S-noexp are not run by default: CONFIGS=A,S,S-quota gives
+// the check's cost against the same process without it, e/e0)
 // and measures them interleaved (A A-app B B-quota C D A A-app B B-quota C D …) with wrk,
 // 64 tokens sent in turn: requests/s, p50 and p99 latency, server CPU per
 // request from /proc/PID/stat, database queries per request and Go GC
@@ -31,7 +34,9 @@
 // bench/caddy/NAME.Caddyfile, NAME#2 for a second process), PHASES (default
 // gobench,load,flood,startup), FLOOD_SECS, FLOOD_RPS, VALID_RPS,
 // FLOOD_ADDRS (comma-separated), FLOOD_ROUNDS, STARTUP_RUNS, GOBENCH=0
-// (skip the Go benchmarks), KEEP=1 (keep the work directory).
+// (skip the Go benchmarks), KEEP=1 (keep the work directory), PERF=1 (record
+// Caddy's stacks with perf during every measured run, into the work
+// directory as perf-NAME-REP.data).
 package main
 
 import (
@@ -132,6 +137,7 @@ type bench struct {
 	authPort  int
 	out       strings.Builder // the summary, printed at the end
 	perfRuns  map[string]int  // PERF=1: perf recordings per configuration
+	perfOn    bool            // the measured runs are being recorded
 }
 
 func (b *bench) logf(format string, args ...any) {
