@@ -69,7 +69,7 @@ fi
 # compiled packages. Left alone when GOFLAGS already sets -gcflags.
 # The Caddy set (below) also compiles the third-party packages without inlining (-l): they are
 # only run by the tests, never measured, and their compile takes a sixth less CPU that way
-# (161 against 206 CPU-seconds for Caddy's heaviest dependencies). The standard library and
+# (170 against 206 CPU-seconds for Caddy's heaviest dependencies). The standard library and
 # this module's own packages keep the usual optimisations, so the code under test is the code
 # that ships. Later -gcflags patterns win, hence the order.
 caddy_goflags=${GOFLAGS:-}
