@@ -54,6 +54,11 @@ type Counters struct {
 	store  Store
 	tokens shards[*Token]
 	users  shards[*User]
+	// front holds the tokens' states last looked up, by their id's hash:
+	// the hit path reads it without a lock. A shard's read lock is a write
+	// to its cache line, and two CPUs serving the same tokens passed those
+	// lines back and forth (0.7 µs per request in profiles under load).
+	front [frontSlots]atomic.Pointer[Token]
 
 	// syncMu serialises Sync (it owns every window's pushed counts).
 	syncMu sync.Mutex
@@ -66,6 +71,9 @@ type Counters struct {
 	// those that failed.
 	Syncs, SyncErrors atomic.Uint64
 }
+
+// frontSlots is the size of Counters.front (a power of two): 8 KiB.
+const frontSlots = 1024
 
 // New returns empty Counters.
 func New(cfg Config) *Counters {
@@ -178,6 +186,9 @@ type Token struct {
 	// text caches a header value built from the token's limits (the
 	// RateLimit-Policy), so that a hit does not format it again.
 	text atomic.Pointer[limitsText]
+	// dropped is set when the state is forgotten (dropToken), so that the
+	// front table, which may still hold it, no longer hands it out.
+	dropped atomic.Bool
 }
 
 // limitsText is a value that depends only on the limits tok and usr.
@@ -233,17 +244,24 @@ type Decision struct {
 }
 
 // Token returns the state of the token id of user userID, creating it on
-// first use. On the hit path (a token seen before) it takes one read lock
-// of one shard and allocates nothing.
+// first use. On the hit path (a token seen before) it reads the front
+// table, which writes nothing and allocates nothing.
 func (c *Counters) Token(id, userID string) *Token {
-	if t, ok := c.tokens.get(id); ok {
+	h := maphash.String(seed, id)
+	f := &c.front[h&(frontSlots-1)]
+	if t := f.Load(); t != nil && t.id == id && !t.dropped.Load() {
 		return t
 	}
-	return c.newToken(id, userID)
+	t, ok := c.tokens.shardOf(h).get(id)
+	if !ok {
+		t = c.newToken(id, userID)
+	}
+	f.Store(t)
+	return t
 }
 
 func (c *Counters) newToken(id, userID string) *Token {
-	sh := c.tokens.shard(id)
+	sh := c.tokens.shardOf(maphash.String(seed, id))
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if t, ok := sh.m[id]; ok {
@@ -356,11 +374,7 @@ func (t *Token) roll(s *day, d int64) {
 }
 
 // shards is a map from ids split in 64 locked parts.
-type shards[V any] [64]struct {
-	mu sync.RWMutex
-	m  map[string]V
-	_  [40]byte // keep each lock on its own cache line
-}
+type shards[V any] [64]shard[V]
 
 var seed = maphash.MakeSeed()
 
@@ -370,16 +384,19 @@ func (s *shards[V]) init() {
 	}
 }
 
-func (s *shards[V]) shard(key string) *struct {
+// shard is one part of shards.
+type shard[V any] struct {
 	mu sync.RWMutex
 	m  map[string]V
-	_  [40]byte
-} {
-	return &s[maphash.String(seed, key)&63]
+	_  [40]byte // keep each lock on its own cache line
 }
 
-func (s *shards[V]) get(key string) (V, bool) {
-	sh := s.shard(key)
+// shardOf returns the part for a key whose maphash (with seed) is h.
+func (s *shards[V]) shardOf(h uint64) *shard[V] { return &s[h&63] }
+
+func (s *shards[V]) shard(key string) *shard[V] { return s.shardOf(maphash.String(seed, key)) }
+
+func (sh *shard[V]) get(key string) (V, bool) {
 	sh.mu.RLock()
 	v, ok := sh.m[key]
 	sh.mu.RUnlock()

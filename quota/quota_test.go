@@ -3,6 +3,8 @@ package quota
 import (
 	"context"
 	"errors"
+	"fmt"
+	"hash/maphash"
 	"net/netip"
 	"sync"
 	"testing"
@@ -227,7 +229,8 @@ func TestUsage(t *testing.T) {
 func TestIdleTokensDropped(t *testing.T) {
 	clk := testclock.New(start)
 	c := New(Config{Now: clk.Now})
-	c.Token("old", "u").Take(clk.Now(), Limit{Requests: 5, Window: time.Second}, Limit{})
+	old := c.Token("old", "u")
+	old.Take(clk.Now(), Limit{Requests: 5, Window: time.Second}, Limit{})
 	c.Token("running", "u").Take(clk.Now(), Limit{Requests: 5, Window: time.Hour}, Limit{})
 	clk.Add(time.Minute)
 	for range idleFlushes + 1 {
@@ -236,8 +239,46 @@ func TestIdleTokensDropped(t *testing.T) {
 	if n := c.Tokens(); n != 1 {
 		t.Errorf("%d tokens kept, want 1", n)
 	}
-	if _, ok := c.tokens.get("running"); !ok {
+	if _, ok := c.tokens.shard("running").get("running"); !ok {
 		t.Error("the token in a running window was dropped")
+	}
+	// The front table still holds the dropped state; it must not hand it
+	// out, or the token's next requests would be counted where no flush
+	// looks.
+	again := c.Token("old", "u")
+	if again == old {
+		t.Fatal("a dropped token's state was handed out again")
+	}
+	again.Take(clk.Now(), Limit{}, Limit{})
+	us, _ := c.TakeUsage()
+	if len(us) != 1 || us[0].TokenID != "old" || us[0].Allowed != 1 {
+		t.Errorf("usage after the token came back: %+v, want 1 allowed for old", us)
+	}
+}
+
+// TestFrontSlotShared: two tokens whose ids share a slot of the front table
+// each get their own state, however their lookups alternate.
+func TestFrontSlotShared(t *testing.T) {
+	c := New(Config{})
+	a := "token-a"
+	slot := maphash.String(seed, a) & (frontSlots - 1)
+	b := ""
+	for i := 0; b == ""; i++ {
+		if id := fmt.Sprintf("token-%d", i); maphash.String(seed, id)&(frontSlots-1) == slot {
+			b = id
+		}
+	}
+	ta, tb := c.Token(a, "u"), c.Token(b, "u")
+	for range 3 {
+		if got := c.Token(a, "u"); got != ta {
+			t.Fatalf("%s got another token's state", a)
+		}
+		if got := c.Token(b, "u"); got != tb {
+			t.Fatalf("%s got another token's state", b)
+		}
+	}
+	if ta == tb || c.Tokens() != 2 {
+		t.Errorf("two ids sharing a slot: %d states", c.Tokens())
 	}
 }
 

@@ -244,6 +244,7 @@ func (c *Counters) dropToken(t *Token) {
 		sh.mu.Unlock()
 		return
 	}
+	t.dropped.Store(true)
 	delete(sh.m, t.id)
 	ush := c.users.shard(t.user.id)
 	ush.mu.Lock()
