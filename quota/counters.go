@@ -252,16 +252,18 @@ func (c *Counters) Token(id, userID string) *Token {
 	if t := f.Load(); t != nil && t.id == id && !t.dropped.Load() {
 		return t
 	}
-	t, ok := c.tokens.shardOf(h).get(id)
+	sh := c.tokens.shardOf(h)
+	t, ok := sh.get(id)
 	if !ok {
-		t = c.newToken(id, userID)
+		t = c.newToken(sh, id, userID)
 	}
 	f.Store(t)
 	return t
 }
 
-func (c *Counters) newToken(id, userID string) *Token {
-	sh := c.tokens.shardOf(maphash.String(seed, id))
+// newToken creates the state of id in sh, its shard, unless another call
+// just did.
+func (c *Counters) newToken(sh *shard[*Token], id, userID string) *Token {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if t, ok := sh.m[id]; ok {
