@@ -17,8 +17,9 @@ import (
 	"github.com/armgate/armgate/internal/promtext"
 )
 
-// measure runs wrk once against s and reads the CPU the processes used.
-func (b *bench) measure(s *server, d time.Duration) (sample, error) {
+// measure runs wrk once against s and reads the CPU the processes used;
+// with perfOut set, perf records Caddy's stacks into that file meanwhile.
+func (b *bench) measure(s *server, d time.Duration, perfOut string) (sample, error) {
 	ticks := func() (caddy, extra, up, pg int64, err error) {
 		if caddy, err = cpuTicks(s.proc.pid()); err != nil {
 			return
@@ -43,7 +44,7 @@ func (b *bench) measure(s *server, d time.Duration) (sample, error) {
 		return sample{}, err
 	}
 	busy0, total0 := machineTicks()
-	stopPerf := b.perfRecord(s, d)
+	stopPerf := b.perfRecord(s, d, perfOut)
 	w, err := runWrk(s.url(), b.script, b.s.conns, d)
 	stopPerf()
 	if err != nil {
@@ -81,16 +82,12 @@ func (b *bench) measure(s *server, d time.Duration) (sample, error) {
 	return sm, nil
 }
 
-// perfRecord samples Caddy's stacks with perf (cpu-clock, 2000 Hz) while
-// the load runs, when PERF=1; the files go to the work directory as
-// perf-NAME-N.data (keep it with KEEP=1), one per measured run (not the
-// warm-up runs).
-func (b *bench) perfRecord(s *server, d time.Duration) (stop func()) {
-	if !b.perfOn {
+// perfRecord samples the stacks of s's Caddy with perf (cpu-clock, 2000 Hz)
+// into out for d, unless out is empty.
+func (b *bench) perfRecord(s *server, d time.Duration, out string) (stop func()) {
+	if out == "" {
 		return func() {}
 	}
-	b.perfRuns[s.name]++
-	out := filepath.Join(b.work, fmt.Sprintf("perf-%s-%d.data", strings.ReplaceAll(s.name, "/", "_"), b.perfRuns[s.name]))
 	cmd := exec.Command("perf", "record", "-q", "-e", "cpu-clock", "-F", "2000", "-g", "-o", out,
 		"-p", strconv.Itoa(s.proc.pid()), "--", "sleep", strconv.Itoa(int(d.Seconds())))
 	if err := cmd.Start(); err != nil {
@@ -103,12 +100,13 @@ func (b *bench) perfRecord(s *server, d time.Duration) (stop func()) {
 func (b *bench) loadRuns(ctx context.Context, servers []*server) error {
 	b.logf("warm-up: %s per configuration", b.s.warm)
 	for _, s := range servers {
-		if _, err := b.measure(s, b.s.warm); err != nil {
+		if _, err := b.measure(s, b.s.warm, ""); err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
 	}
-	b.perfOn = os.Getenv("PERF") == "1"
-	defer func() { b.perfOn = false }()
+	// PERF=1: perf records every measured run (not the warm-up) into the
+	// work directory as perf-NAME-REP.data (keep it with KEEP=1).
+	perf := os.Getenv("PERF") == "1"
 	res := map[string][]sample{}
 	var names []string
 	for _, s := range servers {
@@ -121,7 +119,11 @@ func (b *bench) loadRuns(ctx context.Context, servers []*server) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			sm, err := b.measure(s, b.s.dur)
+			perfOut := ""
+			if perf {
+				perfOut = filepath.Join(b.work, fmt.Sprintf("perf-%s-%d.data", strings.ReplaceAll(s.name, "/", "_"), rep+1))
+			}
+			sm, err := b.measure(s, b.s.dur, perfOut)
 			if err != nil {
 				return fmt.Errorf("%s: %w", s.name, err)
 			}

@@ -74,7 +74,7 @@ func main() {
 		return
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	b := &bench{s: loadSettings(), perfRuns: map[string]int{}}
+	b := &bench{s: loadSettings()}
 	err := b.run(ctx)
 	cancel()
 	b.cleanup()
@@ -136,8 +136,6 @@ type bench struct {
 	upPort    int
 	authPort  int
 	out       strings.Builder // the summary, printed at the end
-	perfRuns  map[string]int  // PERF=1: perf recordings per configuration
-	perfOn    bool            // the measured runs are being recorded
 }
 
 func (b *bench) logf(format string, args ...any) {
