@@ -183,16 +183,16 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 	tok, parsed := token.ParseAuthorization(r.Header["Authorization"])
 	switch parsed {
 	case token.HeaderMissing:
-		countDecision(outcomeMissing)
+		countDecision(outcomeMissing, r)
 		refusal.Write(w, http.StatusUnauthorized, h.challenge, refusal.CodeUnauthorized, refusal.MsgTokenRequired)
 		return nil
 	case token.HeaderMalformed:
 		if secs, isBlocked := h.blocked(r); isBlocked {
-			h.tooMany(w, secs)
+			h.tooMany(w, r, secs)
 			return nil
 		}
 		h.refused(r)
-		countDecision(outcomeMalformed)
+		countDecision(outcomeMalformed, r)
 		refusal.Write(w, http.StatusBadRequest, h.challenge+`, error="invalid_request"`,
 			refusal.CodeInvalidRequest, refusal.MsgMalformedHeader)
 		return nil
@@ -200,7 +200,7 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 	// While nobody is blocked this reads one atomic and nothing else.
 	secs, isBlocked := h.blocked(r)
 	if isBlocked && h.verifier.NeedsBlindLookup(tok) {
-		h.tooMany(w, secs)
+		h.tooMany(w, r, secs)
 		return nil
 	}
 	cred, status, err := h.verifier.Verify(r.Context(), tok)
@@ -208,7 +208,7 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 		// The client hung up while waiting (the shared lookup goes on
 		// without it): not a database failure, and nobody reads the
 		// answer. 499 is what Caddy's reverse_proxy logs for this too.
-		countDecision(outcomeCanceled)
+		countDecision(outcomeCanceled, r)
 		if c := h.logger.Check(zapcore.DebugLevel, "client went away during the token lookup"); c != nil {
 			c.Write(zap.Error(err))
 		}
@@ -217,7 +217,7 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 	}
 	if err != nil {
 		// Fail closed, but never 401: the token may well be valid.
-		countDecision(outcomeUnavailable)
+		countDecision(outcomeUnavailable, r)
 		if c := h.logger.Check(zapcore.ErrorLevel, "token lookup failed"); c != nil {
 			c.Write(zap.Error(err))
 		}
@@ -226,13 +226,13 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 		return nil
 	}
 	if status == token.Unknown && isBlocked {
-		h.tooMany(w, secs)
+		h.tooMany(w, r, secs)
 		return nil
 	}
 	if status != token.Active {
 		h.refused(r)
 		desc := status.Description()
-		countDecision(refusalOutcome(status))
+		countDecision(refusalOutcome(status), r)
 		if c := h.logger.Check(zapcore.DebugLevel, "token refused"); c != nil {
 			c.Write(zap.Stringer("status", status), zap.String("token_id", cred.TokenID))
 		}
@@ -255,12 +255,12 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 			if qs != nil {
 				qs.RefuseIP(now)
 			}
-			ipNotAllowed(w)
+			ipNotAllowed(w, r)
 			return nil
 		}
 	}
 	if !cred.HasScope(h.Scope) {
-		countDecision(outcomeInsufficientScope)
+		countDecision(outcomeInsufficientScope, r)
 		refusal.Write(w, http.StatusForbidden,
 			h.challenge+`, error="insufficient_scope", scope="`+h.Scope+`"`,
 			refusal.CodeInsufficientScope, refusal.MsgLacksScope+h.Scope)
@@ -276,12 +276,12 @@ func (h *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 			ul = h.userQuota
 		}
 		if d = qs.Take(now, tl, ul); !d.Allowed {
-			h.quotaExceeded(w, &cred, &d)
+			h.quotaExceeded(w, r, &cred, &d)
 			return nil
 		}
 		qs.Seen(ip)
 	}
-	countDecision(outcomeAllowed)
+	countDecision(outcomeAllowed, r)
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	setUserPlaceholders(repl, cred.UserID, cred.TokenID, cred.Name)
 	markTokenAuth(r) // armgate_self refuses it: a token never mints tokens
@@ -319,8 +319,8 @@ func (h *AuthHandler) blocked(r *http.Request) (retryAfter int, ok bool) {
 }
 
 // tooMany answers 429 to a blocked client.
-func (h *AuthHandler) tooMany(w http.ResponseWriter, secs int) {
-	countDecision(outcomeRateLimited)
+func (h *AuthHandler) tooMany(w http.ResponseWriter, r *http.Request, secs int) {
+	countDecision(outcomeRateLimited, r)
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
 	refusal.Write(w, http.StatusTooManyRequests, "", refusal.CodeTooManyRequests, refusal.MsgTooManyRefused)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
 
@@ -23,13 +24,23 @@ import (
 	"github.com/armgate/armgate/token"
 )
 
+// counterValue reads auth_decisions_total{result=o} through the collector.
 func counterValue(t *testing.T, o outcome) float64 {
 	t.Helper()
-	var m dto.Metric
-	if err := processMetrics.decision[o].Write(&m); err != nil {
-		t.Fatal(err)
+	ch := make(chan prometheus.Metric, numOutcomes)
+	processMetrics.decisions.Collect(ch)
+	close(ch)
+	for m := range ch {
+		var d dto.Metric
+		if err := m.Write(&d); err != nil {
+			t.Fatal(err)
+		}
+		if d.GetLabel()[0].GetValue() == o.String() {
+			return d.GetCounter().GetValue()
+		}
 	}
-	return m.GetCounter().GetValue()
+	t.Fatalf("no auth_decisions_total{result=%q}", o)
+	return 0
 }
 
 // newFakeClock returns a limiter's clock in tests.

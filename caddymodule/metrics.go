@@ -2,10 +2,13 @@ package caddymodule
 
 import (
 	"errors"
+	"net/http"
 	"sync"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/armgate/armgate/stripe"
 	"github.com/armgate/armgate/token"
 )
 
@@ -75,25 +78,33 @@ func refusalOutcome(s token.Status) outcome {
 // they are registered with each config's registry.
 var processMetrics = struct {
 	once          sync.Once
-	decisions     *prometheus.CounterVec
+	decisions     *decisionCounts
 	queryDuration prometheus.Histogram
 	invalidations prometheus.Counter
-	// decision holds the pre-resolved counters, so the hot path does no
-	// label lookup.
-	decision [numOutcomes]prometheus.Counter
 }{}
+
+// decisionCounts is auth_decisions_total: a collector of striped counters,
+// one per outcome, since every request adds to one of them (a
+// prometheus.Counter is one atomic that both CPUs write per request).
+type decisionCounts struct {
+	desc  *prometheus.Desc
+	count [numOutcomes]stripe.Counter
+}
+
+func (d *decisionCounts) Describe(ch chan<- *prometheus.Desc) { ch <- d.desc }
+
+func (d *decisionCounts) Collect(ch chan<- prometheus.Metric) {
+	for o, label := range outcomeLabels {
+		ch <- prometheus.MustNewConstMetric(d.desc, prometheus.CounterValue, float64(d.count[o].Load()), label)
+	}
+}
 
 func initProcessMetrics() {
 	m := &processMetrics
 	m.once.Do(func() {
-		m.decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: metricsNamespace, Subsystem: metricsSubsystem,
-			Name: "auth_decisions_total",
-			Help: "Requests decided by armgate_auth, by result.",
-		}, []string{"result"})
-		for o, label := range outcomeLabels {
-			m.decision[o] = m.decisions.WithLabelValues(label)
-		}
+		m.decisions = &decisionCounts{desc: prometheus.NewDesc(
+			prometheus.BuildFQName(metricsNamespace, metricsSubsystem, "auth_decisions_total"),
+			"Requests decided by armgate_auth, by result.", []string{"result"}, nil)}
 		m.queryDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: metricsNamespace, Subsystem: metricsSubsystem,
 			Name:    "db_lookup_duration_seconds",
@@ -108,9 +119,10 @@ func initProcessMetrics() {
 	})
 }
 
-// countDecision counts one auth decision.
-func countDecision(o outcome) {
-	processMetrics.decision[o].Inc()
+// countDecision counts one auth decision on request r. r's address picks
+// the stripe: requests served at the same time are different objects.
+func countDecision(o outcome, r *http.Request) {
+	processMetrics.decisions.count[o].Add(uint64(uintptr(unsafe.Pointer(r)) >> 8))
 }
 
 // registerMetrics registers the process metrics and this app's gauges with

@@ -217,8 +217,8 @@ func bufString(b []byte) string {
 // quotaExceeded answers 429 with Retry-After, the rate limit headers (r=0
 // for the exhausted limit) and an RFC 9457 problem body. It is not a
 // failure for the failure limiter: the token exists.
-func (h *AuthHandler) quotaExceeded(w http.ResponseWriter, cred *token.Credential, d *quota.Decision) {
-	countDecision(outcomeQuotaExceeded)
+func (h *AuthHandler) quotaExceeded(w http.ResponseWriter, r *http.Request, cred *token.Credential, d *quota.Decision) {
+	countDecision(outcomeQuotaExceeded, r)
 	h.setPassHeaders(w, &token.Credential{}, nil, d) // no expiry notice: the request did not pass
 	which := "token"
 	if d.ByUser {
@@ -240,7 +240,7 @@ func (h *AuthHandler) quotaExceeded(w http.ResponseWriter, cred *token.Credentia
 }
 
 // ipNotAllowed answers 403 ip_not_allowed.
-func ipNotAllowed(w http.ResponseWriter) {
-	countDecision(outcomeIPNotAllowed)
+func ipNotAllowed(w http.ResponseWriter, r *http.Request) {
+	countDecision(outcomeIPNotAllowed, r)
 	refusal.Write(w, http.StatusForbidden, "", refusal.CodeIPNotAllowed, refusal.MsgIPNotAllowed)
 }
