@@ -1137,3 +1137,63 @@ func TestExpiredRefusalCached(t *testing.T) {
 		t.Errorf("200 requests with an expired token cost %d lookups, want 1", n)
 	}
 }
+
+// TestFrontTable: a cache hit puts the entry into the front table, which
+// then answers without the cache; Drop and DropAll clear it, and an entry
+// found before an invalidation never gets there after it.
+func TestFrontTable(t *testing.T) {
+	t.Parallel()
+	f := newFake()
+	v := newVerifier(t, defaultCfg, f)
+	tok := genToken(t)
+	f.set(tok, liveCred("a"))
+	h := token.Sum(tok)
+	slot := v.frontSlot(cacheKey(h[:]))
+	verify(t, v, tok) // load
+	v.wait()
+	if slot.Load() != nil {
+		t.Fatal("a load put the entry into the front table; only a cache hit may")
+	}
+	verify(t, v, tok) // cache hit: promoted
+	e := slot.Load()
+	if e == nil || !e.matches(&h) {
+		t.Fatal("a cache hit did not put the entry into the front table")
+	}
+	// The front answers even when the cache lost the entry (ristretto may
+	// evict it); the loader is not asked.
+	v.cache.Del(cacheKey(h[:]))
+	v.wait()
+	if _, r := verify(t, v, tok); r != token.Active || f.calls.Load() != 1 {
+		t.Fatalf("front hit = %v after %d loads, want active after 1", r, f.calls.Load())
+	}
+
+	revoked := liveCred("a")
+	revoked.Revoked = true
+	f.set(tok, revoked)
+	v.Drop([][]byte{h[:]})
+	if slot.Load() != nil {
+		t.Fatal("Drop left the entry in the front table")
+	}
+	if _, r := verify(t, v, tok); r != token.Revoked {
+		t.Fatalf("after Drop = %v, want revoked", r)
+	}
+
+	// An entry read from the cache before an invalidation is not promoted
+	// after it.
+	gen := v.gen.Load()
+	v.Drop([][]byte{{0}}) // any invalidation bumps the generation
+	v.promote(slot, e, gen)
+	if slot.Load() != nil {
+		t.Fatal("promote stored an entry found before an invalidation")
+	}
+
+	v.wait()
+	verify(t, v, tok)
+	if slot.Load() == nil {
+		t.Fatal("no promotion on a hit after the reload")
+	}
+	v.DropAll()
+	if slot.Load() != nil {
+		t.Fatal("DropAll left the entry in the front table")
+	}
+}
