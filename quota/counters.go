@@ -72,8 +72,16 @@ type Counters struct {
 	Syncs, SyncErrors atomic.Uint64
 }
 
-// frontSlots is the size of Counters.front (a power of two): 8 KiB.
-const frontSlots = 1024
+// frontSlots is the size of Counters.front (a power of two): 32 KiB. A
+// state may sit in either of two slots, so that two busy tokens whose ids
+// hash to the same slot do not keep displacing each other.
+const frontSlots = 4096
+
+// frontSlotsOf returns the two slots of the front table for an id whose
+// maphash (with seed) is h.
+func frontSlotsOf(h uint64) (i, j uint64) {
+	return h & (frontSlots - 1), (h >> 32) & (frontSlots - 1)
+}
 
 // New returns empty Counters.
 func New(cfg Config) *Counters {
@@ -248,14 +256,22 @@ type Decision struct {
 // table, which writes nothing and allocates nothing.
 func (c *Counters) Token(id, userID string) *Token {
 	h := maphash.String(seed, id)
-	f := &c.front[h&(frontSlots-1)]
+	i, j := frontSlotsOf(h)
+	f, g := &c.front[i], &c.front[j]
 	if t := f.Load(); t != nil && t.id == id && !t.dropped.Load() {
+		return t
+	}
+	if t := g.Load(); t != nil && t.id == id && !t.dropped.Load() {
 		return t
 	}
 	sh := c.tokens.shardOf(h)
 	t, ok := sh.get(id)
 	if !ok {
 		t = c.newToken(sh, id, userID)
+	}
+	// The first slot unless another live state holds it.
+	if o := f.Load(); o != nil && !o.dropped.Load() {
+		f = g
 	}
 	f.Store(t)
 	return t

@@ -261,10 +261,11 @@ func TestIdleTokensDropped(t *testing.T) {
 func TestFrontSlotShared(t *testing.T) {
 	c := New(Config{})
 	a := "token-a"
-	slot := maphash.String(seed, a) & (frontSlots - 1)
+	slot, _ := frontSlotsOf(maphash.String(seed, a))
 	b := ""
 	for i := 0; b == ""; i++ {
-		if id := fmt.Sprintf("token-%d", i); maphash.String(seed, id)&(frontSlots-1) == slot {
+		id := fmt.Sprintf("token-%d", i)
+		if s, _ := frontSlotsOf(maphash.String(seed, id)); s == slot {
 			b = id
 		}
 	}
@@ -279,6 +280,13 @@ func TestFrontSlotShared(t *testing.T) {
 	}
 	if ta == tb || c.Tokens() != 2 {
 		t.Errorf("two ids sharing a slot: %d states", c.Tokens())
+	}
+	// Both stay in the front table, each in one of its two slots.
+	for _, tk := range []*Token{ta, tb} {
+		i, j := frontSlotsOf(maphash.String(seed, tk.id))
+		if c.front[i].Load() != tk && c.front[j].Load() != tk {
+			t.Errorf("%s is in neither of its front slots", tk.id)
+		}
 	}
 }
 
