@@ -104,9 +104,12 @@ type quotaProblem struct {
 // headers. Every request gets its own slices, since handlers such as
 // `header` edit response header values in place; the strings point into
 // buf (or into the cached entry) and are never written after they are made.
+// buf fits the one value formatted per request, RateLimit (at most 57
+// bytes); the rare values formatted too (a policy or expiry not cached)
+// make append move to memory of its own.
 type respHeaders struct {
 	exp, policy, limit [1]string
-	buf                [160]byte
+	buf                [64]byte
 }
 
 // Header keys in canonical form.

@@ -118,3 +118,30 @@ func TestQuotaCaddyfile(t *testing.T) {
 		t.Error("ratelimit_headers maybe accepted")
 	}
 }
+
+// TestPassHeadersLongValues: the longest values (the largest quotas and
+// windows, the policy and the expiry formatted per request because nothing
+// cached them) come out whole, beyond the request's preallocated buffer.
+func TestPassHeadersLongValues(t *testing.T) {
+	h := &AuthHandler{expiresKey: defaultExpiresHeader}
+	exp := time.Date(2031, 12, 31, 23, 59, 59, 0, time.UTC)
+	cred := token.Credential{ExpiresAt: exp} // no ExpiresText: formatted here
+	lim := quota.Limit{Requests: quota.MaxRequests, Window: quota.MaxWindow}
+	d := quota.Decision{Allowed: true,
+		Token: quota.Status{Limit: lim, Remaining: quota.MaxRequests, Reset: 86400},
+		User:  quota.Status{Limit: lim, Remaining: quota.MaxRequests - 1, Reset: 86399}}
+	for _, qs := range []*quota.Token{nil, quota.New(quota.Config{}).Token("t", "u")} {
+		w := httptest.NewRecorder()
+		h.setPassHeaders(w, &cred, qs, &d)
+		want := map[string]string{
+			hdrRateLimitPolicy:   `"token";q=1000000000;w=86400, "user";q=1000000000;w=86400`,
+			hdrRateLimit:         `"token";r=1000000000;t=86400, "user";r=999999999;t=86399`,
+			defaultExpiresHeader: "2031-12-31T23:59:59Z",
+		}
+		for k, v := range want {
+			if got := w.Header()[k]; len(got) != 1 || got[0] != v {
+				t.Errorf("quota state %v: %s = %q, want %q", qs != nil, k, got, v)
+			}
+		}
+	}
+}
