@@ -127,4 +127,6 @@ var configDesc = map[string]string{
 	"S":       "S armgate_auth, cache hit, in a process that also serves S/plain",
 	"S-quota": "S with token and user quotas and RateLimit headers",
 	"S-noexp": "S with expires_header off",
+	"S-hdr":   "S-quota; its plain site sets three headers of the same length",
+	"H":       "H header handler setting the three headers, no check",
 }
