@@ -102,9 +102,13 @@ func (d *decisionCounts) Collect(ch chan<- prometheus.Metric) {
 func initProcessMetrics() {
 	m := &processMetrics
 	m.once.Do(func() {
+		o := prometheus.CounterOpts{
+			Namespace: metricsNamespace, Subsystem: metricsSubsystem,
+			Name: "auth_decisions_total",
+			Help: "Requests decided by armgate_auth, by result.",
+		}
 		m.decisions = &decisionCounts{desc: prometheus.NewDesc(
-			prometheus.BuildFQName(metricsNamespace, metricsSubsystem, "auth_decisions_total"),
-			"Requests decided by armgate_auth, by result.", []string{"result"}, nil)}
+			prometheus.BuildFQName(o.Namespace, o.Subsystem, o.Name), o.Help, []string{"result"}, nil)}
 		m.queryDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: metricsNamespace, Subsystem: metricsSubsystem,
 			Name:    "db_lookup_duration_seconds",
