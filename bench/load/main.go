@@ -13,9 +13,14 @@
 //	       (S/plain), measured one after the other  bench/caddy/S.Caddyfile
 //	S-quota  S with B-quota's quotas               bench/caddy/S-quota.Caddyfile
 //	S-noexp  S with expires_header off             bench/caddy/S-noexp.Caddyfile
+//	S-hdr    S-quota whose plain site sets the check's three response
+//	         headers with `header`                   bench/caddy/S-hdr.Caddyfile
+//	H      one process, the three headers set by `header` and no check,
+//	       beside the same site bare (H/plain)     bench/caddy/H.Caddyfile
 //
-// (S, S-quota and S-noexp are not run by default: CONFIGS=A,S,S-quota gives
-// the check's cost against the same process without it, e/e0)
+// (S, S-quota, S-noexp, S-hdr and H are not run by default: CONFIGS=A,S,S-quota
+// gives the check's cost against the same process without it, e/e0; H and
+// S-hdr split it into the headers' cost and the check's)
 // and measures them interleaved (A A-app B B-quota C D A A-app B B-quota C D …) with wrk,
 // 64 tokens sent in turn: requests/s, p50 and p99 latency, server CPU per
 // request from /proc/PID/stat, database queries per request and Go GC
