@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/armgate/armgate/internal/testclock"
 )
@@ -358,5 +359,28 @@ func TestLimitsText(t *testing.T) {
 	}
 	if s, ok := c.Token("t1", "u1").LimitsText(hour, day); !ok || s != "A" {
 		t.Fatalf("same token again: %q %v", s, ok)
+	}
+}
+
+// TestTokenLayout: a Token fills four whole cache lines, the read-mostly
+// fields on the first, and the allocator puts it on a 64-byte boundary.
+func TestTokenLayout(t *testing.T) {
+	var tk Token
+	if n := unsafe.Sizeof(tk); n != 256 {
+		t.Fatalf("Token is %d bytes, want 256", n)
+	}
+	for name, off := range map[string]uintptr{"win": unsafe.Offsetof(tk.win), "days": unsafe.Offsetof(tk.days), "mu": unsafe.Offsetof(tk.mu)} {
+		if off%64 != 0 {
+			t.Errorf("%s at offset %d, not on a cache line of its own", name, off)
+		}
+	}
+	if end := unsafe.Offsetof(tk.addrDirty) + unsafe.Sizeof(tk.addrDirty); end > 64 {
+		t.Errorf("the read-mostly fields end at %d, past the first line", end)
+	}
+	c := New(Config{})
+	for i := range 16 {
+		if p := uintptr(unsafe.Pointer(c.Token(fmt.Sprint("t", i), "u"))); p%64 != 0 {
+			t.Errorf("a Token at %#x, not on a 64-byte boundary", p)
+		}
 	}
 }
