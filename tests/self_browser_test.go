@@ -225,9 +225,14 @@ func TestSelfBrowserMyAPITokens(t *testing.T) {
 		t.Errorf("release-bot's status %q does not say an administrator revoked it", got)
 	}
 
-	// The token the user revoked themselves: they may re-approve it.
+	// The token the user revoked themselves: they may re-approve it. Clicked
+	// from the page's script, like Delete below: a list reload between
+	// chromedp's lookup of the button and its click swallowed the click once
+	// in a full, loaded test run.
+	reapproveBtn := fmt.Sprintf("%q", byID(fresh.ID)+` button[aria-label^="Re-approve"]`)
+	p.waitJS("the Re-approve button", `document.querySelector(`+reapproveBtn+`) !== null`)
 	p.do("re-approving the token revoked here",
-		chromedp.Click(chromedp.CSS(byID(fresh.ID)+` button[aria-label^="Re-approve"]`)),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector(`+reapproveBtn+`).click()`),
 		chromedp.WaitVisible(chromedp.ID("dlg-confirm")),
 		chromedp.Click(chromedp.ID("confirm-ok")),
 		chromedp.WaitNotVisible(chromedp.ID("dlg-confirm")),
