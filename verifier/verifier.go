@@ -197,15 +197,8 @@ func (v *Verifier) lookup(ctx context.Context, tok string, h *token.Hash, now ti
 		// a hit: the caller refuses it as expired.
 		n := now.UnixNano()
 		k := cacheKey(h[:])
-		f := v.frontSlot(k)
-		if e := f.Load(); e != nil && e.matches(h) && n < e.staleAt {
+		if e := v.cached(h, k, n); e != nil {
 			v.Stats.Hits.Add(k)
-			return e, nil
-		}
-		gen := v.gen.Load()
-		if e, ok := v.cache.Get(k); ok && e.matches(h) && n < e.staleAt {
-			v.Stats.Hits.Add(k)
-			v.promote(f, e, gen)
 			return e, nil
 		}
 		if v.neg.has(h, n) {
@@ -267,11 +260,7 @@ func (v *Verifier) NeedsBlindLookup(tok string) bool {
 	h := token.Sum(tok)
 	if v.cache != nil && !v.closed.Load() {
 		n := v.now().UnixNano()
-		k := cacheKey(h[:])
-		if e := v.frontSlot(k).Load(); e != nil && e.matches(&h) && n < e.staleAt {
-			return false
-		}
-		if e, ok := v.cache.Get(k); ok && e.matches(&h) && n < e.staleAt {
+		if v.cached(&h, cacheKey(h[:]), n) != nil {
 			return false
 		}
 		if v.neg.has(&h, n) {
@@ -369,6 +358,22 @@ func (v *Verifier) Drop(hashes [][]byte) {
 		v.cache.Del(k)
 		v.neg.del(h)
 	}
+}
+
+// cached returns the live entry of h, whose cache key is k, at n (unix
+// nanoseconds): from the front table, else from the cache, which promotes
+// it to the front table. Nil if neither has one.
+func (v *Verifier) cached(h *token.Hash, k uint64, n int64) *entry {
+	f := v.frontSlot(k)
+	if e := f.Load(); e != nil && e.matches(h) && n < e.staleAt {
+		return e
+	}
+	gen := v.gen.Load()
+	if e, ok := v.cache.Get(k); ok && e.matches(h) && n < e.staleAt {
+		v.promote(f, e, gen)
+		return e
+	}
+	return nil
 }
 
 // frontSlot is the slot of front for the cache key k.
