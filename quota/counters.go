@@ -266,11 +266,10 @@ func (c *Counters) Token(id, userID string) *Token {
 	h := maphash.String(seed, id)
 	i, j := frontSlotsOf(h)
 	f, g := &c.front[i], &c.front[j]
-	if t := f.Load(); t != nil && t.id == id && !t.dropped.Load() {
-		return t
-	}
-	if t := g.Load(); t != nil && t.id == id && !t.dropped.Load() {
-		return t
+	for _, s := range [2]*atomic.Pointer[Token]{f, g} {
+		if t := s.Load(); t != nil && t.id == id && !t.dropped.Load() {
+			return t
+		}
 	}
 	sh := c.tokens.shardOf(h)
 	t, ok := sh.get(id)
