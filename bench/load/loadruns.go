@@ -140,6 +140,13 @@ func (b *bench) loadRuns(ctx context.Context, servers []*server) error {
 	return nil
 }
 
+// splitPairs are the one-process pairs that are not e/e0 but split
+// S-quota's: what each measures.
+var splitPairs = map[string]string{
+	"H":     "three response headers as long as the check's, set by Caddy's `header` handler, and no check (what the headers cost)",
+	"S-hdr": "the check against a plain site that sets the same three headers with `header` (the check without its headers' cost)",
+}
+
 // pairOrder returns servers in the order of repetition rep: a site and the
 // same process's plain site (which comes right before it) swap places in
 // every other repetition, so that neither side always runs first.
@@ -229,14 +236,9 @@ func (b *bench) summarizeLoad(names []string, res map[string][]sample) {
 	for _, n := range names {
 		if e0 := res[n+"/plain"]; e0 != nil {
 			rs := ratios(pluck(res[n], cpu), pluck(e0, cpu))
-			if n == "H" { // no check: the headers' own cost
-				fmt.Fprintf(&b.out, "- %s, one process: three response headers as long as the check's, set by Caddy's `header` handler, and no check: Caddy CPU per request %s (median [IQR] of %d pairs; the floor under S-quota's e/e0).\n",
-					n, spread(rs, "%.3f"), len(rs))
-				continue
-			}
-			if n == "S-hdr" { // its plain site sends the check's headers too
-				fmt.Fprintf(&b.out, "- %s, one process: the check without the cost of writing its headers (its plain site sets them with `header`): Caddy CPU per request %s (median [IQR] of %d pairs; a decomposition, not e/e0).\n",
-					n, spread(rs, "%.3f"), len(rs))
+			if what, ok := splitPairs[n]; ok {
+				fmt.Fprintf(&b.out, "- %s, one process: %s: Caddy CPU per request %s (median [IQR] of %d pairs; a split of S-quota's e/e0, not e/e0).\n",
+					n, what, spread(rs, "%.3f"), len(rs))
 				continue
 			}
 			fmt.Fprintf(&b.out, "- %s, one process: the site with the check against the same process's site without it: Caddy CPU per request %s (e/e0, median [IQR] of %d pairs; target ≤ 1.02: %s), throughput %.3f×.\n",
