@@ -144,6 +144,7 @@ func (b *bench) loadRuns(ctx context.Context, servers []*server) error {
 // S-quota's: what each measures.
 var splitPairs = map[string]string{
 	"H":     "three response headers as long as the check's, set by Caddy's `header` handler, and no check (what the headers cost)",
+	"F":     "the floor: SHA-256 of the token, one map lookup, one atomic add and the three headers, nothing else checked (the least any check with these headers costs)",
 	"S-hdr": "the check against a plain site that sets the same three headers with `header` (the check without its headers' cost)",
 }
 

@@ -17,10 +17,14 @@
 //	         headers with `header`                   bench/caddy/S-hdr.Caddyfile
 //	H      one process, the three headers set by `header` and no check,
 //	       beside the same site bare (H/plain)     bench/caddy/H.Caddyfile
+//	F      one process, bench_floor (bench/floor): SHA-256, a map lookup,
+//	       an atomic add and the three headers, beside the same site bare
+//	                                               bench/caddy/F.Caddyfile
 //
-// (S, S-quota, S-noexp, S-hdr and H are not run by default: CONFIGS=A,S,S-quota
+// (S, S-quota, S-noexp, S-hdr, H and F are not run by default: CONFIGS=A,S,S-quota
 // gives the check's cost against the same process without it, e/e0; H and
-// S-hdr split it into the headers' cost and the check's)
+// S-hdr split it into the headers' cost and the check's; F is the least any
+// check with those headers costs)
 // and measures them interleaved (A A-app B B-quota C D A A-app B B-quota C D …) with wrk,
 // 64 tokens sent in turn: requests/s, p50 and p99 latency, server CPU per
 // request from /proc/PID/stat, database queries per request and Go GC

@@ -129,4 +129,5 @@ var configDesc = map[string]string{
 	"S-noexp": "S with expires_header off",
 	"S-hdr":   "S-quota; its plain site sets three headers of the same length",
 	"H":       "H header handler setting the three headers, no check",
+	"F":       "F floor: SHA-256, one map lookup, one atomic add and the three headers",
 }

@@ -58,9 +58,9 @@ func buildTemp(race bool) (string, error) {
 }
 
 // Build runs `go build` of internal/caddybin to path, with -race when race
-// is set. It is the one place that builds the gateway binary for tests and
-// benchmarks.
-func Build(path string, race bool) error {
+// is set and the build tags tags. It is the one place that builds the
+// gateway binary for tests and benchmarks.
+func Build(path string, race bool, tags ...string) error {
 	root, err := moduleRoot()
 	if err != nil {
 		return err
@@ -68,6 +68,9 @@ func Build(path string, race bool) error {
 	args := []string{"build"}
 	if race {
 		args = append(args, "-race")
+	}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
 	}
 	cmd := exec.Command("go", append(args, "-o", path, "./internal/caddybin")...)
 	cmd.Dir = root
