@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // Kinds of counted subjects, as the store keys them.
@@ -183,8 +184,16 @@ type Token struct {
 	id   string
 	user *User
 	// lastIP is the last client address, as Caddy's client_ip gave it;
-	// addrDirty tells the next flush to write it.
-	lastIP atomic.Pointer[string]
+	// addrDirty tells the next flush to write it. lastIPHash is its
+	// maphash, so that a request from the same address compares on this
+	// line instead of following lastIP to two other objects.
+	lastIP     atomic.Pointer[string]
+	lastIPHash atomic.Uint64
+	// idAt is where the id a caller last found this state by keeps its
+	// bytes (the verifier's cache entry, which never changes them): the
+	// same pointer and length is the same id without reading the bytes.
+	// It keeps that memory alive while it is stored.
+	idAt atomic.Pointer[byte]
 	// text caches a header value built from the token's limits (the
 	// RateLimit-Policy), so that a hit does not format it again.
 	text atomic.Pointer[limitsText]
@@ -192,13 +201,12 @@ type Token struct {
 	// front table, which may still hold it, no longer hands it out.
 	dropped   atomic.Bool
 	addrDirty atomic.Bool
-	_         [16]byte
 
 	win  window
 	_    [16]byte
 	days [2]day // by day number & 1
 
-	mu sync.Mutex // guards carry, and rolls the day slots
+	mu sync.Mutex // guards carry, rolls the day slots, pairs lastIP with its hash
 	// carry holds counts of a day whose slot was reused before a flush
 	// took them.
 	carry []Usage
@@ -267,7 +275,7 @@ func (c *Counters) Token(id, userID string) *Token {
 	i, j := frontSlotsOf(h)
 	f, g := &c.front[i], &c.front[j]
 	for _, s := range [2]*atomic.Pointer[Token]{f, g} {
-		if t := s.Load(); t != nil && t.id == id && !t.dropped.Load() {
+		if t := s.Load(); t != nil && t.isID(id) && !t.dropped.Load() {
 			return t
 		}
 	}
@@ -282,6 +290,20 @@ func (c *Counters) Token(id, userID string) *Token {
 	}
 	f.Store(t)
 	return t
+}
+
+// isID reports whether the state is id's. It reads id's bytes only when
+// they are not where they were last time, and then remembers where they are.
+func (t *Token) isID(id string) bool {
+	p := unsafe.StringData(id)
+	if len(id) == len(t.id) && p != nil && t.idAt.Load() == p {
+		return true
+	}
+	if t.id != id {
+		return false
+	}
+	t.idAt.Store(p)
+	return true
 }
 
 // newToken creates the state of id in sh, its shard, unless another call
@@ -366,11 +388,22 @@ func (t *Token) RefuseIP(now time.Time) {
 // Seen records ip (a client address as text) as the token's last; it
 // allocates only when the address changes.
 func (t *Token) Seen(ip string) {
-	if p := t.lastIP.Load(); (p != nil && *p == ip) || ip == "" {
+	if ip == "" {
+		return
+	}
+	// A different address with the same 64-bit hash (seeded per process)
+	// would go unrecorded until the next change: a stale display, never a
+	// wrong decision.
+	h := maphash.String(seed, ip)
+	if t.lastIPHash.Load() == h && t.lastIP.Load() != nil {
 		return
 	}
 	s := strings.Clone(ip)
+	// Under mu, so that the address and the hash stored last are a pair.
+	t.mu.Lock()
 	t.lastIP.Store(&s)
+	t.lastIPHash.Store(h)
+	t.mu.Unlock()
 	t.addrDirty.Store(true)
 }
 

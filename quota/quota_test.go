@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -382,5 +383,55 @@ func TestTokenLayout(t *testing.T) {
 		if p := uintptr(unsafe.Pointer(c.Token(fmt.Sprint("t", i), "u"))); p%64 != 0 {
 			t.Errorf("a Token at %#x, not on a 64-byte boundary", p)
 		}
+	}
+}
+
+// TestTokenFoundByWhereItsIDIs: a state is found again by an id whose
+// bytes sit where they sat last time without comparing them, but a
+// prefix of those bytes (the same pointer, a shorter length) is another id,
+// also when both share a slot of the front table.
+func TestTokenFoundByWhereItsIDIs(t *testing.T) {
+	// An id and a prefix of it whose first front slots are the same.
+	var long, short string
+	for i := 0; long == ""; i++ {
+		s := fmt.Sprintf("tok-%d-x", i)
+		a, _ := frontSlotsOf(maphash.String(seed, s))
+		if b, _ := frontSlotsOf(maphash.String(seed, s[:len(s)-1])); a == b {
+			long, short = s, s[:len(s)-1]
+		}
+	}
+	c := New(Config{})
+	a := c.Token(long, "u")
+	if again := c.Token(long, "u"); again != a {
+		t.Fatal("the same id at the same place found another state")
+	}
+	if copied := c.Token(strings.Clone(long), "u"); copied != a {
+		t.Fatal("the same id elsewhere found another state")
+	}
+	a = c.Token(long, "u") // its place is long's again
+	if p := c.Token(short, "u"); p == a || p.id != short {
+		t.Fatalf("%s, a prefix at %s's place, got %q's state", short, long, p.id)
+	}
+}
+
+// TestSeenAgain: the last address follows changes, also back to an
+// address seen before.
+func TestSeenAgain(t *testing.T) {
+	c := New(Config{})
+	tk := c.Token("t", "u")
+	for _, ip := range []string{"192.0.2.1", "192.0.2.1", "2001:db8::1", "192.0.2.1"} {
+		tk.Seen(ip)
+		c.TakeUsage() // clears the dirty mark, as a flush does
+	}
+	if p := tk.lastIP.Load(); p == nil || *p != "192.0.2.1" {
+		t.Fatalf("last address %v, want 192.0.2.1", p)
+	}
+	tk.Seen("2001:db8::1")
+	if _, addrs := c.TakeUsage(); addrs["t"] != netip.MustParseAddr("2001:db8::1") {
+		t.Fatalf("flushed address %v, want 2001:db8::1", addrs["t"])
+	}
+	tk.Seen("2001:db8::1")
+	if _, addrs := c.TakeUsage(); len(addrs) != 0 {
+		t.Fatalf("an unchanged address was flushed again: %v", addrs)
 	}
 }
