@@ -218,11 +218,7 @@ type negTable struct {
 
 // newNegTable returns a table of at least n slots (a power of two).
 func newNegTable(n int) *negTable {
-	b := 1
-	for b*negWays < n {
-		b *= 2
-	}
-	return &negTable{buckets: make([][negWays]negSlot, b)}
+	return &negTable{buckets: make([][negWays]negSlot, pow2AtLeast((n+negWays-1)/negWays))}
 }
 
 func (t *negTable) bucket(h *token.Hash) (*[negWays]negSlot, *sync.Mutex) {

@@ -394,9 +394,9 @@ func (v *Verifier) promote(f *atomic.Pointer[entry], e *entry, gen uint64) {
 	v.mu.RUnlock()
 }
 
-// pow2AtLeast returns the smallest power of two at least n (n >= 1).
-func pow2AtLeast(n int) int {
-	p := 1
+// pow2AtLeast returns the smallest power of two at least n (1 for n <= 1).
+func pow2AtLeast[T int | int64](n T) T {
+	p := T(1)
 	for p < n {
 		p *= 2
 	}
@@ -411,10 +411,7 @@ func pow2AtLeast(n int) int {
 // would otherwise get 16.8 M counters, 34 MB of sketch, where 8.4 M do).
 func numCounters(max int64) int64 {
 	want := 10 * max
-	up := int64(1)
-	for up < want {
-		up *= 2
-	}
+	up := pow2AtLeast(want)
 	if down := up / 2; down > 0 && float64(want)/float64(down) < float64(up)/float64(want) {
 		return down
 	}
